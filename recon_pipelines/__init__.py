@@ -1,0 +1,1 @@
+"""recon_pipelines: declarative data reconciliation on Dagster."""

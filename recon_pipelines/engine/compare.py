@@ -1,0 +1,412 @@
+"""The comparison engine: two sides in, discrepancies out, all set-based in DuckDB.
+
+It runs in two steps, which the Dagster graph shows as two assets:
+
+``match``
+    Audits keys (null/empty keys, ids without a mapping, duplicate keys: each is
+    its own discrepancy and never paired), then full-joins the sides on the key
+    carrying only one 64-bit hash of each record's compared fields. Pairs whose
+    hashes are equal are identical and are only counted; the *candidate pairs*
+    (hashes differ, or one side missing) are fetched whole into ``__pairs``.
+    This costs about one scan of each side plus a join on (key, hash), whatever
+    the drift (measured in benchmarks/).
+
+``evaluate``
+    Applies each field's rule to the candidate pairs only and unpivots the
+    disagreements into one row per (record, field) with both raw values, the
+    reason, the size of the difference, a severity and a stable id.
+
+Hash equality stands for raw equality; a 64-bit collision between a record's
+two versions would hide a difference with probability about 2^-64 per record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+import duckdb
+import pyarrow as pa
+
+from recon_pipelines.engine.rules import compile_rule, hash_operand
+from recon_pipelines.engine.severity import severity_sql
+from recon_pipelines.spec.models import ReconciliationSpec, TimestampRule
+from recon_pipelines.sqlutil import quote_ident as q
+from recon_pipelines.sqlutil import sql_literal
+
+RECORD_REASONS = {
+    "only_in_a": "missing_in_b",
+    "only_in_b": "missing_in_a",
+    "duplicate_key_a": "duplicate_key",
+    "duplicate_key_b": "duplicate_key",
+    "invalid_key_a": "invalid_key",
+    "invalid_key_b": "invalid_key",
+    "unmapped_a": "no_mapping",
+    "unmapped_b": "no_mapping",
+}
+
+DISCREPANCY_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("reconciliation", pa.string()),
+        ("kind", pa.string()),
+        ("key", pa.string()),
+        ("field", pa.string()),
+        ("reason", pa.string()),
+        ("value_a", pa.string()),
+        ("value_b", pa.string()),
+        ("difference", pa.float64()),
+        ("relative_difference", pa.float64()),
+        ("severity", pa.string()),
+        ("detail", pa.string()),
+    ]
+)
+_SEP = "\x1f"  # unit separator: cannot occur in a rendered key by accident
+
+
+class ComparisonError(RuntimeError):
+    """The comparison cannot run (an unreadable side, an ambiguous mapping); names the cause."""
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side as the engine reads it: a DuckDB table expression and the source column
+    behind each key and field name of the spec."""
+
+    scan: str
+    columns: Mapping[str, str]
+    label: str = ""
+
+
+@dataclass
+class MatchStats:
+    rows_a: int = 0
+    rows_b: int = 0
+    invalid_key_rows_a: int = 0
+    invalid_key_rows_b: int = 0
+    unmapped_rows_a: int = 0
+    unmapped_rows_b: int = 0
+    duplicate_keys_a: int = 0
+    duplicate_keys_b: int = 0
+    duplicate_rows_a: int = 0
+    duplicate_rows_b: int = 0
+    only_in_a: int = 0
+    only_in_b: int = 0
+    matched: int = 0
+    identical: int = 0
+    candidate_pairs: int = 0
+
+
+@dataclass
+class FieldStats:
+    mismatches: int = 0
+    within_tolerance: int = 0
+    max_within_tolerance: float | None = None
+
+
+@dataclass
+class ComparisonResult:
+    discrepancies: pa.Table
+    match: MatchStats
+    fields: dict[str, FieldStats] = field(default_factory=dict)
+
+    @property
+    def counts_by_kind(self) -> dict[str, int]:
+        kinds = self.discrepancies.column("kind").to_pylist()
+        return {k: kinds.count(k) for k in sorted(set(kinds))}
+
+    def summary(self) -> dict:
+        return {
+            **asdict(self.match),
+            "discrepancies": self.discrepancies.num_rows,
+            "by_kind": self.counts_by_kind,
+            "fields": {name: asdict(stats) for name, stats in self.fields.items()},
+        }
+
+
+def side_columns(spec: ReconciliationSpec, side: str) -> dict[str, str]:
+    """Spec name -> source column for one side ("a" or "b"): keys first, then fields."""
+    columns = {k.name: getattr(k, side) for k in spec.key}
+    columns.update({f.name: getattr(f, side) for f in spec.fields})
+    return columns
+
+
+def discrepancy_id(reconciliation: str, kind: str, key: str, field: str | None) -> str:
+    """Stable id of a disagreement: the same record, field and kind give the same id on every run."""
+    raw = _SEP.join([reconciliation, kind, key, field or ""])
+    return hashlib.md5(raw.encode("utf-8")).hexdigest()[:24]
+
+
+def render_key(values: list) -> str:
+    """The key as stored in the tracker: the bare value for one key field, a JSON list for several."""
+    if len(values) == 1:
+        return "<null>" if values[0] is None else str(values[0])
+    return json.dumps([None if v is None else str(v) for v in values], separators=(",", ":"))
+
+
+def connect(memory_limit: str | None = None, temp_directory: str | None = None) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    # Output order is irrelevant here and keeping it costs memory and time on large joins.
+    con.execute("SET preserve_insertion_order = false")
+    if memory_limit or os.environ.get("RECON_DUCKDB_MEMORY_LIMIT"):
+        con.execute(f"SET memory_limit = {sql_literal(memory_limit or os.environ['RECON_DUCKDB_MEMORY_LIMIT'])}")
+    if temp_directory:
+        con.execute(f"SET temp_directory = {sql_literal(temp_directory)}")
+    return con
+
+
+def compare(
+    spec: ReconciliationSpec, side_a: Side, side_b: Side, mapping: Side | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> ComparisonResult:
+    """Match and evaluate in one go (``recon run``, tests, the benchmark)."""
+    con = con or connect()
+    stats = match(con, spec, side_a, side_b, mapping)
+    table, fields = evaluate(con, spec, "__pairs")
+    return ComparisonResult(table, stats, fields)
+
+
+# --------------------------------------------------------------------------- match
+
+
+def match(
+    con: duckdb.DuckDBPyConnection, spec: ReconciliationSpec, side_a: Side, side_b: Side,
+    mapping: Side | None = None,
+) -> MatchStats:
+    """Pair the sides by key; leaves the candidate pairs and key anomalies in ``__pairs``."""
+    keys = [k.name for k in spec.key]
+    fields = [f.name for f in spec.fields]
+    _create_side_views(con, spec, side_a, side_b, mapping)
+    types_a, types_b = _types(con, "__a"), _types(con, "__b")
+
+    # Key audit: rows that cannot be matched are reported, never paired.
+    key_list = ", ".join(map(q, keys))
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE __dups AS
+        SELECT 'a' AS side, {key_list}, count(*) AS n FROM __a WHERE __flag IS NULL GROUP BY ALL HAVING count(*) > 1
+        UNION ALL
+        SELECT 'b' AS side, {key_list}, count(*) AS n FROM __b WHERE __flag IS NULL GROUP BY ALL HAVING count(*) > 1""")
+    has_dups = con.execute("SELECT count(*) FROM __dups").fetchone()[0] > 0
+    not_dup = f"AND NOT EXISTS (SELECT 1 FROM __dups d WHERE {_join_on('d', 's', keys)})" if has_dups else ""
+
+    def hashed(view: str, side: str, own: dict, other: dict) -> str:
+        operands = [hash_operand(spec.rule(f), q(f), own[f], other[f], side) for f in fields] or ["0"]
+        # Fields where null-vs-null is itself a discrepancy cannot be settled by hash equality.
+        strict_nulls = [f"{q(f)} IS NULL" for f in fields if spec.rule(f).nulls.both_null == "differ"]
+        strict = f", ({' OR '.join(strict_nulls)}) AS __strict" if strict_nulls else ", FALSE AS __strict"
+        return f"SELECT {key_list}, hash({', '.join(operands)}) AS __h{strict} FROM {view} s WHERE __flag IS NULL {not_dup}"
+
+    key_pick = ", ".join(f"coalesce(x.{q(k)}, y.{q(k)}) AS {q(k)}" for k in keys)
+    first_key = q(keys[0])
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE __cand AS
+        SELECT {key_pick}, x.{first_key} IS NOT NULL AS in_a, y.{first_key} IS NOT NULL AS in_b
+        FROM ({hashed('__a', 'a', types_a, types_b)}) x
+        FULL JOIN ({hashed('__b', 'b', types_b, types_a)}) y ON {_join_on('x', 'y', keys)}
+        WHERE x.{first_key} IS NULL OR y.{first_key} IS NULL OR x.__h <> y.__h OR x.__strict OR y.__strict""")
+
+    # Fetch the candidate records whole; identical pairs never leave the scan.
+    key_text = _key_text([f"c.{q(k)}" for k in keys])
+    values_a = ", ".join(f"ca.{q(f)} AS {q('a__' + f)}" for f in fields)
+    values_b = ", ".join(f"cb.{q(f)} AS {q('b__' + f)}" for f in fields)
+    nulls_a = ", ".join(f"CAST(NULL AS {types_a[f]}) AS {q('a__' + f)}" for f in fields)
+    nulls_b = ", ".join(f"CAST(NULL AS {types_b[f]}) AS {q('b__' + f)}" for f in fields)
+    sep = ", " if fields else ""
+    anomaly_key = _key_text([f"s.{q(k)}" for k in keys])
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE __pairs AS
+        WITH ca AS (SELECT * FROM __a s SEMI JOIN (SELECT {key_list} FROM __cand WHERE in_a) c USING ({key_list}) WHERE __flag IS NULL {not_dup}),
+             cb AS (SELECT * FROM __b s SEMI JOIN (SELECT {key_list} FROM __cand WHERE in_b) c USING ({key_list}) WHERE __flag IS NULL {not_dup})
+        SELECT CASE WHEN c.in_a AND c.in_b THEN 'pair' WHEN c.in_a THEN 'only_in_a' ELSE 'only_in_b' END AS __status,
+               {key_text} AS __key, 1::BIGINT AS __count{sep}{values_a}{sep}{values_b}
+        FROM __cand c LEFT JOIN ca ON {_join_on('c', 'ca', keys)} LEFT JOIN cb ON {_join_on('c', 'cb', keys)}
+        UNION ALL
+        SELECT 'duplicate_key_' || s.side, {anomaly_key}, s.n{sep}{nulls_a}{sep}{nulls_b} FROM __dups s
+        UNION ALL
+        SELECT s.__flag, {anomaly_key}, count(*){sep}{nulls_a}{sep}{nulls_b} FROM __a s WHERE __flag IS NOT NULL GROUP BY ALL
+        UNION ALL
+        SELECT s.__flag, {anomaly_key}, count(*){sep}{nulls_a}{sep}{nulls_b} FROM __b s WHERE __flag IS NOT NULL GROUP BY ALL""")
+    return _match_stats(con)
+
+
+def _create_side_views(con, spec: ReconciliationSpec, side_a: Side, side_b: Side, mapping: Side | None) -> None:
+    keys = [k.name for k in spec.key]
+    for name, side in (("__a_raw", side_a), ("__b_raw", side_b)):
+        select = ", ".join(f"{q(col)} AS {q(canonical)}" for canonical, col in side.columns.items())
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {select} FROM {side.scan}")
+            con.execute(f"SELECT * FROM {name} LIMIT 0")
+        except duckdb.Error as exc:
+            raise ComparisonError(f"{side.label or name}: {_first_line(exc)}") from None
+    raw_a, raw_b = _types(con, "__a_raw"), _types(con, "__b_raw")
+
+    # Keys typed differently on each side (an int id against a text id) are joined as text.
+    def key_expr(k: str, view_types: dict, other: dict) -> str:
+        return q(k) if view_types[k] == other[k] else f"CAST({q(k)} AS VARCHAR)"
+
+    def invalid(view_types: dict, other: dict) -> str:
+        tests = []
+        for k in keys:
+            tests.append(f"{q(k)} IS NULL")
+            if view_types[k] == "VARCHAR":
+                tests.append(f"trim({q(k)}) = ''")
+        return " OR ".join(tests)
+
+    if mapping is None:
+        for view, own, other in (("__a", raw_a, raw_b), ("__b", raw_b, raw_a)):
+            key_select = ", ".join(f"{key_expr(k, own, other)} AS {q(k)}" for k in keys)
+            flag = f"CASE WHEN {invalid(own, other)} THEN 'invalid_key_{view[-1]}' END"
+            others = ", ".join(q(f.name) for f in spec.fields)
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT {key_select}{', ' if others else ''}{others}, {flag} AS __flag FROM {view}_raw")
+        return
+    _create_mapped_views(con, spec, mapping, raw_a, raw_b, invalid)
+
+
+def _create_mapped_views(con, spec, mapping: Side, raw_a: dict, raw_b: dict, invalid) -> None:
+    """B's ids are translated to A's through the mapping table; ids absent from it are 'unmapped'."""
+    key = spec.key[0].name
+    a_col, b_col = mapping.columns["a"], mapping.columns["b"]
+    try:
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE __map AS SELECT DISTINCT CAST({q(a_col)} AS VARCHAR) AS a_id,
+            CAST({q(b_col)} AS VARCHAR) AS b_id FROM {mapping.scan} WHERE {q(a_col)} IS NOT NULL AND {q(b_col)} IS NOT NULL""")
+    except duckdb.Error as exc:
+        raise ComparisonError(f"{mapping.label or 'key_mapping'}: {_first_line(exc)}") from None
+    for column in ("a_id", "b_id"):
+        clash = con.execute(f"SELECT {column}, count(*) FROM __map GROUP BY 1 HAVING count(*) > 1 ORDER BY 1 LIMIT 1").fetchone()
+        if clash:
+            raise ComparisonError(
+                f"{mapping.label or 'key_mapping'}: id {clash[0]!r} ({column[0].upper()} side) maps to {clash[1]} different ids; "
+                "a mapping must be one-to-one"
+            )
+    others = ", ".join(f"s.{q(f.name)}" for f in spec.fields)
+    others = f", {others}" if others else ""
+    con.execute(f"""CREATE OR REPLACE TEMP VIEW __a AS SELECT CAST(s.{q(key)} AS VARCHAR) AS {q(key)}{others},
+        CASE WHEN {invalid(raw_a, raw_a).replace(q(key), 's.' + q(key))} THEN 'invalid_key_a'
+             WHEN m.a_id IS NULL THEN 'unmapped_a' END AS __flag
+        FROM __a_raw s LEFT JOIN __map m ON m.a_id = CAST(s.{q(key)} AS VARCHAR)""")
+    # An unmapped B record keeps its own id, so the operator can find it in B.
+    con.execute(f"""CREATE OR REPLACE TEMP VIEW __b AS SELECT coalesce(m.a_id, CAST(s.{q(key)} AS VARCHAR)) AS {q(key)}{others},
+        CASE WHEN {invalid(raw_b, raw_b).replace(q(key), 's.' + q(key))} THEN 'invalid_key_b'
+             WHEN m.b_id IS NULL THEN 'unmapped_b' END AS __flag
+        FROM __b_raw s LEFT JOIN __map m ON m.b_id = CAST(s.{q(key)} AS VARCHAR)""")
+
+
+def _match_stats(con) -> MatchStats:
+    row = con.execute("""SELECT
+        (SELECT count(*) FROM __a), (SELECT count(*) FROM __b),
+        sum(__count) FILTER (__status = 'invalid_key_a'), sum(__count) FILTER (__status = 'invalid_key_b'),
+        sum(__count) FILTER (__status = 'unmapped_a'), sum(__count) FILTER (__status = 'unmapped_b'),
+        count(*) FILTER (__status = 'duplicate_key_a'), count(*) FILTER (__status = 'duplicate_key_b'),
+        sum(__count) FILTER (__status = 'duplicate_key_a'), sum(__count) FILTER (__status = 'duplicate_key_b'),
+        count(*) FILTER (__status = 'only_in_a'), count(*) FILTER (__status = 'only_in_b'),
+        count(*) FILTER (__status = 'pair')
+        FROM __pairs""").fetchone()
+    values = [int(v or 0) for v in row]
+    stats = MatchStats(*values[:12])
+    stats.candidate_pairs = values[12]
+    stats.matched = (
+        stats.rows_a - stats.invalid_key_rows_a - stats.unmapped_rows_a - _dup_excluded_rows(con, "a") - stats.only_in_a
+    )
+    stats.identical = stats.matched - stats.candidate_pairs
+    return stats
+
+
+def _dup_excluded_rows(con, side: str) -> int:
+    """Rows of ``side`` left out of matching because their key is duplicated on either side."""
+    if con.execute("SELECT count(*) FROM __dups").fetchone()[0] == 0:
+        return 0
+    on = " AND ".join(f"d.{c} = s.{c}" for c in _key_columns(con))
+    return con.execute(
+        f"SELECT count(*) FROM __{side} s WHERE __flag IS NULL AND EXISTS (SELECT 1 FROM __dups d WHERE {on})"
+    ).fetchone()[0]
+
+
+def _key_columns(con) -> list[str]:
+    return [q(name) for name in _types(con, "__dups") if name not in ("side", "n")]
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def evaluate(con: duckdb.DuckDBPyConnection, spec: ReconciliationSpec, pairs: str) -> tuple[pa.Table, dict[str, FieldStats]]:
+    """Apply the field rules to the candidate pairs in ``pairs`` (a table or table expression)."""
+    types = _types(con, pairs)
+    fields = []
+    for rule in spec.fields:
+        a, b = q("a__" + rule.name), q("b__" + rule.name)
+        fields.append(compile_rule(rule, a, b, types["a__" + rule.name], types["b__" + rule.name]))
+
+    computed = "".join(
+        f", {f.reason} AS {q('r__' + f.name)}, {f.difference} AS {q('d__' + f.name)}, "
+        f"{f.relative} AS {q('p__' + f.name)}, {f.raw_differs} AS {q('x__' + f.name)}, {f.detail} AS {q('t__' + f.name)}"
+        for f in fields
+    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE __eval AS SELECT *{computed} FROM {pairs} WHERE __status = 'pair'")
+
+    parts = [
+        f"""SELECT 'field_mismatch' AS kind, __key AS key, {sql_literal(f.name)} AS field, {q('r__' + f.name)} AS reason,
+            CAST({q('a__' + f.name)} AS VARCHAR) AS value_a, CAST({q('b__' + f.name)} AS VARCHAR) AS value_b,
+            {q('d__' + f.name)} AS difference, {q('p__' + f.name)} AS relative_difference, {q('t__' + f.name)} AS detail
+            FROM __eval WHERE {q('r__' + f.name)} IS NOT NULL"""
+        for f in fields
+    ]
+    record_a = _record_json([f.name for f in spec.fields], "a__")
+    record_b = _record_json([f.name for f in spec.fields], "b__")
+    reasons = " ".join(f"WHEN {sql_literal(k)} THEN {sql_literal(v)}" for k, v in RECORD_REASONS.items())
+    parts.append(f"""SELECT __status, __key, NULL, CASE __status {reasons} END,
+        CASE WHEN __status = 'only_in_a' THEN {record_a} WHEN __status LIKE '%\\_a' ESCAPE '\\' THEN CAST(__count AS VARCHAR) || ' record(s)' END,
+        CASE WHEN __status = 'only_in_b' THEN {record_b} WHEN __status LIKE '%\\_b' ESCAPE '\\' THEN CAST(__count AS VARCHAR) || ' record(s)' END,
+        NULL::DOUBLE, NULL::DOUBLE,
+        CASE WHEN __status LIKE 'only_in_%' THEN NULL ELSE CAST(__count AS VARCHAR) || ' record(s) with this key' END
+        FROM {pairs} WHERE __status <> 'pair'""")
+    union = "\nUNION ALL\n".join(parts)
+    name = sql_literal(spec.name)
+    severity = severity_sql(spec.severity, "kind", "field", "difference", "relative_difference")
+    table = con.sql(f"""SELECT
+            substr(md5({name} || chr(31) || kind || chr(31) || key || chr(31) || coalesce(field, '')), 1, 24) AS id,
+            {name} AS reconciliation, kind, key, field, reason, value_a, value_b, difference, relative_difference,
+            {severity} AS severity, detail
+        FROM ({union}) ORDER BY kind, key, field""").to_arrow_table()
+    table = table.cast(DISCREPANCY_SCHEMA)
+    return table, _field_stats(con, [f.name for f in fields])
+
+
+def _field_stats(con, names: list[str]) -> dict[str, FieldStats]:
+    if not names:
+        return {}
+    selects = ", ".join(
+        f"count({q('r__' + n)}), count(*) FILTER ({q('x__' + n)} AND {q('r__' + n)} IS NULL), "
+        f"max({q('d__' + n)}) FILTER ({q('x__' + n)} AND {q('r__' + n)} IS NULL)"
+        for n in names
+    )
+    row = con.execute(f"SELECT {selects} FROM __eval").fetchone()
+    return {n: FieldStats(int(row[3 * i]), int(row[3 * i + 1]), row[3 * i + 2]) for i, n in enumerate(names)}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _types(con, relation: str) -> dict[str, str]:
+    return {row[0]: row[1] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
+
+
+def _join_on(left: str, right: str, keys: list[str]) -> str:
+    return " AND ".join(f"{left}.{q(k)} = {right}.{q(k)}" for k in keys)
+
+
+def _key_text(columns: list[str]) -> str:
+    """SQL twin of ``render_key``."""
+    if len(columns) == 1:
+        return f"coalesce(CAST({columns[0]} AS VARCHAR), '<null>')"
+    return f"to_json([{', '.join(f'CAST({c} AS VARCHAR)' for c in columns)}])::VARCHAR"
+
+
+def _record_json(fields: list[str], prefix: str) -> str:
+    if not fields:
+        return "NULL"
+    return "to_json({" + ", ".join(f"{sql_literal(f)}: {q(prefix + f)}" for f in fields) + "})::VARCHAR"
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0][:500]

@@ -1,0 +1,68 @@
+"""The one small interface every source connector implements.
+
+A connector reads one side of a reconciliation and yields Arrow record batches
+whose schema it declares up front. It never holds the whole source in memory:
+callers stream the batches into a Parquet snapshot (see ``snapshot.py``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import pyarrow as pa
+
+
+class SourceError(RuntimeError):
+    """A source could not be read; the message names the source and never holds a secret."""
+
+
+@dataclass(frozen=True)
+class RecordFilter:
+    """Restricts a read to records modified in a window and/or to given keys.
+
+    Connectors that can push the filter down (SQL) do so; the others read
+    everything and the snapshot step filters the batches.
+    """
+
+    updated_column: str | None = None
+    modified_from: datetime | None = None
+    modified_to: datetime | None = None
+    key_column: str | None = None
+    keys: tuple | None = None
+
+
+class Connector(ABC):
+    """Reads one source. ``label`` is safe to log: it carries no credentials."""
+
+    label: str
+
+    @abstractmethod
+    def schema(self) -> pa.Schema:
+        """The columns the source offers, read cheaply (file footer, LIMIT 0, first page)."""
+
+    @abstractmethod
+    def batches(
+        self, columns: Sequence[str] | None = None, record_filter: RecordFilter | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream the records, restricted to ``columns`` when given, in the order of ``columns``."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; safe to call twice."""
+
+    def __enter__(self) -> "Connector":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def require_columns(schema: pa.Schema, columns: Sequence[str], label: str) -> None:
+    missing = [c for c in columns if c not in schema.names]
+    if missing:
+        raise SourceError(
+            f"{label}: column(s) {', '.join(map(repr, missing))} not found; "
+            f"the source has {', '.join(schema.names) or 'no columns'}"
+        )

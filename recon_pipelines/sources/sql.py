@@ -1,0 +1,170 @@
+"""SQL tables and queries through SQLAlchemy, streamed in chunks (server-side cursors
+where the driver has them), never ``fetchall``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import os
+from collections.abc import Iterator, Sequence
+
+import pyarrow as pa
+import sqlalchemy as sa
+
+from recon_pipelines.sources.base import Connector, RecordFilter, SourceError, require_columns
+from recon_pipelines.sources.types import declared_schema
+from recon_pipelines.spec.models import SqlSource
+
+# Keys filtered per statement: well under the bind-parameter limits of SQLite and PostgreSQL.
+KEYS_PER_STATEMENT = 5_000
+
+
+def normalize_url(url: str) -> str:
+    """SQLAlchemy 2.1 maps a bare postgresql:// URL to psycopg 3; this project ships psycopg2."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
+
+
+def redact_url(url: str) -> str:
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparseable URL is reported by create_engine; never echo it whole
+        return "<unparseable url>"
+
+
+class SqlConnector(Connector):
+    def __init__(self, spec: SqlSource, engine: sa.Engine | None = None):
+        self.spec = spec
+        url = spec.url
+        if spec.url_env:
+            url = os.environ.get(spec.url_env)
+            if not url:
+                raise SourceError(f"{spec.name or 'sql'}: environment variable {spec.url_env} is not set")
+        self._url = normalize_url(url)
+        what = spec.table or "query"
+        self.label = f"{spec.name or 'sql'} ({redact_url(self._url)} {what})"
+        self._engine = engine
+        self._schema: pa.Schema | None = None
+
+    @property
+    def engine(self) -> sa.Engine:
+        if self._engine is None:
+            try:
+                self._engine = sa.create_engine(self._url)
+            except Exception as exc:
+                raise SourceError(f"{self.label}: {type(exc).__name__}: {exc}") from None
+        return self._engine
+
+    def _selectable(self) -> sa.FromClause:
+        if self.spec.table:
+            return sa.table(self.spec.table, schema=self.spec.db_schema)
+        return sa.text(self.spec.query).columns().subquery("q")
+
+    def schema(self) -> pa.Schema:
+        if self._schema is not None:
+            return self._schema
+        declared = declared_schema(self.spec.columns)
+        try:
+            if self.spec.table:
+                table = sa.Table(self.spec.table, sa.MetaData(), schema=self.spec.db_schema, autoload_with=self.engine)
+                fields = [pa.field(c.name, _arrow_type(c.type)) for c in table.columns]
+            else:
+                with self.engine.connect() as conn:
+                    result = conn.execute(sa.text(f"SELECT * FROM ({self.spec.query}) q LIMIT 1000"))
+                    names = list(result.keys())
+                    sample = pa.Table.from_pylist([dict(zip(names, row)) for row in result], schema=None)
+                fields = [sample.schema.field(n) if n in sample.schema.names else pa.field(n, pa.string()) for n in names]
+                fields = [pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in fields]
+        except sa.exc.NoSuchTableError:
+            raise SourceError(f"{self.label}: table {self.spec.table!r} not found") from None
+        except sa.exc.SQLAlchemyError as exc:
+            raise SourceError(f"{self.label}: {type(exc).__name__}: {_first_line(exc)}") from None
+        schema = pa.schema(fields)
+        if declared is not None:
+            schema = pa.schema([declared.field(f.name) if f.name in declared.names else f for f in schema])
+        self._schema = schema
+        return schema
+
+    def batches(
+        self, columns: Sequence[str] | None = None, record_filter: RecordFilter | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        schema = self.schema()
+        columns = list(columns or schema.names)
+        require_columns(schema, columns, self.label)
+        out_schema = pa.schema([schema.field(c) for c in columns])
+        source = self._selectable()
+        base = sa.select(*[sa.column(c) for c in columns]).select_from(source)
+        base = base.where(*_window_clauses(record_filter))
+        for statement in _key_chunks(base, record_filter):
+            yield from self._stream(statement, out_schema)
+
+    def _stream(self, statement: sa.Select, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        try:
+            with self.engine.connect() as conn:
+                result = conn.execution_options(stream_results=True, yield_per=self.spec.chunk_size).execute(statement)
+                for rows in result.partitions(self.spec.chunk_size):
+                    columns = list(zip(*rows)) if rows else [[] for _ in schema]
+                    yield pa.RecordBatch.from_arrays(
+                        [_to_arrow(values, field) for values, field in zip(columns, schema)], schema=schema
+                    )
+        except sa.exc.SQLAlchemyError as exc:
+            raise SourceError(f"{self.label}: {type(exc).__name__}: {_first_line(exc)}") from None
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+def _window_clauses(f: RecordFilter | None) -> list:
+    if f is None or not f.updated_column:
+        return []
+    column = sa.column(f.updated_column)
+    clauses = []
+    if f.modified_from is not None:
+        clauses.append(column >= f.modified_from)
+    if f.modified_to is not None:
+        clauses.append(column < f.modified_to)
+    return clauses
+
+
+def _key_chunks(base: sa.Select, f: RecordFilter | None) -> Iterator[sa.Select]:
+    if f is None or f.keys is None or not f.key_column:
+        yield base
+        return
+    keys = list(f.keys)
+    for start in range(0, len(keys), KEYS_PER_STATEMENT):
+        chunk = keys[start : start + KEYS_PER_STATEMENT]
+        yield base.where(sa.cast(sa.column(f.key_column), sa.String).in_([str(k) for k in chunk]))
+
+
+def _to_arrow(values: Sequence, field: pa.Field) -> pa.Array:
+    try:
+        return pa.array(values, type=field.type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+        # Loosely typed databases (SQLite) can hold text in a numeric column: say which column,
+        # and how to read it as text so the engine reports the bad values as type mismatches.
+        raise SourceError(
+            f"column {field.name!r}: a value does not fit the type {field.type} ({exc}); "
+            f"declare it as text with `columns: {{{field.name}: varchar}}`"
+        ) from None
+
+
+def _arrow_type(sa_type: sa.types.TypeEngine) -> pa.DataType:
+    try:
+        python_type = sa_type.python_type
+    except NotImplementedError:
+        return pa.string()
+    return {
+        int: pa.int64(),
+        float: pa.float64(),
+        decimal.Decimal: pa.decimal128(38, 10),
+        bool: pa.bool_(),
+        str: pa.string(),
+        dt.datetime: pa.timestamp("us", tz="UTC") if getattr(sa_type, "timezone", False) else pa.timestamp("us"),
+        dt.date: pa.date32(),
+    }.get(python_type, pa.string())
+
+
+def _first_line(exc: Exception) -> str:
+    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]

@@ -1,0 +1,30 @@
+"""Reconciliation specs: the declarative model and its YAML loader."""
+
+from recon_pipelines.spec.loader import SpecError, load_spec, load_spec_dir, parse_spec
+from recon_pipelines.spec.models import (
+    KINDS,
+    ExactRule,
+    FileSource,
+    HttpSource,
+    NumericRule,
+    ReconciliationSpec,
+    SqlSource,
+    StringRule,
+    TimestampRule,
+)
+
+__all__ = [
+    "KINDS",
+    "ExactRule",
+    "FileSource",
+    "HttpSource",
+    "NumericRule",
+    "ReconciliationSpec",
+    "SpecError",
+    "SqlSource",
+    "StringRule",
+    "TimestampRule",
+    "load_spec",
+    "load_spec_dir",
+    "parse_spec",
+]

@@ -1,0 +1,186 @@
+"""Load reconciliation specs from YAML, with errors that name the file and field.
+
+The YAML accepts short forms that are expanded here before validation:
+``key: id`` or ``key: [region, id]``; ``fields: {plan: exact, amount: {compare: numeric}}``.
+Strings may reference environment variables as ``${VAR}`` or ``${VAR:-default}``;
+relative file paths are resolved against the spec file's folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from recon_pipelines.spec.models import ReconciliationSpec
+
+SPEC_SUFFIXES = (".yaml", ".yml")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class SpecError(ValueError):
+    """A spec that cannot be used: says which file, which field and what is wrong."""
+
+    def __init__(self, file: str | Path, path: str, message: str):
+        self.file, self.path, self.message = str(file), path, message
+        where = f"{self.file}: {path}" if path else self.file
+        super().__init__(f"{where}: {message}")
+
+
+def load_spec(path: str | Path) -> ReconciliationSpec:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecError(path, "", "file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else ""
+        raise SpecError(path, where, f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    return parse_spec(raw, source_file=path)
+
+
+def parse_spec(raw: Any, source_file: str | Path = "<spec>") -> ReconciliationSpec:
+    source_file = Path(source_file)
+    if not isinstance(raw, dict):
+        raise SpecError(source_file, "", "a spec must be a mapping with name, source_a, source_b, key and fields")
+    try:
+        data = _expand_env(raw, source_file, "")
+    except KeyError as exc:
+        raise SpecError(source_file, exc.args[1], f"environment variable {exc.args[0]} is not set") from None
+    data = _expand_short_forms(data, source_file)
+    try:
+        spec = ReconciliationSpec.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise SpecError(source_file, _location(first["loc"], data), _message(first)) from None
+    return _resolve_paths(spec, source_file.parent)
+
+
+def load_spec_dir(folder: str | Path) -> list[ReconciliationSpec]:
+    """Every spec of a folder, sorted by file name; names must be unique."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SpecError(folder, "", "spec folder not found")
+    specs, seen = [], {}
+    for file in sorted(p for p in folder.iterdir() if p.suffix in SPEC_SUFFIXES):
+        spec = load_spec(file)
+        if spec.name in seen:
+            raise SpecError(file, "name", f"{spec.name!r} is also the name of {seen[spec.name]}")
+        seen[spec.name] = file.name
+        specs.append(spec)
+    return specs
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _expand_env(value: Any, file: Path, path: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand_env(v, file, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, file, f"{path}.{i}") for i, v in enumerate(value)]
+    if isinstance(value, str) and "${" in value:
+
+        def sub(match: re.Match) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise KeyError(name, path)
+
+        return _ENV_REF.sub(sub, value)
+    return value
+
+
+def _expand_short_forms(data: dict, file: Path) -> dict:
+    data = dict(data)
+    key = data.get("key")
+    if isinstance(key, (str, dict)):
+        key = [key]
+    if isinstance(key, list):
+        data["key"] = [_named(k, file, f"key.{i}") for i, k in enumerate(key)]
+    fields = data.get("fields")
+    if isinstance(fields, dict):
+        expanded = []
+        for name, rule in fields.items():
+            if rule is None or isinstance(rule, str):
+                rule = {"compare": rule or "exact"}
+            if not isinstance(rule, dict):
+                raise SpecError(file, f"fields.{name}", "expected a rule name or a mapping of rule options")
+            expanded.append(_named({"name": str(name), **rule}, file, f"fields.{name}"))
+        data["fields"] = expanded
+    elif isinstance(fields, list):
+        data["fields"] = [_named(f, file, f"fields.{i}") for i, f in enumerate(fields)]
+    for item in data.get("fields") or []:
+        if isinstance(item, dict):
+            item.setdefault("compare", "exact")
+    return data
+
+
+def _named(item: Any, file: Path, path: str) -> Any:
+    """A key or field given as a bare name gets the same column name on both sides."""
+    if isinstance(item, str):
+        return {"name": item, "a": item, "b": item}
+    if isinstance(item, dict):
+        item = dict(item)
+        name = item.get("name") or item.get("a")
+        if name is None:
+            raise SpecError(file, path, "needs a name (or a and b column names)")
+        item.setdefault("name", name)
+        item.setdefault("a", name)
+        item.setdefault("b", item["a"] if "a" in item else name)
+        return item
+    return item
+
+
+def _location(loc: tuple, data: Any) -> str:
+    """Render a pydantic error location as a dotted path, naming list items by their name
+    and dropping the union tags pydantic inserts (``fields.amount.abs_tol``, not ``fields.3.numeric.abs_tol``)."""
+    parts: list[str] = []
+    node = data
+    for element in loc:
+        if isinstance(node, dict) and element not in node and element in (node.get("type"), node.get("compare")):
+            continue  # the discriminator tag of a union member
+        if isinstance(node, list) and isinstance(element, int) and element < len(node):
+            node = node[element]
+            parts.append(str(node["name"]) if isinstance(node, dict) and "name" in node else str(element))
+            continue
+        node = node.get(element) if isinstance(node, dict) else None
+        parts.append(str(element))
+    return ".".join(parts)
+
+
+def _message(error: dict) -> str:
+    kind = error["type"]
+    if kind == "union_tag_invalid":
+        expected = error.get("ctx", {}).get("expected_tags", "")
+        tag = error.get("ctx", {}).get("tag", "")
+        return f"unknown value {tag!r}; expected one of {expected}"
+    if kind == "extra_forbidden":
+        return "unknown option"
+    if kind == "missing":
+        return "required option missing"
+    message = error["msg"]
+    return message.removeprefix("Value error, ")
+
+
+def _resolve_paths(spec: ReconciliationSpec, base: Path) -> ReconciliationSpec:
+    def fix(source):
+        if getattr(source, "type", None) == "file" and not _is_absolute(source.path):
+            return source.model_copy(update={"path": str((base / source.path).resolve())})
+        return source
+
+    update: dict[str, Any] = {"source_a": fix(spec.source_a), "source_b": fix(spec.source_b)}
+    if spec.key_mapping is not None:
+        update["key_mapping"] = spec.key_mapping.model_copy(update={"source": fix(spec.key_mapping.source)})
+    return spec.model_copy(update=update)
+
+
+def _is_absolute(path: str) -> bool:
+    return os.path.isabs(path) or "://" in path
