@@ -53,7 +53,7 @@ class FileConnector(Connector):
             self._check_exists()
             try:
                 with duckdb.connect() as con:
-                    self._schema = con.execute(f"SELECT * FROM {self.scan_sql()} LIMIT 0").to_arrow_table().schema
+                    self._schema = con.sql(f"SELECT * FROM {self.scan_sql()} LIMIT 0").to_arrow_table().schema
             except duckdb.Error as exc:
                 raise SourceError(f"{self.label}: cannot read: {exc}") from None
         return self._schema

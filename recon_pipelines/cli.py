@@ -1,0 +1,204 @@
+"""The ``recon`` command line: validate specs, run one reconciliation, read the tracker.
+
+Exit codes follow diff tools: 0 the sides agree, 1 discrepancies were found, 2 an error.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from recon_pipelines.engine import ComparisonError
+from recon_pipelines.sources.base import SourceError
+from recon_pipelines.spec import SpecError, load_spec, load_spec_dir
+from recon_pipelines.spec.checks import check_sources
+
+SPEC_DIR_ENV = "RECON_SPEC_DIR"
+
+OUTPUT_COLUMNS = ("id", "kind", "key", "field", "value_a", "value_b", "severity", "reason", "difference", "detail")
+EXIT_AGREE, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
+
+
+class ReconGroup(click.Group):
+    """Turns the project's own errors into one line on stderr and exit code 2, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (SpecError, SourceError, ComparisonError, LookupError, ValueError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_ERROR)
+
+
+@click.group(cls=ReconGroup)
+@click.version_option(package_name="recon_pipelines")
+def main() -> None:
+    """Reconcile two systems and track every discrepancy until it is resolved."""
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--offline", is_flag=True, help="Check the specs only; do not open the sources to check their columns.")
+def validate(paths: tuple[Path, ...], offline: bool) -> None:
+    """Load and check specs (a folder, or files); by default also check that every column exists."""
+    targets = list(paths) or [Path(os.environ.get(SPEC_DIR_ENV, "specs"))]
+    count = 0
+    for target in targets:
+        loaded = load_spec_dir(target) if target.is_dir() else [load_spec(target)]
+        for spec in loaded:
+            if not offline:
+                check_sources(spec, _spec_file(target, spec))
+            click.echo(f"ok  {spec.name}  ({spec.source_names[0]} vs {spec.source_names[1]}, "
+                       f"{len(spec.key)} key field(s), {len(spec.fields)} compared field(s))")
+            count += 1
+    click.echo(f"{count} spec(s) valid")
+
+
+@main.command()
+@click.argument("spec_file", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
+              help="How discrepancies are written (json: one JSON object per line).")
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="Write discrepancies to this file instead of stdout.")
+@click.option("--limit", type=int, default=50, show_default=True, help="Rows shown by --format table on stdout.")
+def run(spec_file: Path, fmt: str, output: Path | None, limit: int) -> None:
+    """Run one reconciliation without Dagster and report what disagrees. Exit 1 when anything does."""
+    from recon_pipelines.runner import run_reconciliation
+
+    spec = load_spec(spec_file)
+    check_sources(spec, spec_file)  # a missing column is named by its spec field, before any work
+    result = run_reconciliation(spec)
+    rows = result.discrepancies.to_pylist()
+    summary = result.summary()
+    # With json/csv on stdout the summary goes to stderr, so stdout stays machine-readable.
+    click.echo(_summary_text(spec.name, spec.source_names, summary), err=output is None and fmt != "table")
+    if output is not None:
+        with output.open("w", encoding="utf-8", newline="") as handle:
+            _write(rows, "json" if fmt == "table" else fmt, handle)
+        click.echo(f"{len(rows)} discrepancies written to {output}")
+    elif rows:
+        if fmt == "table":
+            click.echo(_table(rows[:limit]))
+            if len(rows) > limit:
+                click.echo(f"... {len(rows) - limit} more (use --output FILE or --format json for all)")
+        else:
+            _write(rows, fmt, sys.stdout)
+    sys.exit(EXIT_FOUND if rows else EXIT_AGREE)
+
+
+@main.group(invoke_without_command=True)
+@click.option("--status", default=None, help="new, acknowledged, escalated, muted, resolved, or 'open' for all open states.")
+@click.option("--reconciliation", "-r", default=None)
+@click.option("--severity", default=None, type=click.Choice(["critical", "warning", "info"]))
+@click.option("--tracker-url", envvar="RECON_TRACKER_URL", default=None, help="Default: $RECON_TRACKER_URL, else SQLite under DAGSTER_HOME.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.pass_context
+def discrepancies(ctx, status, reconciliation, severity, tracker_url, fmt) -> None:
+    """What the tracker holds (lists when no subcommand is given)."""
+    ctx.ensure_object(dict)
+    ctx.obj["tracker_url"] = tracker_url
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(list_discrepancies, status=status, reconciliation=reconciliation, severity=severity, fmt=fmt)
+
+
+@discrepancies.command("list")
+@click.option("--status", default=None)
+@click.option("--reconciliation", "-r", default=None)
+@click.option("--severity", default=None, type=click.Choice(["critical", "warning", "info"]))
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.pass_context
+def list_discrepancies(ctx, status, reconciliation, severity, fmt) -> None:
+    """List discrepancies, newest first."""
+    rows = _tracker(ctx).discrepancies(reconciliation, status=status, severity=severity)
+    columns = ("id", "reconciliation", "status", "severity", "kind", "key", "field", "value_a", "value_b", "first_seen", "last_seen", "times_seen")
+    rows = [{c: r[c] for c in columns} for r in rows]
+    if fmt == "table":
+        click.echo(_table(rows, columns) if rows else "no discrepancies")
+    else:
+        _write(rows, fmt, sys.stdout, columns)
+
+
+@discrepancies.command("show")
+@click.argument("discrepancy_id")
+@click.pass_context
+def show(ctx, discrepancy_id: str) -> None:
+    """One discrepancy with its full history: every transition, by whom, in which run."""
+    tracker = _tracker(ctx)
+    row = tracker.get(discrepancy_id)
+    if row is None:
+        raise LookupError(f"no discrepancy with id {discrepancy_id!r}")
+    width = max(map(len, row))
+    for name, value in row.items():
+        click.echo(f"{name.ljust(width)}  {_text(value)}")
+    click.echo("\nhistory:")
+    for event in tracker.history(discrepancy_id):
+        transition = f"{event['from_status'] or '-'} -> {event['to_status'] or '-'}"
+        click.echo(f"  {_text(event['at'])}  {event['action']:<10} {transition:<26} by {event['actor']}"
+                   f"{'  run ' + event['run_id'] if event['run_id'] else ''}{'  (' + event['note'] + ')' if event['note'] else ''}")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _tracker(ctx):
+    from recon_pipelines.tracker import Tracker
+
+    return Tracker(ctx.obj.get("tracker_url") if ctx.obj else None)
+
+
+def _spec_file(target: Path, spec) -> Path:
+    if target.is_dir():
+        for candidate in sorted(target.iterdir()):
+            if candidate.suffix in (".yaml", ".yml") and load_spec(candidate).name == spec.name:
+                return candidate
+    return target
+
+
+def _summary_text(name: str, sources: tuple[str, str], s: dict) -> str:
+    a, b = sources
+    lines = [
+        f"reconciliation {name}: {a} vs {b}",
+        f"  rows            {a}={s['rows_a']:,}  {b}={s['rows_b']:,}",
+        f"  matched         {s['matched']:,} ({s['identical']:,} identical)",
+        f"  only in {a:<8}{s['only_in_a']:,}",
+        f"  only in {b:<8}{s['only_in_b']:,}",
+    ]
+    for label, key in (("duplicate keys", "duplicate_keys"), ("invalid keys", "invalid_key_rows"), ("unmapped", "unmapped_rows")):
+        if s[f"{key}_a"] or s[f"{key}_b"]:
+            lines.append(f"  {label:<16}{a}={s[f'{key}_a']:,}  {b}={s[f'{key}_b']:,}")
+    mismatched = {f: st["mismatches"] for f, st in s["fields"].items() if st["mismatches"]}
+    if mismatched:
+        lines.append("  field mismatches " + ", ".join(f"{f}={n:,}" for f, n in mismatched.items()))
+    lines.append(f"  discrepancies   {s['discrepancies']:,}")
+    return "\n".join(lines)
+
+
+def _write(rows: list[dict], fmt: str, handle, columns=OUTPUT_COLUMNS) -> None:
+    if fmt == "json":
+        for row in rows:
+            handle.write(json.dumps({c: row.get(c) for c in columns}, default=str, ensure_ascii=False) + "\n")
+    else:
+        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _table(rows: list[dict], columns=("severity", "kind", "key", "field", "value_a", "value_b", "reason")) -> str:
+    cells = [[_text(r.get(c), 40) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    buffer = io.StringIO()
+    buffer.write("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip() + "\n")
+    for row in cells:
+        buffer.write("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() + "\n")
+    return buffer.getvalue().rstrip("\n")
+
+
+def _text(value, width: int | None = None) -> str:
+    text = "" if value is None else value.isoformat(sep=" ", timespec="seconds") if hasattr(value, "isoformat") else str(value)
+    text = text.replace("\n", " ")
+    return text if width is None or len(text) <= width else text[: width - 1] + "…"

@@ -1,0 +1,48 @@
+"""The one resource every reconciliation asset uses: where results are stored, and the tracker."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field, PrivateAttr
+
+from recon_pipelines.tracker import TRACKER_URL_ENV, Tracker
+
+
+def default_storage_dir() -> str:
+    home = os.environ.get("DAGSTER_HOME")
+    return str(Path(home) / "recon_storage") if home else str(Path(".recon/storage").resolve())
+
+
+class ReconResource(dg.ConfigurableResource):
+    """Snapshots and intermediate results go to ``storage_dir`` as Parquet (never pickles);
+    discrepancies go to the tracker at ``tracker_url`` (embedded SQLite when unset)."""
+
+    storage_dir: str | None = Field(
+        default=None, description="Folder for Parquet snapshots and results; default DAGSTER_HOME/recon_storage."
+    )
+    tracker_url: str | None = Field(
+        default=None, description=f"SQLAlchemy URL of the tracker; default ${TRACKER_URL_ENV} or SQLite under DAGSTER_HOME."
+    )
+    duckdb_memory_limit: str | None = Field(
+        default=None, description="DuckDB memory limit for comparisons (e.g. '8GB'); larger work spills to disk."
+    )
+
+    _tracker: Tracker | None = PrivateAttr(default=None)
+
+    def path(self, reconciliation: str, scope: str, name: str) -> Path:
+        folder = Path(self.storage_dir or default_storage_dir()) / reconciliation / scope
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / name
+
+    def spill_dir(self) -> str:
+        folder = Path(self.storage_dir or default_storage_dir()) / ".spill"
+        folder.mkdir(parents=True, exist_ok=True)
+        return str(folder)
+
+    def tracker(self) -> Tracker:
+        if self._tracker is None:
+            self._tracker = Tracker(self.tracker_url or None)
+        return self._tracker

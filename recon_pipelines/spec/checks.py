@@ -1,0 +1,39 @@
+"""Checks that need the sources: does every key and compared column exist on its side?
+
+Kept apart from the model so loading a spec (and the Dagster code location) never
+touches a source; ``recon validate`` runs these, the snapshot asset checks do the same at run time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from recon_pipelines.sources.base import SourceError
+from recon_pipelines.spec.loader import SpecError
+from recon_pipelines.spec.models import HttpSource, ReconciliationSpec
+
+
+def check_sources(spec: ReconciliationSpec, file: str | Path) -> None:
+    """Raise SpecError naming the spec field whose column a source lacks.
+    HTTP sources are checked only against their declared ``columns`` (no request is made)."""
+    from recon_pipelines.snapshots import connector_for
+
+    for side, source in (("a", spec.source_a), ("b", spec.source_b)):
+        if isinstance(source, HttpSource):
+            if not source.columns:
+                continue
+            available = set(source.columns)
+        else:
+            try:
+                with connector_for(source) as connector:
+                    available = set(connector.schema().names)
+            except SourceError as exc:
+                raise SpecError(file, f"source_{side}", str(exc)) from None
+        name = spec.source_names[0 if side == "a" else 1]
+        wanted = [(f"key.{k.name}.{side}", getattr(k, side)) for k in spec.key]
+        wanted += [(f"fields.{f.name}.{side}", getattr(f, side)) for f in spec.fields]
+        if source.updated_at:
+            wanted.append((f"source_{side}.updated_at", source.updated_at))
+        for path, column in wanted:
+            if column not in available:
+                raise SpecError(file, path, f"column {column!r} not found in {name} (it has: {', '.join(sorted(available))})")

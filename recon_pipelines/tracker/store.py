@@ -1,0 +1,312 @@
+"""The discrepancy tracker: state across runs.
+
+``apply_run`` folds one run's discrepancies into the tracker in a single transaction,
+set-based (a staging table and a handful of INSERT ... SELECT / UPDATE statements,
+whatever the number of discrepancies):
+
+- seen before and open: last_seen, times_seen and the current values are updated,
+  nothing is re-reported;
+- seen before but resolved: reopened (a new occurrence of the same id, history kept);
+- never seen: inserted as ``new`` (these are what the remediation handler routes);
+- open but not seen by this run: resolved (``auto``), but only when the run compared
+  that key (its scope), so a one-day or a few-keys run never resolves what it did not read.
+
+A run killed before commit leaves the tracker exactly as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import sqlalchemy as sa
+
+from recon_pipelines.tracker.db import create_tracker_engine, migrate
+from recon_pipelines.tracker.schema import OPEN_STATUSES, discrepancies, events, runs, scope_keys, staging
+
+RUN_ACTOR = "recon-run"
+STAGED_COLUMNS = ("id", "kind", "key", "field", "reason", "value_a", "value_b", "difference", "severity", "detail")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a run compared: everything, or only the given keys."""
+
+    keys: tuple[str, ...] | None = None
+    label: str = "full"
+
+    @classmethod
+    def full(cls) -> "Scope":
+        return cls()
+
+    @classmethod
+    def of_keys(cls, keys: Iterable[str], label: str = "keys") -> "Scope":
+        return cls(tuple(dict.fromkeys(str(k) for k in keys)), label)
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    new_ids: list[str] = field(default_factory=list)
+    reopened_ids: list[str] = field(default_factory=list)
+    resolved_ids: list[str] = field(default_factory=list)
+    seen_again: int = 0
+    open_count: int = 0
+    already_applied: bool = False
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Tracker:
+    def __init__(self, url: str | None = None, engine: sa.Engine | None = None, migrate_schema: bool = True):
+        self.engine = engine or create_tracker_engine(url)
+        if migrate_schema:
+            migrate(self.engine)
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    # ------------------------------------------------------------------ runs
+
+    def apply_run(
+        self,
+        reconciliation: str,
+        run_id: str,
+        found: pa.Table,
+        scope: Scope = Scope(),
+        summary: dict | None = None,
+        started_at: datetime | None = None,
+        now: datetime | None = None,
+    ) -> RunOutcome:
+        """Fold one run's discrepancies (the engine's table) into the tracker, atomically.
+
+        Applying the same ``run_id`` twice changes nothing the second time (a retried step)."""
+        now = now or utcnow()
+        d, s = discrepancies, staging
+        outcome = RunOutcome(run_id)
+        with self.engine.begin() as conn:
+            self._lock(conn, reconciliation)
+            if conn.execute(sa.select(runs.c.run_id).where(runs.c.run_id == run_id)).first():
+                outcome.already_applied = True
+                return outcome
+            self._stage(conn, run_id, found)
+            staged = sa.select(s.c.id).where(s.c.run_id == run_id)
+            mine = d.c.reconciliation == reconciliation
+
+            # Resolved before, seen again: reopen as a new occurrence of the same discrepancy.
+            reopened = sa.select(d.c.id).where(mine, d.c.status == "resolved", d.c.id.in_(staged))
+            outcome.reopened_ids = list(conn.scalars(reopened))
+            self._log(conn, reconciliation, outcome.reopened_ids, "resolved", "new", "reopened", run_id, now,
+                      note="seen again after it was resolved")
+            if outcome.reopened_ids:
+                conn.execute(
+                    sa.update(d).where(d.c.id.in_(reopened)).values(
+                        status="new", occurrence=d.c.occurrence + 1, consecutive_runs=0,
+                        resolved_at=None, resolution=None, opened_at=now,
+                    )
+                )
+
+            # Seen again: refresh, never re-report.
+            seen = conn.execute(
+                sa.update(d)
+                .where(mine, d.c.id == s.c.id, s.c.run_id == run_id)
+                .values(
+                    last_seen=now, times_seen=d.c.times_seen + 1, consecutive_runs=d.c.consecutive_runs + 1,
+                    value_a=s.c.value_a, value_b=s.c.value_b, difference=s.c.difference, reason=s.c.reason,
+                    severity=s.c.severity, detail=s.c.detail, last_run_id=run_id, updated_at=now,
+                )
+            )
+            outcome.seen_again = seen.rowcount - len(outcome.reopened_ids)
+
+            # Never seen: insert as new.
+            fresh = sa.select(s.c.id).where(s.c.run_id == run_id, ~sa.exists().where(d.c.id == s.c.id))
+            outcome.new_ids = list(conn.scalars(fresh))
+            self._log_new(conn, reconciliation, run_id, now)
+            conn.execute(
+                sa.insert(d).from_select(
+                    [*STAGED_COLUMNS, "reconciliation", "status", "first_seen", "last_seen", "opened_at", "times_seen",
+                     "consecutive_runs", "occurrence", "last_run_id", "updated_at"],
+                    sa.select(
+                        *[s.c[c] for c in STAGED_COLUMNS], sa.literal(reconciliation), sa.literal("new"),
+                        sa.literal(now, sa.DateTime(timezone=True)), sa.literal(now, sa.DateTime(timezone=True)),
+                        sa.literal(now, sa.DateTime(timezone=True)),
+                        sa.literal(1), sa.literal(1), sa.literal(1), sa.literal(run_id),
+                        sa.literal(now, sa.DateTime(timezone=True)),
+                    ).where(s.c.id.in_(fresh)),
+                )
+            )
+
+            # Open but not seen, within what this run compared: resolved.
+            gone = [mine, d.c.status.in_(OPEN_STATUSES), ~d.c.id.in_(staged)]
+            if scope.keys is not None:
+                self._stage_keys(conn, run_id, scope.keys)
+                gone.append(d.c.key.in_(sa.select(scope_keys.c.key).where(scope_keys.c.run_id == run_id)))
+            for status in OPEN_STATUSES:
+                ids = list(conn.scalars(sa.select(d.c.id).where(*gone, d.c.status == status)))
+                self._log(conn, reconciliation, ids, status, "resolved", "resolved", run_id, now,
+                          note="auto: no longer seen by a run that compared this key")
+                outcome.resolved_ids += ids
+            if outcome.resolved_ids:
+                conn.execute(
+                    sa.update(d).where(*gone).values(
+                        status="resolved", resolution="auto", resolved_at=now, consecutive_runs=0, updated_at=now
+                    )
+                )
+
+            outcome.open_count = conn.scalar(
+                sa.select(sa.func.count()).select_from(d).where(mine, d.c.status.in_(OPEN_STATUSES))
+            )
+            conn.execute(
+                sa.insert(runs).values(
+                    run_id=run_id, reconciliation=reconciliation, scope=scope.label, started_at=started_at,
+                    finished_at=now, rows_a=(summary or {}).get("rows_a"), rows_b=(summary or {}).get("rows_b"),
+                    matched=(summary or {}).get("matched"), discrepancies=found.num_rows,
+                    new=len(outcome.new_ids) + len(outcome.reopened_ids), resolved=len(outcome.resolved_ids),
+                    summary=summary, outcome="ok",
+                )
+            )
+            conn.execute(sa.delete(s).where(s.c.run_id == run_id))
+            conn.execute(sa.delete(scope_keys).where(scope_keys.c.run_id == run_id))
+        return outcome
+
+    # ------------------------------------------------------------------ reads
+
+    def discrepancies(
+        self,
+        reconciliation: str | None = None,
+        status: str | Iterable[str] | None = None,
+        severity: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict]:
+        """Discrepancies as dicts, newest first; ``status='open'`` means every open state."""
+        d = discrepancies
+        query = sa.select(d).order_by(d.c.last_seen.desc(), d.c.id)
+        if reconciliation:
+            query = query.where(d.c.reconciliation == reconciliation)
+        if status:
+            wanted = OPEN_STATUSES if status == "open" else ((status,) if isinstance(status, str) else tuple(status))
+            query = query.where(d.c.status.in_(wanted))
+        if severity:
+            query = query.where(d.c.severity == severity)
+        if limit:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [_aware(dict(row._mapping)) for row in conn.execute(query)]
+
+    def get(self, discrepancy_id: str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(discrepancies).where(discrepancies.c.id == discrepancy_id)).first()
+        return _aware(dict(row._mapping)) if row else None
+
+    def history(self, discrepancy_id: str) -> list[dict]:
+        e = events
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(e).where(e.c.discrepancy_id == discrepancy_id).order_by(e.c.event_id))
+            return [_aware(dict(r._mapping)) for r in rows]
+
+    def status_counts(self, reconciliation: str) -> dict[str, int]:
+        d = discrepancies
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(d.c.status, sa.func.count()).where(d.c.reconciliation == reconciliation).group_by(d.c.status)
+            )
+            return {status: count for status, count in rows}
+
+    def open_severity_counts(self, reconciliation: str) -> dict[str, int]:
+        d = discrepancies
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(d.c.severity, sa.func.count())
+                .where(d.c.reconciliation == reconciliation, d.c.status.in_(OPEN_STATUSES))
+                .group_by(d.c.severity)
+            )
+            return {severity: count for severity, count in rows}
+
+    def runs(self, reconciliation: str | None = None) -> list[dict]:
+        query = sa.select(runs).order_by(runs.c.finished_at)
+        if reconciliation:
+            query = query.where(runs.c.reconciliation == reconciliation)
+        with self.engine.connect() as conn:
+            return [_aware(dict(r._mapping)) for r in conn.execute(query)]
+
+    # ------------------------------------------------------------------ internals
+
+    def _lock(self, conn: sa.Connection, reconciliation: str) -> None:
+        """One writer per reconciliation at a time. SQLite's BEGIN IMMEDIATE already holds the
+        database write lock; PostgreSQL takes a transaction-scoped advisory lock."""
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(reconciliation)})
+
+    def _stage(self, conn: sa.Connection, run_id: str, found: pa.Table) -> None:
+        if found.num_rows == 0:
+            return
+        table = found.select(list(STAGED_COLUMNS)).add_column(0, "run_id", pa.array([run_id] * found.num_rows, pa.string()))
+        if conn.dialect.name == "postgresql":
+            _copy_into(conn, staging.name, table)
+        else:
+            conn.execute(sa.insert(staging), table.to_pylist())
+
+    def _stage_keys(self, conn: sa.Connection, run_id: str, keys: tuple[str, ...]) -> None:
+        if not keys:
+            return
+        table = pa.table({"run_id": pa.array([run_id] * len(keys)), "key": pa.array(keys, pa.string())})
+        if conn.dialect.name == "postgresql":
+            _copy_into(conn, scope_keys.name, table)
+        else:
+            conn.execute(sa.insert(scope_keys), table.to_pylist())
+
+    def _log_new(self, conn: sa.Connection, reconciliation: str, run_id: str, now: datetime) -> None:
+        s, d = staging, discrepancies
+        conn.execute(
+            sa.insert(events).from_select(
+                ["discrepancy_id", "reconciliation", "from_status", "to_status", "action", "actor", "note", "run_id", "at"],
+                sa.select(
+                    s.c.id, sa.literal(reconciliation), sa.null(), sa.literal("new"), sa.literal("detected"),
+                    sa.literal(RUN_ACTOR), s.c.reason, sa.literal(run_id), sa.literal(now, sa.DateTime(timezone=True)),
+                ).where(s.c.run_id == run_id, ~sa.exists().where(d.c.id == s.c.id)),
+            )
+        )
+
+    def _log(self, conn, reconciliation, ids, from_status, to_status, action, run_id, now, actor=RUN_ACTOR, note=None):
+        if not ids:
+            return
+        conn.execute(
+            sa.insert(events),
+            [
+                {"discrepancy_id": i, "reconciliation": reconciliation, "from_status": from_status,
+                 "to_status": to_status, "action": action, "actor": actor, "note": note, "run_id": run_id, "at": now}
+                for i in ids
+            ],
+        )
+
+
+def _copy_into(conn: sa.Connection, table_name: str, table: pa.Table) -> None:
+    """PostgreSQL COPY from an in-memory CSV: one round trip for any number of rows."""
+    buffer = io.BytesIO()
+    pacsv.write_csv(table, buffer, pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
+    buffer.seek(0)
+    raw = conn.connection.dbapi_connection
+    with raw.cursor() as cursor:
+        cursor.copy_expert(
+            f"COPY {table_name} ({', '.join(table.column_names)}) FROM STDIN WITH (FORMAT csv)", buffer
+        )
+
+
+def _lock_key(reconciliation: str) -> int:
+    return int.from_bytes(hashlib.md5(reconciliation.encode()).digest()[:8], "big", signed=True)
+
+
+def _aware(row: dict) -> dict:
+    """SQLite hands back naive datetimes; everything the tracker stores is UTC."""
+    for name, value in row.items():
+        if isinstance(value, datetime) and value.tzinfo is None:
+            row[name] = value.replace(tzinfo=timezone.utc)
+    return row
