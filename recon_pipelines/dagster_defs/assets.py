@@ -244,7 +244,7 @@ def _tracker_state_asset(spec: ReconciliationSpec) -> dg.AssetsDefinition:
         stats = read_match_stats(recon.path(spec.name, scope, "matched_pairs.parquet"))
         tracker = recon.tracker()
         outcome = tracker.apply_run(
-            spec.name, run_id=f"{context.run_id}:{scope}", found=found, scope=Scope.full(), summary=stats,
+            spec.name, run_id=f"{context.run.run_id}:{scope}", found=found, scope=Scope.full(), summary=stats,
         )
         counts = tracker.status_counts(spec.name)
         open_by_severity = tracker.open_severity_counts(spec.name)

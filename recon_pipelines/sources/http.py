@@ -81,6 +81,9 @@ class HttpConnector(Connector):
     # ------------------------------------------------------------------ Connector
 
     def schema(self) -> pa.Schema:
+        if self._schema is None and self.spec.columns:
+            # Declared columns are the schema: no request just to learn what the spec already says.
+            self._schema = self._schema_from([])
         if self._schema is None:
             pages = self._pages()
             try:
@@ -326,7 +329,8 @@ class HttpConnector(Connector):
     # ------------------------------------------------------------------ Arrow
 
     def _schema_from(self, records: list[dict]) -> pa.Schema:
-        """Declared columns first with their declared types, then the other keys of the first page."""
+        """Declared columns first with their declared types, then the other keys of the first page
+        (when nothing is declared, the first page's keys are the schema)."""
         try:
             declared = declared_schema(self.spec.columns) or pa.schema([])
         except ValueError as exc:

@@ -70,7 +70,9 @@ class _SourceBase(_Model):
         None, description="Column holding each record's last-modified time (for incremental runs)."
     )
     columns: dict[str, str] | None = Field(
-        None, description="Declared column types (DuckDB type names); others are inferred."
+        None,
+        description="Declared column types. Files and SQL: these override the inferred types. "
+        "HTTP: these are the columns (no request is made to infer them).",
     )
 
 
@@ -213,6 +215,8 @@ class NumericRule(_RuleBase):
     compare: Literal["numeric"]
     abs_tol: float = Field(0.0, ge=0)
     rel_tol: float = Field(0.0, ge=0)
+    scale_a: float = Field(1.0, gt=0, description="Multiplier applied to A's values first (e.g. 0.01 for cents).")
+    scale_b: float = Field(1.0, gt=0, description="Multiplier applied to B's values first.")
 
 
 class TimestampRule(_RuleBase):

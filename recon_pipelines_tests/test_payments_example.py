@@ -1,0 +1,86 @@
+"""The payments example: app ledger (CSV) vs a processor's paginated transactions API,
+served by a real HTTP server on 127.0.0.1 that rate-limits and fails like the real thing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import recon_pipelines
+from recon_pipelines.runner import run_reconciliation
+from recon_pipelines.spec import load_spec
+from recon_pipelines_tests.http_fakes import fake_records_api
+
+SPEC = Path(recon_pipelines.__file__).parent / "examples" / "payments_vs_processor.yaml"
+TOKEN = "sk_test_do-not-log-me"
+
+LEDGER = """payment_id,amount,currency,status,captured_at
+p1,42.50,usd,captured,2026-11-20T10:00:00Z
+p2,10.00,USD,captured,2026-11-20T10:05:00Z
+p3,99.99,EUR,refunded,2026-11-20T11:00:00Z
+p4,700.00,USD,captured,2026-11-20T12:00:00Z
+p5,5.00,USD,captured,2026-11-20T12:30:00Z
+"""
+
+
+def processor_records() -> list[dict]:
+    records = [
+        {"id": "tx_1", "payment_ref": "p1", "amount_cents": 4250, "currency": "USD", "status": "succeeded", "created": "2026-11-20T10:01:00Z"},
+        {"id": "tx_2", "payment_ref": "p2", "amount_cents": 1001, "currency": "USD", "status": "SUCCEEDED", "created": "2026-11-20T10:05:00Z"},
+        {"id": "tx_3", "payment_ref": "p3", "amount_cents": 9999, "currency": "EUR", "status": "refunded", "created": "2026-11-20T13:00:00Z"},
+        {"id": "tx_4", "payment_ref": "p4", "amount_cents": 50000, "currency": "USD", "status": "succeeded", "created": "2026-11-20T12:00:00Z"},
+        {"id": "tx_9", "payment_ref": "p9", "amount_cents": 100, "currency": "USD", "status": "succeeded", "created": "2026-11-20T14:00:00Z"},
+    ]
+    # Padding so the API really paginates (cursor, 100 per page): 250 agreeing payments.
+    return records + [
+        {"id": f"tx_x{i}", "payment_ref": f"x{i}", "amount_cents": 100 + i, "currency": "USD", "status": "succeeded",
+         "created": "2026-11-20T15:00:00Z"}
+        for i in range(250)
+    ]
+
+
+@pytest.fixture
+def ledger(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "ledger.csv"
+    path.write_text(LEDGER + "".join(f"x{i},{(100 + i) / 100:.2f},USD,captured,2026-11-20T15:00:00Z\n" for i in range(250)))
+    monkeypatch.setenv("PAYMENTS_LEDGER", str(path))
+    monkeypatch.setenv("PROCESSOR_API_TOKEN", TOKEN)
+    return path
+
+
+def test_payments_reconcile_against_a_paginated_api(ledger, monkeypatch):
+    with fake_records_api(processor_records(), style="cursor", page_size=100, token=TOKEN, path="/v1/transactions") as api:
+        monkeypatch.setenv("PROCESSOR_API_URL", api.url)
+        api.fail_next(429, headers={"Retry-After": "0"})  # rate limited once, then served
+        api.fail_next(500)                                # and one server error: retried
+        result = run_reconciliation(load_spec(SPEC))
+    found = {(r["kind"], r["key"], r["field"]): r for r in result.discrepancies.to_pylist()}
+    assert set(found) == {
+        ("field_mismatch", "p2", "amount"),       # 10.00 vs 1001 cents
+        ("field_mismatch", "p3", "captured_at"),  # two hours apart, lag is 5 minutes
+        ("field_mismatch", "p4", "amount"),       # 700.00 vs 500.00
+        ("only_in_a", "p5", None),                # captured in the app, unknown to the processor
+        ("only_in_b", "p9", None),
+    }
+    assert found[("only_in_a", "p5", None)]["severity"] == "critical"
+    assert found[("field_mismatch", "p4", "amount")]["severity"] == "critical"  # a $200 difference
+    assert found[("field_mismatch", "p2", "amount")]["severity"] == "info"      # a cent
+    assert result.match.matched == 254
+    pages = [r for r in api.requests if r.path == "/v1/transactions"]
+    assert len(pages) == 3 + 2  # three pages, plus the 429 and the 500
+    assert all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in pages)
+
+
+def test_a_processor_that_stays_down_fails_with_a_clear_error(ledger, monkeypatch):
+    from recon_pipelines.sources.base import SourceError
+
+    with fake_records_api(processor_records(), style="cursor", token=TOKEN, path="/v1/transactions") as api:
+        monkeypatch.setenv("PROCESSOR_API_URL", api.url)
+        api.fail_next(503, headers={"Retry-After": "0"}, times=20)
+        spec = load_spec(SPEC)
+        spec = spec.model_copy(update={"source_b": spec.source_b.model_copy(update={"max_retries": 2, "max_backoff": 0.01})})
+        with pytest.raises(SourceError) as excinfo:
+            run_reconciliation(spec)
+    message = str(excinfo.value)
+    assert "processor" in message and "503" in message and TOKEN not in message
