@@ -6,10 +6,12 @@ Exit codes follow diff tools: 0 the sides agree, 1 discrepancies were found, 2 a
 from __future__ import annotations
 
 import csv
+import getpass
 import io
 import json
 import os
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import click
@@ -18,6 +20,7 @@ from recon_pipelines.engine import ComparisonError
 from recon_pipelines.sources.base import SourceError
 from recon_pipelines.spec import SpecError, load_spec, load_spec_dir
 from recon_pipelines.spec.checks import check_sources
+from recon_pipelines.spec.models import parse_duration
 
 SPEC_DIR_ENV = "RECON_SPEC_DIR"
 
@@ -31,7 +34,7 @@ class ReconGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (SpecError, SourceError, ComparisonError, LookupError, ValueError) as exc:
+        except (SpecError, SourceError, ComparisonError, LookupError, ValueError) as exc:  # TransitionError too
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_ERROR)
 
@@ -96,25 +99,29 @@ def run(spec_file: Path, fmt: str, output: Path | None, limit: int) -> None:
 @click.option("--reconciliation", "-r", default=None)
 @click.option("--severity", default=None, type=click.Choice(["critical", "warning", "info"]))
 @click.option("--tracker-url", envvar="RECON_TRACKER_URL", default=None, help="Default: $RECON_TRACKER_URL, else SQLite under DAGSTER_HOME.")
+@click.option("--older-than", default=None, help="Open for longer than this duration (e.g. 3d).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 @click.pass_context
-def discrepancies(ctx, status, reconciliation, severity, tracker_url, fmt) -> None:
-    """What the tracker holds (lists when no subcommand is given)."""
+def discrepancies(ctx, status, reconciliation, severity, tracker_url, older_than, fmt) -> None:
+    """What the tracker holds, and operator actions on it (lists when no subcommand is given)."""
     ctx.ensure_object(dict)
     ctx.obj["tracker_url"] = tracker_url
     if ctx.invoked_subcommand is None:
-        ctx.invoke(list_discrepancies, status=status, reconciliation=reconciliation, severity=severity, fmt=fmt)
+        ctx.invoke(list_discrepancies, status=status, reconciliation=reconciliation, severity=severity,
+                   older_than=older_than, fmt=fmt)
 
 
 @discrepancies.command("list")
-@click.option("--status", default=None)
+@click.option("--status", default=None, help="new, acknowledged, escalated, muted, resolved, or 'open'.")
 @click.option("--reconciliation", "-r", default=None)
 @click.option("--severity", default=None, type=click.Choice(["critical", "warning", "info"]))
+@click.option("--older-than", default=None, help="Open for longer than this duration (e.g. 3d).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 @click.pass_context
-def list_discrepancies(ctx, status, reconciliation, severity, fmt) -> None:
+def list_discrepancies(ctx, status, reconciliation, severity, older_than, fmt) -> None:
     """List discrepancies, newest first."""
-    rows = _tracker(ctx).discrepancies(reconciliation, status=status, severity=severity)
+    age = timedelta(seconds=parse_duration(older_than)) if older_than else None
+    rows = _tracker(ctx).discrepancies(reconciliation, status=status, severity=severity, older_than=age)
     columns = ("id", "reconciliation", "status", "severity", "kind", "key", "field", "value_a", "value_b", "first_seen", "last_seen", "times_seen")
     rows = [{c: r[c] for c in columns} for r in rows]
     if fmt == "table":
@@ -138,11 +145,57 @@ def show(ctx, discrepancy_id: str) -> None:
     click.echo("\nhistory:")
     for event in tracker.history(discrepancy_id):
         transition = f"{event['from_status'] or '-'} -> {event['to_status'] or '-'}"
-        click.echo(f"  {_text(event['at'])}  {event['action']:<10} {transition:<26} by {event['actor']}"
+        click.echo(f"  {_text(event['at'])}  {event['action']:<12} {transition:<26} by {event['actor']}"
                    f"{'  run ' + event['run_id'] if event['run_id'] else ''}{'  (' + event['note'] + ')' if event['note'] else ''}")
 
 
+ACTION_COMMANDS = {
+    "ack": ("acknowledge", "Acknowledge: someone is handling it."),
+    "escalate": ("escalate", "Escalate by hand."),
+    "resolve": ("resolve", "Resolve by hand (needs --note saying why)."),
+    "mute": ("mute", "Mute a known, accepted difference until --until."),
+    "unmute": ("unmute", "Unmute: the discrepancy is open again."),
+    "reopen": ("reopen", "Reopen a resolved discrepancy."),
+    "assign": ("assign", "Assign to someone (--to)."),
+    "comment": ("comment", "Add a note to the history (--note)."),
+}
+
+
+def _action_command(command: str, action: str, help_text: str) -> None:
+    @discrepancies.command(command, help=help_text)
+    @click.argument("ids", nargs=-1, required=True)
+    @click.option("--actor", envvar="RECON_ACTOR", default=getpass.getuser, show_default="$RECON_ACTOR or your user name",
+                  help="Who is acting; recorded in the audit trail.")
+    @click.option("--note", default=None, help="Why; recorded in the audit trail.")
+    @click.option("--until", "until", default=None, help="mute: a duration from now (7d, 12h) or an ISO date/time.")
+    @click.option("--to", "assignee", default=None, help="assign: who takes it.")
+    @click.pass_context
+    def run_action(ctx, ids, actor, note, until, assignee):
+        rows = _tracker(ctx).act(ids, action, actor, note=note, until=_until(until), assignee=assignee)
+        for row in rows:
+            click.echo(f"{row['id']}  {row['status']}")
+
+
+for _command, (_action, _help) in ACTION_COMMANDS.items():
+    _action_command(_command, _action, _help)
+
+
 # --------------------------------------------------------------------------- helpers
+
+
+def _until(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return datetime.now(timezone.utc) + timedelta(seconds=parse_duration(text))
+    except ValueError:
+        pass
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--until {text!r} is neither a duration (7d, 12h) nor an ISO date/time") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
 
 
 def _tracker(ctx):

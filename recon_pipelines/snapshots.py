@@ -20,7 +20,7 @@ from recon_pipelines.engine import Side, side_columns
 from recon_pipelines.sources.base import Connector, RecordFilter, SourceError, require_columns
 from recon_pipelines.sources.files import FileConnector, filter_sql
 from recon_pipelines.spec.models import FileSource, HttpSource, ReconciliationSpec, SqlSource
-from recon_pipelines.sqlutil import quote_ident, sql_literal
+from recon_pipelines.sqlutil import duckdb_connect, quote_ident, sql_literal
 
 UPDATED_AT = "__updated_at"
 # 128K-row groups let DuckDB read a snapshot on every core (one group is one thread's work).
@@ -85,8 +85,7 @@ def write_snapshot(
 def _copy_file(connector: FileConnector, columns: Mapping[str, str], out: Path, record_filter) -> int:
     require_columns(connector.schema(), list(dict.fromkeys(columns.values())), connector.label)
     select = ", ".join(f"{quote_ident(src)} AS {quote_ident(name)}" for name, src in columns.items())
-    with duckdb.connect() as con:
-        con.execute("SET preserve_insertion_order = false")
+    with duckdb_connect() as con:
         try:
             con.execute(
                 f"COPY (SELECT {select} FROM {connector.scan_sql()} {filter_sql(record_filter)}) "

@@ -113,3 +113,23 @@ def test_sample_markdown_escapes_values_from_the_data():
     )
     text = sample_markdown(table)
     assert "a \\| b \\[link\\](http://evil)" in text and "\\<!channel\\>" in text
+
+
+def test_operator_action_job_goes_through_the_tracker(setup):
+    _, defs, recon = setup
+    with dg.instance_for_test() as instance:
+        defs.resolve_job_def("reconcile_orders").execute_in_process(instance=instance)
+        tracker = Tracker(recon.tracker_url)
+        target = tracker.discrepancies("orders", status="new")[0]["id"]
+        config = {"ops": {"apply_discrepancy_action": {"config": {
+            "ids": [target], "action": "mute", "actor": "ana@finance", "note": "known rounding", "mute_for": "7d"}}}}
+        result = defs.resolve_job_def("discrepancy_action").execute_in_process(instance=instance, run_config=config)
+        assert result.success
+        refused = defs.resolve_job_def("discrepancy_action").execute_in_process(
+            instance=instance, raise_on_error=False,
+            run_config={"ops": {"apply_discrepancy_action": {"config": {"ids": [target], "action": "resolve",
+                                                                        "actor": "ana", "note": "x"}}}})
+        assert not refused.success
+    assert tracker.get(target)["status"] == "muted"
+    last = tracker.history(target)[-1]
+    assert (last["action"], last["actor"]) == ("mute", "ana@finance") and "known rounding" in last["note"]

@@ -15,7 +15,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -23,7 +22,7 @@ from recon_pipelines.dagster_defs.resources import ReconResource
 from recon_pipelines.engine import connect, evaluate, match, side_columns
 from recon_pipelines.snapshots import snapshot_columns, snapshot_side, write_snapshot
 from recon_pipelines.spec.models import ReconciliationSpec
-from recon_pipelines.sqlutil import quote_ident, sql_literal
+from recon_pipelines.sqlutil import duckdb_connect, quote_ident, sql_literal
 from recon_pipelines.tracker import Scope
 
 STEPS = ("snapshot_a", "snapshot_b", "matched_pairs", "discrepancies", "tracker_state")
@@ -109,7 +108,7 @@ def _snapshot_asset(spec: ReconciliationSpec, side: str) -> dg.AssetsDefinition:
 def _key_health(path: Path, keys: list[str]) -> tuple[int, int]:
     key_list = ", ".join(map(quote_ident, keys))
     null = " OR ".join(f"{quote_ident(k)} IS NULL" for k in keys)
-    with duckdb.connect() as con:
+    with duckdb_connect() as con:
         return con.execute(
             f"""SELECT (SELECT count(*) FROM read_parquet({sql_literal(str(path))}) WHERE {null}),
                        (SELECT count(*) FROM (SELECT {key_list} FROM read_parquet({sql_literal(str(path))})
@@ -245,6 +244,7 @@ def _tracker_state_asset(spec: ReconciliationSpec) -> dg.AssetsDefinition:
         tracker = recon.tracker()
         outcome = tracker.apply_run(
             spec.name, run_id=f"{context.run.run_id}:{scope}", found=found, scope=Scope.full(), summary=stats,
+            escalation=spec.escalation,
         )
         counts = tracker.status_counts(spec.name)
         open_by_severity = tracker.open_severity_counts(spec.name)
@@ -253,6 +253,7 @@ def _tracker_state_asset(spec: ReconciliationSpec) -> dg.AssetsDefinition:
             "reopened": len(outcome.reopened_ids),
             "seen_again": outcome.seen_again,
             "resolved": len(outcome.resolved_ids),
+            "escalated": len(outcome.escalated_ids),
             "open": outcome.open_count,
             **{f"status/{s}": counts.get(s, 0) for s in ("new", "acknowledged", "escalated", "muted", "resolved")},
             **{f"open_severity/{s}": open_by_severity.get(s, 0) for s in _SEVERITY_ORDER},

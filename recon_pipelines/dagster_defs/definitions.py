@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from recon_pipelines.dagster_defs.assets import build_reconciliation_assets, reconciliation_job
+from recon_pipelines.dagster_defs.operator_jobs import discrepancy_action
 from recon_pipelines.dagster_defs.resources import ReconResource
 from recon_pipelines.spec import load_spec_dir
 from recon_pipelines.spec.models import ReconciliationSpec
@@ -22,7 +23,7 @@ def build_definitions(
 ) -> dg.Definitions:
     if specs is None:
         specs = load_spec_dir(spec_dir or os.environ[SPEC_DIR_ENV])
-    assets, jobs = [], []
+    assets, jobs = [], [discrepancy_action]
     for spec in specs:
         assets += build_reconciliation_assets(spec)
         jobs.append(reconciliation_job(spec))

@@ -24,16 +24,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 import duckdb
 import pyarrow as pa
 
-from recon_pipelines.engine.rules import compile_rule, hash_operand
+from recon_pipelines.engine.rules import compile_rule, hash_operand, unreadable
 from recon_pipelines.engine.severity import severity_sql
-from recon_pipelines.spec.models import ReconciliationSpec, TimestampRule
+from recon_pipelines.spec.models import ReconciliationSpec
+from recon_pipelines.sqlutil import duckdb_connect as connect
 from recon_pipelines.sqlutil import quote_ident as q
 from recon_pipelines.sqlutil import sql_literal
 
@@ -147,18 +147,6 @@ def render_key(values: list) -> str:
     return json.dumps([None if v is None else str(v) for v in values], separators=(",", ":"))
 
 
-def connect(memory_limit: str | None = None, temp_directory: str | None = None) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    # Output order is irrelevant here and keeping it costs memory and time on large joins.
-    con.execute("SET preserve_insertion_order = false")
-    if memory_limit or os.environ.get("RECON_DUCKDB_MEMORY_LIMIT"):
-        con.execute(f"SET memory_limit = {sql_literal(memory_limit or os.environ['RECON_DUCKDB_MEMORY_LIMIT'])}")
-    if temp_directory:
-        con.execute(f"SET temp_directory = {sql_literal(temp_directory)}")
-    return con
-
-
 def compare(
     spec: ReconciliationSpec, side_a: Side, side_b: Side, mapping: Side | None = None,
     con: duckdb.DuckDBPyConnection | None = None,
@@ -180,29 +168,34 @@ def match(
     """Pair the sides by key; leaves the candidate pairs and key anomalies in ``__pairs``."""
     keys = [k.name for k in spec.key]
     fields = [f.name for f in spec.fields]
+    reserved = [name for name in keys + fields if name.startswith("__")]
+    if reserved:
+        raise ComparisonError(f"{', '.join(reserved)}: names starting with '__' are reserved for the engine")
     _create_side_views(con, spec, side_a, side_b, mapping)
     types_a, types_b = _types(con, "__a"), _types(con, "__b")
 
     # Key audit: rows that cannot be matched are reported, never paired.
     key_list = ", ".join(map(q, keys))
     con.execute(f"""CREATE OR REPLACE TEMP TABLE __dups AS
-        SELECT 'a' AS side, {key_list}, count(*) AS n FROM __a WHERE __flag IS NULL GROUP BY ALL HAVING count(*) > 1
+        SELECT 'a' AS __side, {key_list}, count(*) AS __n FROM __a WHERE __flag IS NULL GROUP BY ALL HAVING count(*) > 1
         UNION ALL
-        SELECT 'b' AS side, {key_list}, count(*) AS n FROM __b WHERE __flag IS NULL GROUP BY ALL HAVING count(*) > 1""")
+        SELECT 'b' AS __side, {key_list}, count(*) AS __n FROM __b WHERE __flag IS NULL GROUP BY ALL HAVING count(*) > 1""")
     has_dups = con.execute("SELECT count(*) FROM __dups").fetchone()[0] > 0
     not_dup = f"AND NOT EXISTS (SELECT 1 FROM __dups d WHERE {_join_on('d', 's', keys)})" if has_dups else ""
 
     def hashed(view: str, side: str, own: dict, other: dict) -> str:
         operands = [hash_operand(spec.rule(f), q(f), own[f], other[f], side) for f in fields] or ["0"]
-        # Fields where null-vs-null is itself a discrepancy cannot be settled by hash equality.
+        # Fields where null-vs-null is itself a discrepancy, and values a rule cannot read,
+        # cannot be settled by hash equality.
         strict_nulls = [f"{q(f)} IS NULL" for f in fields if spec.rule(f).nulls.both_null == "differ"]
+        strict_nulls += [c for f in fields if (c := unreadable(spec.rule(f), q(f), own[f], side))]
         strict = f", ({' OR '.join(strict_nulls)}) AS __strict" if strict_nulls else ", FALSE AS __strict"
         return f"SELECT {key_list}, hash({', '.join(operands)}) AS __h{strict} FROM {view} s WHERE __flag IS NULL {not_dup}"
 
     key_pick = ", ".join(f"coalesce(x.{q(k)}, y.{q(k)}) AS {q(k)}" for k in keys)
     first_key = q(keys[0])
     con.execute(f"""CREATE OR REPLACE TEMP TABLE __cand AS
-        SELECT {key_pick}, x.{first_key} IS NOT NULL AS in_a, y.{first_key} IS NOT NULL AS in_b
+        SELECT {key_pick}, x.{first_key} IS NOT NULL AS __in_a, y.{first_key} IS NOT NULL AS __in_b
         FROM ({hashed('__a', 'a', types_a, types_b)}) x
         FULL JOIN ({hashed('__b', 'b', types_b, types_a)}) y ON {_join_on('x', 'y', keys)}
         WHERE x.{first_key} IS NULL OR y.{first_key} IS NULL OR x.__h <> y.__h OR x.__strict OR y.__strict""")
@@ -216,13 +209,13 @@ def match(
     sep = ", " if fields else ""
     anomaly_key = _key_text([f"s.{q(k)}" for k in keys])
     con.execute(f"""CREATE OR REPLACE TEMP TABLE __pairs AS
-        WITH ca AS (SELECT * FROM __a s SEMI JOIN (SELECT {key_list} FROM __cand WHERE in_a) c USING ({key_list}) WHERE __flag IS NULL {not_dup}),
-             cb AS (SELECT * FROM __b s SEMI JOIN (SELECT {key_list} FROM __cand WHERE in_b) c USING ({key_list}) WHERE __flag IS NULL {not_dup})
-        SELECT CASE WHEN c.in_a AND c.in_b THEN 'pair' WHEN c.in_a THEN 'only_in_a' ELSE 'only_in_b' END AS __status,
+        WITH ca AS (SELECT * FROM __a s SEMI JOIN (SELECT {key_list} FROM __cand WHERE __in_a) c USING ({key_list}) WHERE __flag IS NULL {not_dup}),
+             cb AS (SELECT * FROM __b s SEMI JOIN (SELECT {key_list} FROM __cand WHERE __in_b) c USING ({key_list}) WHERE __flag IS NULL {not_dup})
+        SELECT CASE WHEN c.__in_a AND c.__in_b THEN 'pair' WHEN c.__in_a THEN 'only_in_a' ELSE 'only_in_b' END AS __status,
                {key_text} AS __key, 1::BIGINT AS __count{sep}{values_a}{sep}{values_b}
         FROM __cand c LEFT JOIN ca ON {_join_on('c', 'ca', keys)} LEFT JOIN cb ON {_join_on('c', 'cb', keys)}
         UNION ALL
-        SELECT 'duplicate_key_' || s.side, {anomaly_key}, s.n{sep}{nulls_a}{sep}{nulls_b} FROM __dups s
+        SELECT 'duplicate_key_' || s.__side, {anomaly_key}, s.__n{sep}{nulls_a}{sep}{nulls_b} FROM __dups s
         UNION ALL
         SELECT s.__flag, {anomaly_key}, count(*){sep}{nulls_a}{sep}{nulls_b} FROM __a s WHERE __flag IS NOT NULL GROUP BY ALL
         UNION ALL
@@ -323,7 +316,7 @@ def _dup_excluded_rows(con, side: str) -> int:
 
 
 def _key_columns(con) -> list[str]:
-    return [q(name) for name in _types(con, "__dups") if name not in ("side", "n")]
+    return [q(name) for name in _types(con, "__dups") if name not in ("__side", "__n")]
 
 
 # --------------------------------------------------------------------------- evaluate

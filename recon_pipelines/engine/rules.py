@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from recon_pipelines.spec.models import ExactRule, NumericRule, StringRule, TimestampRule
 from recon_pipelines.sqlutil import sql_literal
 
-# Float noise below this share of the magnitude is not a difference (42.51 - 42.50 = 0.010000000000005).
+# Float noise below this share of the magnitude is not a difference (10.71 - 10.70 = 0.010000000000001563).
 FLOAT_EPSILON = 1e-9
 _WHITESPACE = " \t\n\r\x0b\x0c\u00a0"
-_OFFSET_SUFFIX = r"(Z|z|[+-]\d{2}(:?\d{2})?)$"
+# An offset counts only after a time of day: the "-01" ending a bare date "2026-01-01" is not one.
+_OFFSET_SUFFIX = r"\d:\d{2}(:\d{2}(\.\d*)?)?\s*(Z|z|[+-]\d{2}(:?\d{2})?)$"
 _TEXT_TYPES = ("VARCHAR", "CHAR", "TEXT", "STRING")
 _NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "REAL")
 
@@ -36,7 +37,7 @@ class FieldSql:
 def compile_rule(rule, a: str, b: str, type_a: str, type_b: str) -> FieldSql:
     """SQL for one field; ``a``/``b`` are column expressions, ``type_*`` their DuckDB types."""
     if isinstance(rule, NumericRule):
-        va, vb = _numeric(a, type_a), _numeric(b, type_b)
+        va, vb = _scaled(_numeric(a, type_a), rule.scale_a), _scaled(_numeric(b, type_b), rule.scale_b)
         tolerance = f"greatest({rule.abs_tol!r}, {rule.rel_tol!r} * greatest(abs({va}), abs({vb})))"
         noise = f"{FLOAT_EPSILON!r} * greatest(1.0, abs({va}), abs({vb}))"
         equal = f"abs({va} - {vb}) <= {tolerance} + {noise}"
@@ -78,16 +79,41 @@ def compile_rule(rule, a: str, b: str, type_a: str, type_b: str) -> FieldSql:
     raw_differs = (
         f"{a} IS DISTINCT FROM {b}" if _same_family(type_a, type_b) else f"CAST({a} AS VARCHAR) IS DISTINCT FROM CAST({b} AS VARCHAR)"
     )
+    if isinstance(rule, TimestampRule) and rule.timezone_a != rule.timezone_b:
+        raw_differs = f"{va} IS DISTINCT FROM {vb}"  # as hashed: the same instant is no drift
     return FieldSql(rule.name, reason, difference, raw_differs, relative, detail)
 
 
 def hash_operand(rule, column: str, own_type: str, other_type: str, side: str) -> str:
     """What one side hashes for the fast equality check. Equal hashes must imply agreement,
     so both sides hash the same representation: text when the types differ, and the
-    instant (not the wall-clock reading) for naive timestamps read in different zones."""
+    instant (not the wall-clock reading) for naive timestamps read in different zones, and the
+    scaled number when the sides count in different units."""
     if isinstance(rule, TimestampRule) and rule.timezone_a != rule.timezone_b:
         return _timestamp(column, own_type, rule.timezone_a if side == "a" else rule.timezone_b)
+    if isinstance(rule, NumericRule) and rule.scale_a != rule.scale_b:  # 4250 cents == 42.50 dollars
+        return _scaled(_numeric(column, own_type), rule.scale_a if side == "a" else rule.scale_b)
     return column if _same_family(own_type, other_type) else f"CAST({column} AS VARCHAR)"
+
+
+def unreadable(rule, column: str, own_type: str, side: str) -> str | None:
+    """SQL true when ``column`` holds a value the rule cannot read (a type mismatch), or None
+    when its type is always readable. Such values must not be settled by hash equality:
+    evaluation reports them even when both sides hold the same text, and two unreadable
+    timestamps (or one facing a null) would otherwise hash as the same null instant."""
+    if isinstance(rule, NumericRule) and not _is_number_type(own_type):
+        value = _numeric(column, own_type)
+    elif isinstance(rule, TimestampRule) and not (
+        _is_number_type(own_type) or own_type.startswith("TIMESTAMP") or own_type == "DATE"
+    ):
+        value = _timestamp(column, own_type, rule.timezone_a if side == "a" else rule.timezone_b)
+    else:
+        return None
+    return f"({column} IS NOT NULL AND {value} IS NULL)"
+
+
+def _is_number_type(duck_type: str) -> bool:
+    return duck_type.startswith(_NUMERIC_TYPES) or duck_type.startswith("DECIMAL")
 
 
 def _same_family(type_a: str, type_b: str) -> bool:
@@ -95,11 +121,15 @@ def _same_family(type_a: str, type_b: str) -> bool:
 
 
 def _numeric(x: str, duck_type: str) -> str:
-    if duck_type.startswith(_NUMERIC_TYPES) or duck_type.startswith("DECIMAL"):
+    if _is_number_type(duck_type):
         return f"CAST({x} AS DOUBLE)"
     if duck_type == "BOOLEAN":  # a flag is not an amount
         return "CAST(NULL AS DOUBLE)"
     return f"TRY_CAST(trim(CAST({x} AS VARCHAR), {sql_literal(_WHITESPACE)}) AS DOUBLE)"
+
+
+def _scaled(expr: str, factor: float) -> str:
+    return expr if factor == 1.0 else f"({expr} * {factor!r})"
 
 
 def _timestamp(x: str, duck_type: str, zone: str) -> str:
@@ -108,7 +138,7 @@ def _timestamp(x: str, duck_type: str, zone: str) -> str:
         return x
     if duck_type.startswith("TIMESTAMP") or duck_type == "DATE":
         return f"timezone({tz}, CAST({x} AS TIMESTAMP))"
-    if duck_type.startswith(_NUMERIC_TYPES) or duck_type.startswith("DECIMAL"):
+    if _is_number_type(duck_type):
         return f"to_timestamp(CAST({x} AS DOUBLE))"  # epoch seconds
     text = f"trim(CAST({x} AS VARCHAR), {sql_literal(_WHITESPACE)})"
     # An explicit offset wins; a naive value is read in the side's declared zone.

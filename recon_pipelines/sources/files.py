@@ -16,7 +16,7 @@ import pyarrow as pa
 from recon_pipelines.sources.base import Connector, RecordFilter, SourceError, require_columns
 from recon_pipelines.sources.types import declared_schema
 from recon_pipelines.spec.models import FileSource
-from recon_pipelines.sqlutil import quote_ident, sql_literal
+from recon_pipelines.sqlutil import duckdb_connect, quote_ident, sql_literal
 
 BATCH_ROWS = 128 * 1024
 
@@ -52,7 +52,7 @@ class FileConnector(Connector):
         if self._schema is None:
             self._check_exists()
             try:
-                with duckdb.connect() as con:
+                with duckdb_connect() as con:
                     self._schema = con.sql(f"SELECT * FROM {self.scan_sql()} LIMIT 0").to_arrow_table().schema
             except duckdb.Error as exc:
                 raise SourceError(f"{self.label}: cannot read: {exc}") from None
@@ -66,9 +66,9 @@ class FileConnector(Connector):
         require_columns(schema, columns, self.label)
         select = ", ".join(quote_ident(c) for c in columns)
         where = filter_sql(record_filter)
-        with duckdb.connect() as con:
+        with duckdb_connect() as con:
             try:
-                reader = con.execute(f"SELECT {select} FROM {self.scan_sql()} {where}").to_arrow_reader(BATCH_ROWS)
+                reader = con.sql(f"SELECT {select} FROM {self.scan_sql()} {where}").to_arrow_reader(BATCH_ROWS)
             except duckdb.Error as exc:
                 raise SourceError(f"{self.label}: cannot read: {exc}") from None
             yield from reader

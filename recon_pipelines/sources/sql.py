@@ -46,6 +46,7 @@ class SqlConnector(Connector):
         self.label = f"{spec.name or 'sql'} ({redact_url(self._url)} {what})"
         self._engine = engine
         self._schema: pa.Schema | None = None
+        self._table: sa.Table | None = None
 
     @property
     def engine(self) -> sa.Engine:
@@ -56,9 +57,16 @@ class SqlConnector(Connector):
                 raise SourceError(f"{self.label}: {type(exc).__name__}: {exc}") from None
         return self._engine
 
+    def _columns(self, names: Sequence[str]) -> list:
+        """Typed columns of the reflected table, so the driver's values are converted by
+        SQLAlchemy (SQLite hands back DATETIME as text otherwise); plain ones for a query."""
+        if self._table is not None:
+            return [self._table.c[name] for name in names]
+        return [sa.column(name) for name in names]
+
     def _selectable(self) -> sa.FromClause:
-        if self.spec.table:
-            return sa.table(self.spec.table, schema=self.spec.db_schema)
+        if self._table is not None:
+            return self._table
         return sa.text(self.spec.query).columns().subquery("q")
 
     def schema(self) -> pa.Schema:
@@ -68,6 +76,7 @@ class SqlConnector(Connector):
         try:
             if self.spec.table:
                 table = sa.Table(self.spec.table, sa.MetaData(), schema=self.spec.db_schema, autoload_with=self.engine)
+                self._table = table
                 fields = [pa.field(c.name, _arrow_type(c.type)) for c in table.columns]
             else:
                 with self.engine.connect() as conn:
@@ -94,7 +103,7 @@ class SqlConnector(Connector):
         require_columns(schema, columns, self.label)
         out_schema = pa.schema([schema.field(c) for c in columns])
         source = self._selectable()
-        base = sa.select(*[sa.column(c) for c in columns]).select_from(source)
+        base = sa.select(*self._columns(columns)).select_from(source)
         base = base.where(*_window_clauses(record_filter))
         for statement in _key_chunks(base, record_filter):
             yield from self._stream(statement, out_schema)

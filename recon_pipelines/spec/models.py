@@ -261,6 +261,22 @@ class SeveritySpec(_Model):
     rules: list[SeverityRule] = Field(default_factory=list)
 
 
+# --------------------------------------------------------------------------- escalation
+
+
+class EscalationSpec(_Model):
+    """When a run moves an open discrepancy (new or acknowledged) to ``escalated``."""
+
+    after_open: Duration | None = Field(None, description="Open longer than this (e.g. '3d').")
+    after_runs: int | None = Field(None, ge=1, description="Seen in more than this many consecutive runs.")
+    severities: list[Tier] = Field(default_factory=list, description="Escalate at once at these tiers.")
+
+    @field_validator("after_open", mode="before")
+    @classmethod
+    def _after_open(cls, value: Any) -> float | None:
+        return None if value is None else parse_duration(value)
+
+
 # --------------------------------------------------------------------------- the spec
 
 
@@ -274,6 +290,7 @@ class ReconciliationSpec(_Model):
     key_mapping: KeyMapping | None = None
     fields: list[FieldRule] = Field(default_factory=list)
     severity: SeveritySpec = SeveritySpec()
+    escalation: EscalationSpec = EscalationSpec()
     tags: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")

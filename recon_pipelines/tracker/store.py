@@ -20,13 +20,16 @@ import hashlib
 import io
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
+from recon_pipelines.spec.models import EscalationSpec
+from recon_pipelines.tracker import lifecycle
 from recon_pipelines.tracker.db import create_tracker_engine, migrate
+from recon_pipelines.tracker.lifecycle import TransitionError
 from recon_pipelines.tracker.schema import OPEN_STATUSES, discrepancies, events, runs, scope_keys, staging
 
 RUN_ACTOR = "recon-run"
@@ -55,6 +58,7 @@ class RunOutcome:
     new_ids: list[str] = field(default_factory=list)
     reopened_ids: list[str] = field(default_factory=list)
     resolved_ids: list[str] = field(default_factory=list)
+    escalated_ids: list[str] = field(default_factory=list)
     seen_again: int = 0
     open_count: int = 0
     already_applied: bool = False
@@ -85,6 +89,7 @@ class Tracker:
         summary: dict | None = None,
         started_at: datetime | None = None,
         now: datetime | None = None,
+        escalation: EscalationSpec | None = None,
     ) -> RunOutcome:
         """Fold one run's discrepancies (the engine's table) into the tracker, atomically.
 
@@ -100,6 +105,7 @@ class Tracker:
             self._stage(conn, run_id, found)
             staged = sa.select(s.c.id).where(s.c.run_id == run_id)
             mine = d.c.reconciliation == reconciliation
+            self._expire_mutes(conn, reconciliation, run_id, now)
 
             # Resolved before, seen again: reopen as a new occurrence of the same discrepancy.
             reopened = sa.select(d.c.id).where(mine, d.c.status == "resolved", d.c.id.in_(staged))
@@ -144,6 +150,8 @@ class Tracker:
                 )
             )
 
+            outcome.escalated_ids = self._escalate(conn, reconciliation, run_id, escalation, now)
+
             # Open but not seen, within what this run compared: resolved.
             gone = [mine, d.c.status.in_(OPEN_STATUSES), ~d.c.id.in_(staged)]
             if scope.keys is not None:
@@ -177,6 +185,62 @@ class Tracker:
             conn.execute(sa.delete(scope_keys).where(scope_keys.c.run_id == run_id))
         return outcome
 
+    # ------------------------------------------------------------------ operator actions
+
+    def act(
+        self,
+        ids: Iterable[str],
+        action: str,
+        actor: str,
+        note: str | None = None,
+        until: datetime | None = None,
+        assignee: str | None = None,
+        now: datetime | None = None,
+    ) -> list[dict]:
+        """Apply an operator action to discrepancies: all of them or, if any is not allowed,
+        none (TransitionError says which and why). Every action is recorded with its actor."""
+        now = now or utcnow()
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            raise TransitionError("no discrepancy ids given")
+        if action == "resolve" and not note:
+            raise TransitionError("resolving by hand needs a note saying why (--note)")
+        if action == "mute" and (until is None or _utc(until) <= now):
+            raise TransitionError("muting needs an expiry in the future (--until)")
+        if action == "assign" and not assignee:
+            raise TransitionError("assigning needs an assignee")
+        if action == "comment" and not note:
+            raise TransitionError("a comment needs a note")
+        d = discrepancies
+        with self.engine.begin() as conn:
+            rows = {r.id: r for r in conn.execute(sa.select(d.c.id, d.c.status, d.c.reconciliation).where(d.c.id.in_(ids)))}
+            unknown = [i for i in ids if i not in rows]
+            if unknown:
+                raise LookupError(f"no discrepancy with id {', '.join(map(repr, unknown))}")
+            targets = {i: lifecycle.check(action, i, rows[i].status) for i in ids}
+            for i in ids:
+                to = targets[i]
+                values: dict = {"updated_at": now}
+                if to is not None:
+                    values["status"] = to
+                if action == "resolve":
+                    values.update(resolution="manual", resolved_at=now, consecutive_runs=0)
+                elif action == "mute":
+                    values["muted_until"] = _utc(until)
+                elif action in ("unmute",):
+                    values["muted_until"] = None
+                elif action == "reopen":
+                    values.update(occurrence=d.c.occurrence + 1, opened_at=now, resolution=None, resolved_at=None)
+                elif action == "assign":
+                    values["assignee"] = assignee
+                conn.execute(sa.update(d).where(d.c.id == i).values(**values))
+                text = note if action != "mute" else f"muted until {_utc(until).isoformat()}" + (f": {note}" if note else "")
+                if action == "assign":
+                    text = f"assigned to {assignee}" + (f": {note}" if note else "")
+                self._log(conn, rows[i].reconciliation, [i], rows[i].status, to or rows[i].status, action, None, now,
+                          actor=actor, note=text)
+        return [self.get(i) for i in ids]
+
     # ------------------------------------------------------------------ reads
 
     def discrepancies(
@@ -185,10 +249,14 @@ class Tracker:
         status: str | Iterable[str] | None = None,
         severity: str | None = None,
         limit: int | None = None,
+        older_than: timedelta | None = None,
     ) -> list[dict]:
-        """Discrepancies as dicts, newest first; ``status='open'`` means every open state."""
+        """Discrepancies as dicts, newest first; ``status='open'`` means every open state;
+        ``older_than`` keeps those whose current occurrence opened longer ago than that."""
         d = discrepancies
         query = sa.select(d).order_by(d.c.last_seen.desc(), d.c.id)
+        if older_than is not None:
+            query = query.where(d.c.opened_at <= utcnow() - older_than)
         if reconciliation:
             query = query.where(d.c.reconciliation == reconciliation)
         if status:
@@ -238,6 +306,39 @@ class Tracker:
             return [_aware(dict(r._mapping)) for r in conn.execute(query)]
 
     # ------------------------------------------------------------------ internals
+
+    def _expire_mutes(self, conn: sa.Connection, reconciliation: str, run_id: str, now: datetime) -> None:
+        d = discrepancies
+        expired = list(conn.scalars(sa.select(d.c.id).where(
+            d.c.reconciliation == reconciliation, d.c.status == "muted", d.c.muted_until <= now)))
+        if expired:
+            self._log(conn, reconciliation, expired, "muted", "new", "unmuted", run_id, now, note="mute expired")
+            conn.execute(sa.update(d).where(d.c.id.in_(expired)).values(status="new", muted_until=None, updated_at=now))
+
+    def _escalate(self, conn, reconciliation: str, run_id: str, rules: EscalationSpec | None, now: datetime) -> list[str]:
+        """The spec's escalation rules, applied to the open discrepancies this run saw."""
+        if rules is None:
+            return []
+        d, s = discrepancies, staging
+        seen = [d.c.reconciliation == reconciliation, d.c.status.in_(("new", "acknowledged")),
+                d.c.id.in_(sa.select(s.c.id).where(s.c.run_id == run_id))]
+        reasons = []
+        if rules.severities:
+            reasons.append((d.c.severity.in_(rules.severities), f"severity is {' or '.join(rules.severities)}"))
+        if rules.after_open is not None:
+            reasons.append((d.c.opened_at <= now - timedelta(seconds=rules.after_open),
+                            f"open longer than {_duration_text(rules.after_open)}"))
+        if rules.after_runs is not None:
+            reasons.append((d.c.consecutive_runs > rules.after_runs, f"seen in more than {rules.after_runs} consecutive runs"))
+        escalated: list[str] = []
+        for condition, reason in reasons:
+            for status in ("new", "acknowledged"):
+                ids = list(conn.scalars(sa.select(d.c.id).where(*seen, condition, d.c.status == status)))
+                if ids:
+                    self._log(conn, reconciliation, ids, status, "escalated", "escalated", run_id, now, note=reason)
+                    conn.execute(sa.update(d).where(d.c.id.in_(ids)).values(status="escalated", updated_at=now))
+                    escalated += ids
+        return escalated
 
     def _lock(self, conn: sa.Connection, reconciliation: str) -> None:
         """One writer per reconciliation at a time. SQLite's BEGIN IMMEDIATE already holds the
@@ -298,6 +399,17 @@ def _copy_into(conn: sa.Connection, table_name: str, table: pa.Table) -> None:
         cursor.copy_expert(
             f"COPY {table_name} ({', '.join(table.column_names)}) FROM STDIN WITH (FORMAT csv)", buffer
         )
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _duration_text(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 def _lock_key(reconciliation: str) -> int:
