@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -90,10 +90,13 @@ class Tracker:
         started_at: datetime | None = None,
         now: datetime | None = None,
         escalation: EscalationSpec | None = None,
+        on_outcome: Callable[[sa.Connection, RunOutcome, datetime], None] | None = None,
     ) -> RunOutcome:
         """Fold one run's discrepancies (the engine's table) into the tracker, atomically.
 
-        Applying the same ``run_id`` twice changes nothing the second time (a retried step)."""
+        Applying the same ``run_id`` twice changes nothing the second time (a retried step).
+        ``on_outcome`` runs inside the same transaction once the outcome is known (the
+        remediation outbox uses it, so a notification exists if and only if its change does)."""
         now = now or utcnow()
         d, s = discrepancies, staging
         outcome = RunOutcome(run_id)
@@ -181,6 +184,8 @@ class Tracker:
                     summary=summary, outcome="ok",
                 )
             )
+            if on_outcome is not None:
+                on_outcome(conn, outcome, now)
             conn.execute(sa.delete(s).where(s.c.run_id == run_id))
             conn.execute(sa.delete(scope_keys).where(scope_keys.c.run_id == run_id))
         return outcome
