@@ -41,6 +41,13 @@ def scope_of(context: dg.AssetExecutionContext) -> str:
     return context.partition_key if context.has_partition_key else "full"
 
 
+def common_asset_args(spec: ReconciliationSpec) -> dict:
+    """What every asset of a reconciliation shares: its group, the spec's tags and owner."""
+    owner = spec.owner or ""
+    owners = [owner] if "@" in owner or owner.startswith("team:") else None  # Dagster's accepted forms
+    return {"group_name": spec.name, "tags": dict(spec.tags), "owners": owners}
+
+
 def build_reconciliation_assets(spec: ReconciliationSpec) -> list[dg.AssetsDefinition]:
     return [_snapshot_asset(spec, "a"), _snapshot_asset(spec, "b"), _matched_pairs_asset(spec),
             _discrepancies_asset(spec), _tracker_state_asset(spec)]
@@ -50,7 +57,7 @@ def reconciliation_job(spec: ReconciliationSpec):
     return dg.define_asset_job(
         f"reconcile_{spec.name}",
         selection=dg.AssetSelection.groups(spec.name),
-        description=f"Compare {spec.source_names[0]} with {spec.source_names[1]} and update the tracker.",
+        description=spec.description or f"Compare {spec.source_names[0]} with {spec.source_names[1]} and update the tracker.",
         tags={RECON_TAG: spec.name},
     )
 
@@ -73,11 +80,10 @@ def _snapshot_asset(spec: ReconciliationSpec, side: str) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=key,
-        group_name=spec.name,
         check_specs=checks,
         kinds={source.type, "parquet"},
         description=f"Snapshot of {system}: the key and compared fields, under the spec's names.",
-        tags={"recon/side": side},
+        **common_asset_args(spec),
     )
     def snapshot(context: dg.AssetExecutionContext, recon: ReconResource) -> dg.MaterializeResult:
         path = recon.path(spec.name, scope_of(context), f"snapshot_{side}.parquet")
@@ -125,7 +131,7 @@ def _matched_pairs_asset(spec: ReconciliationSpec) -> dg.AssetsDefinition:
     @dg.asset(
         key=asset_key(spec, "matched_pairs"),
         deps=[asset_key(spec, "snapshot_a"), asset_key(spec, "snapshot_b")],
-        group_name=spec.name,
+        **common_asset_args(spec),
         kinds={"duckdb", "parquet"},
         description="Records paired by key. Stores the pairs that differ in any way and the key anomalies; "
         "identical pairs are counted, not stored.",
@@ -167,7 +173,7 @@ def _discrepancies_asset(spec: ReconciliationSpec) -> dg.AssetsDefinition:
     @dg.asset(
         key=asset_key(spec, "discrepancies"),
         deps=[asset_key(spec, "matched_pairs")],
-        group_name=spec.name,
+        **common_asset_args(spec),
         kinds={"duckdb", "parquet"},
         description="Every disagreement under the spec's field rules: one row per record and field, both raw values, "
         "the reason, a severity and a stable id.",
@@ -230,7 +236,7 @@ def _tracker_state_asset(spec: ReconciliationSpec) -> dg.AssetsDefinition:
     @dg.asset(
         key=asset_key(spec, "tracker_state"),
         deps=[asset_key(spec, "discrepancies")],
-        group_name=spec.name,
+        **common_asset_args(spec),
         kinds={"sql"},
         # One writer per reconciliation at a time, across runs (the tracker also locks).
         pool=f"recon_{spec.name}",

@@ -35,10 +35,9 @@ class FileConnector(Connector):
                 path = str(Path(path) / "*.parquet")
             return f"read_parquet({sql_literal(path)})"
         declared = declared_schema(self.spec.columns, "columns")
-        options = [f"delim={sql_literal(self.spec.delimiter)}", "header=true"]
-        if declared is None:
-            options.append("all_varchar=true")
-        else:
+        # Undeclared columns stay text; declared ones get their type.
+        options = [f"delim={sql_literal(self.spec.delimiter)}", "header=true", "all_varchar=true"]
+        if declared is not None:
             types = ", ".join(f"{sql_literal(n)}: {sql_literal(_duck_type(t))}" for n, t in zip(declared.names, declared.types))
             options.append(f"types={{{types}}}")
         return f"read_csv({sql_literal(path)}, {', '.join(options)})"

@@ -162,6 +162,9 @@ def _message(error: dict) -> str:
         expected = error.get("ctx", {}).get("expected_tags", "")
         tag = error.get("ctx", {}).get("tag", "")
         return f"unknown value {tag!r}; expected one of {expected}"
+    if kind == "union_tag_not_found":
+        tag = error.get("ctx", {}).get("discriminator", "type").strip("'")
+        return f"missing {tag!r}; say which kind this is"
     if kind == "extra_forbidden":
         return "unknown option"
     if kind == "missing":

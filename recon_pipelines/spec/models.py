@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from recon_pipelines.sources.types import arrow_type
 
 Side = Literal["a", "b"]
 Tier = Literal["critical", "warning", "info"]
@@ -71,9 +75,17 @@ class _SourceBase(_Model):
     )
     columns: dict[str, str] | None = Field(
         None,
-        description="Declared column types. Files and SQL: these override the inferred types. "
-        "HTTP: these are the columns (no request is made to infer them).",
+        description="Declared column types. CSV and SQL: these override the inferred types (CSV columns "
+        "not declared stay text). HTTP: these are the columns (no request is made to infer them). "
+        "Parquet files carry their own types and ignore this.",
     )
+
+    @field_validator("columns")
+    @classmethod
+    def _known_types(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for name, kind in (value or {}).items():
+            arrow_type(kind, name)  # raises ValueError naming the column and the known types
+        return value
 
 
 class FileSource(_SourceBase):
@@ -84,10 +96,11 @@ class FileSource(_SourceBase):
 
     @property
     def resolved_format(self) -> str:
+        """``format`` when given; else from the name (a glob's too), and a folder is Parquet."""
         if self.format:
             return self.format
-        lower = self.path.lower()
-        if lower.endswith((".parquet", ".pq")) or lower.endswith("/") or "*" in lower:
+        lower = self.path.lower().rstrip("/")
+        if lower.endswith((".parquet", ".pq")) or Path(self.path).is_dir():
             return "parquet"
         return "csv"
 
@@ -230,6 +243,15 @@ class TimestampRule(_RuleBase):
     def _lag(cls, value: Any) -> float:
         return parse_duration(value)
 
+    @field_validator("timezone_a", "timezone_b")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as 'UTC' or 'America/New_York')") from None
+        return value
+
 
 FieldRule = Annotated[
     Union[ExactRule, StringRule, NumericRule, TimestampRule], Field(discriminator="compare")
@@ -298,6 +320,9 @@ class ReconciliationSpec(_Model):
         if not self.key:
             raise ValueError("key: at least one key field is required")
         names = [k.name for k in self.key] + [f.name for f in self.fields]
+        reserved = [n for n in names if n.startswith("__")]
+        if reserved:
+            raise ValueError(f"names starting with '__' are reserved: {', '.join(reserved)}")
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"names used twice among key and fields: {', '.join(dupes)}")

@@ -1,0 +1,1 @@
+"""Source connectors: files, SQL and HTTP APIs behind one interface (``base.Connector``)."""
