@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 import duckdb
 import pyarrow as pa
 
-from recon_pipelines.engine.rules import compile_rule, hash_operand, unreadable
+from recon_pipelines.engine.rules import WHITESPACE, compile_rule, hash_operand, unreadable
 from recon_pipelines.engine.severity import severity_sql
 from recon_pipelines.spec.models import ReconciliationSpec
 from recon_pipelines.sqlutil import duckdb_connect as connect
@@ -243,7 +243,7 @@ def _create_side_views(con, spec: ReconciliationSpec, side_a: Side, side_b: Side
         for k in keys:
             tests.append(f"{q(k)} IS NULL")
             if view_types[k] == "VARCHAR":
-                tests.append(f"trim({q(k)}) = ''")
+                tests.append(f"trim({q(k)}, {sql_literal(WHITESPACE)}) = ''")  # tabs, NBSP: not a key either
         return " OR ".join(tests)
 
     if mapping is None:

@@ -15,7 +15,7 @@ from recon_pipelines.sqlutil import sql_literal
 
 # Float noise below this share of the magnitude is not a difference (10.71 - 10.70 = 0.010000000000001563).
 FLOAT_EPSILON = 1e-9
-_WHITESPACE = " \t\n\r\x0b\x0c\u00a0"
+WHITESPACE = " \t\n\r\x0b\x0c\u00a0"
 # An offset counts only after a time of day: the "-01" ending a bare date "2026-01-01" is not one.
 _OFFSET_SUFFIX = r"\d:\d{2}(:\d{2}(\.\d*)?)?\s*(Z|z|[+-]\d{2}(:?\d{2})?)$"
 _TEXT_TYPES = ("VARCHAR", "CHAR", "TEXT", "STRING")
@@ -125,7 +125,7 @@ def _numeric(x: str, duck_type: str) -> str:
         return f"CAST({x} AS DOUBLE)"
     if duck_type == "BOOLEAN":  # a flag is not an amount
         return "CAST(NULL AS DOUBLE)"
-    return f"TRY_CAST(trim(CAST({x} AS VARCHAR), {sql_literal(_WHITESPACE)}) AS DOUBLE)"
+    return f"TRY_CAST(trim(CAST({x} AS VARCHAR), {sql_literal(WHITESPACE)}) AS DOUBLE)"
 
 
 def _scaled(expr: str, factor: float) -> str:
@@ -140,7 +140,7 @@ def _timestamp(x: str, duck_type: str, zone: str) -> str:
         return f"timezone({tz}, CAST({x} AS TIMESTAMP))"
     if _is_number_type(duck_type):
         return f"to_timestamp(CAST({x} AS DOUBLE))"  # epoch seconds
-    text = f"trim(CAST({x} AS VARCHAR), {sql_literal(_WHITESPACE)})"
+    text = f"trim(CAST({x} AS VARCHAR), {sql_literal(WHITESPACE)})"
     # An explicit offset wins; a naive value is read in the side's declared zone.
     return (
         f"CASE WHEN regexp_matches({text}, {sql_literal(_OFFSET_SUFFIX)}) THEN TRY_CAST({text} AS TIMESTAMPTZ) "
@@ -152,7 +152,7 @@ def _text(x: str, steps) -> str:
     expr = f"CAST({x} AS VARCHAR)"
     for step in steps:
         expr = {
-            "trim": f"trim({expr}, {sql_literal(_WHITESPACE)})",
+            "trim": f"trim({expr}, {sql_literal(WHITESPACE)})",
             "lower": f"lower({expr})",
             "upper": f"upper({expr})",
             "nfc": f"nfc_normalize({expr})",
