@@ -161,6 +161,13 @@ def compare(
 # --------------------------------------------------------------------------- match
 
 
+# Sparse drift: per-bucket counts and hash sums first, then only the rows of buckets that differ.
+BUCKETS = 1 << 16
+SPARSE_SHARE = 0.25  # above this share of differing buckets, narrowing costs more than it saves
+# Integer keys spanning at most this many values are checked for duplicates with one bitmap.
+BITMAP_MAX_RANGE = 1 << 31
+
+
 def match(
     con: duckdb.DuckDBPyConnection, spec: ReconciliationSpec, side_a: Side, side_b: Side,
     mapping: Side | None = None,
@@ -172,55 +179,117 @@ def match(
     if reserved:
         raise ComparisonError(f"{', '.join(reserved)}: names starting with '__' are reserved for the engine")
     _create_side_views(con, spec, side_a, side_b, mapping)
-    types_a, types_b = _types(con, "__a"), _types(con, "__b")
+    types = {"a": _types(con, "__a"), "b": _types(con, "__b")}
+    hashes = {side: _row_hash(spec, types[side], types[other], side) for side, other in (("a", "b"), ("b", "a"))}
 
     # Key audit: rows that cannot be matched are reported, never paired.
-    key_list = ", ".join(map(q, keys))
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE __dups AS
-        SELECT 'a' AS __side, {key_list}, count(*) AS __n FROM __a WHERE __flag IS NULL GROUP BY ALL HAVING count(*) > 1
-        UNION ALL
-        SELECT 'b' AS __side, {key_list}, count(*) AS __n FROM __b WHERE __flag IS NULL GROUP BY ALL HAVING count(*) > 1""")
-    has_dups = con.execute("SELECT count(*) FROM __dups").fetchone()[0] > 0
+    has_dups = _audit_duplicates(con, keys, types["a"])
     not_dup = f"AND NOT EXISTS (SELECT 1 FROM __dups d WHERE {_join_on('d', 's', keys)})" if has_dups else ""
+    views, clean_rows = {"a": "__a", "b": "__b"}, 0
+    if mapping is None and not has_dups:
+        narrowed = _narrow_to_differing_buckets(con, keys, hashes)
+        if narrowed is not None:
+            views, clean_rows = {"a": "__a_sub", "b": "__b_sub"}, narrowed
 
-    def hashed(view: str, side: str, own: dict, other: dict) -> str:
-        operands = [hash_operand(spec.rule(f), q(f), own[f], other[f], side) for f in fields] or ["0"]
-        # Fields where null-vs-null is itself a discrepancy, and values a rule cannot read,
-        # cannot be settled by hash equality.
-        strict_nulls = [f"{q(f)} IS NULL" for f in fields if spec.rule(f).nulls.both_null == "differ"]
-        strict_nulls += [c for f in fields if (c := unreadable(spec.rule(f), q(f), own[f], side))]
-        strict = f", ({' OR '.join(strict_nulls)}) AS __strict" if strict_nulls else ", FALSE AS __strict"
-        return f"SELECT {key_list}, hash({', '.join(operands)}) AS __h{strict} FROM {view} s WHERE __flag IS NULL {not_dup}"
+    key_list = ", ".join(map(q, keys))
+
+    def hashed(side: str) -> str:
+        row_hash, strict = hashes[side]
+        return f"SELECT {key_list}, {row_hash} AS __h, {strict} AS __strict FROM {views[side]} s WHERE __flag IS NULL {not_dup}"
 
     key_pick = ", ".join(f"coalesce(x.{q(k)}, y.{q(k)}) AS {q(k)}" for k in keys)
     first_key = q(keys[0])
     con.execute(f"""CREATE OR REPLACE TEMP TABLE __cand AS
         SELECT {key_pick}, x.{first_key} IS NOT NULL AS __in_a, y.{first_key} IS NOT NULL AS __in_b
-        FROM ({hashed('__a', 'a', types_a, types_b)}) x
-        FULL JOIN ({hashed('__b', 'b', types_b, types_a)}) y ON {_join_on('x', 'y', keys)}
+        FROM ({hashed('a')}) x FULL JOIN ({hashed('b')}) y ON {_join_on('x', 'y', keys)}
         WHERE x.{first_key} IS NULL OR y.{first_key} IS NULL OR x.__h <> y.__h OR x.__strict OR y.__strict""")
 
     # Fetch the candidate records whole; identical pairs never leave the scan.
     key_text = _key_text([f"c.{q(k)}" for k in keys])
     values_a = ", ".join(f"ca.{q(f)} AS {q('a__' + f)}" for f in fields)
     values_b = ", ".join(f"cb.{q(f)} AS {q('b__' + f)}" for f in fields)
-    nulls_a = ", ".join(f"CAST(NULL AS {types_a[f]}) AS {q('a__' + f)}" for f in fields)
-    nulls_b = ", ".join(f"CAST(NULL AS {types_b[f]}) AS {q('b__' + f)}" for f in fields)
+    nulls_a = ", ".join(f"CAST(NULL AS {types['a'][f]}) AS {q('a__' + f)}" for f in fields)
+    nulls_b = ", ".join(f"CAST(NULL AS {types['b'][f]}) AS {q('b__' + f)}" for f in fields)
     sep = ", " if fields else ""
     anomaly_key = _key_text([f"s.{q(k)}" for k in keys])
     con.execute(f"""CREATE OR REPLACE TEMP TABLE __pairs AS
-        WITH ca AS (SELECT * FROM __a s SEMI JOIN (SELECT {key_list} FROM __cand WHERE __in_a) c USING ({key_list}) WHERE __flag IS NULL {not_dup}),
-             cb AS (SELECT * FROM __b s SEMI JOIN (SELECT {key_list} FROM __cand WHERE __in_b) c USING ({key_list}) WHERE __flag IS NULL {not_dup})
+        WITH ca AS (SELECT * FROM {views['a']} s SEMI JOIN (SELECT {key_list} FROM __cand WHERE __in_a) c USING ({key_list}) WHERE __flag IS NULL {not_dup}),
+             cb AS (SELECT * FROM {views['b']} s SEMI JOIN (SELECT {key_list} FROM __cand WHERE __in_b) c USING ({key_list}) WHERE __flag IS NULL {not_dup})
         SELECT CASE WHEN c.__in_a AND c.__in_b THEN 'pair' WHEN c.__in_a THEN 'only_in_a' ELSE 'only_in_b' END AS __status,
                {key_text} AS __key, 1::BIGINT AS __count{sep}{values_a}{sep}{values_b}
         FROM __cand c LEFT JOIN ca ON {_join_on('c', 'ca', keys)} LEFT JOIN cb ON {_join_on('c', 'cb', keys)}
         UNION ALL
         SELECT 'duplicate_key_' || s.__side, {anomaly_key}, s.__n{sep}{nulls_a}{sep}{nulls_b} FROM __dups s
         UNION ALL
-        SELECT s.__flag, {anomaly_key}, count(*){sep}{nulls_a}{sep}{nulls_b} FROM __a s WHERE __flag IS NOT NULL GROUP BY ALL
+        SELECT s.__flag, {anomaly_key}, count(*){sep}{nulls_a}{sep}{nulls_b} FROM {views['a']} s WHERE __flag IS NOT NULL GROUP BY ALL
         UNION ALL
-        SELECT s.__flag, {anomaly_key}, count(*){sep}{nulls_a}{sep}{nulls_b} FROM __b s WHERE __flag IS NOT NULL GROUP BY ALL""")
-    return _match_stats(con)
+        SELECT s.__flag, {anomaly_key}, count(*){sep}{nulls_a}{sep}{nulls_b} FROM {views['b']} s WHERE __flag IS NOT NULL GROUP BY ALL""")
+    return _match_stats(con, views, clean_rows)
+
+
+def _row_hash(spec: ReconciliationSpec, own: dict, other: dict, side: str) -> tuple[str, str]:
+    """The hash of a record's compared fields, and when that hash cannot settle the record:
+    a null-vs-null that is itself a discrepancy, or a value the rule cannot read."""
+    fields = [f.name for f in spec.fields]
+    operands = [hash_operand(spec.rule(f), q(f), own[f], other[f], side) for f in fields] or ["0"]
+    strict = [f"{q(f)} IS NULL" for f in fields if spec.rule(f).nulls.both_null == "differ"]
+    strict += [c for f in fields if (c := unreadable(spec.rule(f), q(f), own[f], side))]
+    return f"hash({', '.join(operands)})", f"({' OR '.join(strict)})" if strict else "FALSE"
+
+
+def _audit_duplicates(con, keys: list[str], types: dict) -> bool:
+    """Fill ``__dups`` with the keys that appear more than once on a side; True if any do.
+
+    A single integer key is first checked with a bitmap over its range (one pass, no hash
+    table): when every row sets a distinct bit there is nothing to group."""
+    key_list = ", ".join(map(q, keys))
+    parts = []
+    for side in "ab":
+        if not _unique_by_bitmap(con, keys, types, f"__{side}"):
+            parts.append(f"SELECT '{side}' AS __side, {key_list}, count(*) AS __n FROM __{side} "
+                         "WHERE __flag IS NULL GROUP BY ALL HAVING count(*) > 1")
+    parts.append(f"SELECT 'a' AS __side, {key_list}, 0::BIGINT AS __n FROM __a WHERE FALSE")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE __dups AS {' UNION ALL '.join(parts)}")
+    return con.execute("SELECT count(*) FROM __dups").fetchone()[0] > 0
+
+
+def _unique_by_bitmap(con, keys: list[str], types: dict, view: str) -> bool:
+    if len(keys) != 1 or types[keys[0]] not in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"):
+        return False
+    key = q(keys[0])
+    low, high, count = con.execute(f"SELECT min({key}), max({key}), count({key}) FROM {view} WHERE __flag IS NULL").fetchone()
+    if count == 0:
+        return True
+    if high - low >= BITMAP_MAX_RANGE:
+        return False
+    distinct = con.execute(f"SELECT bit_count(bitstring_agg({key}, {low}, {high})) FROM {view} WHERE __flag IS NULL").fetchone()[0]
+    return distinct == count
+
+
+def _narrow_to_differing_buckets(con, keys: list[str], hashes: dict) -> int | None:
+    """Compare per-bucket counts and hash sums of the two sides. When few buckets differ, copy
+    only their rows to ``__a_sub``/``__b_sub`` and return how many rows the identical buckets
+    hold; when many differ, return None and compare everything."""
+    key_list = ", ".join(map(q, keys))
+    bucket = f"(hash({key_list}) & {BUCKETS - 1})"
+
+    def summary(side: str) -> str:
+        row_hash, strict = hashes[side]
+        return (f"SELECT {bucket} AS b, count(*) AS n, sum(hash({key_list}, {row_hash})::HUGEINT) AS h, "
+                f"bool_or({strict} OR __flag IS NOT NULL) AS d FROM __{side} GROUP BY 1")
+
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE __buckets AS
+        SELECT coalesce(x.b, y.b) AS b, coalesce(x.n, 0) AS n,
+               (x.n IS DISTINCT FROM y.n OR x.h IS DISTINCT FROM y.h OR coalesce(x.d OR y.d, TRUE)) AS differs
+        FROM ({summary('a')}) x FULL JOIN ({summary('b')}) y ON x.b = y.b""")
+    differing, clean_rows = con.execute(
+        "SELECT count(*) FILTER (differs), coalesce(sum(n) FILTER (NOT differs), 0) FROM __buckets").fetchone()
+    if differing > SPARSE_SHARE * BUCKETS:
+        return None
+    for side in "ab":
+        con.execute(f"CREATE OR REPLACE TEMP TABLE __{side}_sub AS SELECT * FROM __{side} "
+                    f"WHERE {bucket} IN (SELECT b FROM __buckets WHERE differs)")
+    return int(clean_rows)
 
 
 def _create_side_views(con, spec: ReconciliationSpec, side_a: Side, side_b: Side, mapping: Side | None) -> None:
@@ -285,9 +354,10 @@ def _create_mapped_views(con, spec, mapping: Side, raw_a: dict, raw_b: dict, inv
         FROM __b_raw s LEFT JOIN __map m ON m.b_id = CAST(s.{q(key)} AS VARCHAR)""")
 
 
-def _match_stats(con) -> MatchStats:
-    row = con.execute("""SELECT
-        (SELECT count(*) FROM __a), (SELECT count(*) FROM __b),
+def _match_stats(con, views: dict, clean_rows: int) -> MatchStats:
+    """Counts of the pairing; ``clean_rows`` identical rows were settled by bucket and never fetched."""
+    row = con.execute(f"""SELECT
+        (SELECT count(*) FROM {views['a']}), (SELECT count(*) FROM {views['b']}),
         sum(__count) FILTER (__status = 'invalid_key_a'), sum(__count) FILTER (__status = 'invalid_key_b'),
         sum(__count) FILTER (__status = 'unmapped_a'), sum(__count) FILTER (__status = 'unmapped_b'),
         count(*) FILTER (__status = 'duplicate_key_a'), count(*) FILTER (__status = 'duplicate_key_b'),
@@ -297,21 +367,23 @@ def _match_stats(con) -> MatchStats:
         FROM __pairs""").fetchone()
     values = [int(v or 0) for v in row]
     stats = MatchStats(*values[:12])
+    stats.rows_a += clean_rows
+    stats.rows_b += clean_rows
     stats.candidate_pairs = values[12]
     stats.matched = (
-        stats.rows_a - stats.invalid_key_rows_a - stats.unmapped_rows_a - _dup_excluded_rows(con, "a") - stats.only_in_a
+        stats.rows_a - stats.invalid_key_rows_a - stats.unmapped_rows_a - _dup_excluded_rows(con, views["a"]) - stats.only_in_a
     )
     stats.identical = stats.matched - stats.candidate_pairs
     return stats
 
 
-def _dup_excluded_rows(con, side: str) -> int:
-    """Rows of ``side`` left out of matching because their key is duplicated on either side."""
+def _dup_excluded_rows(con, view: str) -> int:
+    """Rows of ``view`` left out of matching because their key is duplicated on either side."""
     if con.execute("SELECT count(*) FROM __dups").fetchone()[0] == 0:
         return 0
     on = " AND ".join(f"d.{c} = s.{c}" for c in _key_columns(con))
     return con.execute(
-        f"SELECT count(*) FROM __{side} s WHERE __flag IS NULL AND EXISTS (SELECT 1 FROM __dups d WHERE {on})"
+        f"SELECT count(*) FROM {view} s WHERE __flag IS NULL AND EXISTS (SELECT 1 FROM __dups d WHERE {on})"
     ).fetchone()[0]
 
 
