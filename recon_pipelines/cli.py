@@ -94,6 +94,30 @@ def run(spec_file: Path, fmt: str, output: Path | None, limit: int) -> None:
     sys.exit(EXIT_FOUND if rows else EXIT_AGREE)
 
 
+@main.command()
+@click.argument("reconciliation")
+@click.option("--keys", default=None, help="Comma-separated record keys to re-check.")
+@click.option("--from", "date_from", default=None, help="First day (YYYY-MM-DD) of records modified in a range.")
+@click.option("--to", "date_to", default=None, help="Last day (YYYY-MM-DD, inclusive).")
+@click.option("--full", is_flag=True, help="Compare everything (a deep scan).")
+@click.option("--url", envvar="RECON_DAGSTER_URL", default=None, help="Dagster webserver (default $RECON_DAGSTER_URL, else http://127.0.0.1:3000).")
+@click.option("--local", is_flag=True, help="Run here, in this process, instead of on the webserver.")
+@click.option("--wait", is_flag=True, help="Wait for the launched run to finish.")
+def trigger(reconciliation, keys, date_from, date_to, full, url, local, wait) -> None:
+    """Re-check keys, a date range or everything now (the run shows in the Dagster UI)."""
+    from recon_pipelines.trigger import TriggerError
+    from recon_pipelines.trigger import trigger as launch
+
+    try:
+        result = launch(reconciliation, keys=[k.strip() for k in keys.split(",") if k.strip()] if keys else None,
+                        date_from=date_from, date_to=date_to, full=full, url=url, local=local, wait=wait)
+    except TriggerError as exc:
+        raise ValueError(str(exc)) from None
+    click.echo(f"run {result.run_id}: {result.status}" + (f"  {result.url}" if result.url else ""))
+    if result.status in ("FAILURE", "CANCELED"):
+        sys.exit(EXIT_ERROR)
+
+
 @main.group(invoke_without_command=True)
 @click.option("--status", default=None, help="new, acknowledged, escalated, muted, resolved, or 'open' for all open states.")
 @click.option("--reconciliation", "-r", default=None)

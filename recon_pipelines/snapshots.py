@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from recon_pipelines.engine import Side, side_columns
 from recon_pipelines.sources.base import Connector, RecordFilter, SourceError, require_columns
-from recon_pipelines.sources.files import FileConnector, filter_sql
+from recon_pipelines.sources.files import FileConnector, duck_types, filter_sql
 from recon_pipelines.spec.models import FileSource, HttpSource, ReconciliationSpec, SqlSource
 from recon_pipelines.sqlutil import duckdb_connect, quote_ident, sql_literal
 
@@ -88,7 +88,7 @@ def _copy_file(connector: FileConnector, columns: Mapping[str, str], out: Path, 
     with duckdb_connect() as con:
         try:
             con.execute(
-                f"COPY (SELECT {select} FROM {connector.scan_sql()} {filter_sql(record_filter)}) "
+                f"COPY (SELECT {select} FROM {connector.scan_sql()} {filter_sql(record_filter, duck_types(connector.schema()))}) "
                 f"TO {sql_literal(str(out))} (FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
             )
             return con.execute(f"SELECT count(*) FROM read_parquet({sql_literal(str(out))})").fetchone()[0]

@@ -194,3 +194,11 @@ def _dump(tracker: Tracker) -> tuple:
             sorted(tuple(str(v) for v in row) for row in conn.execute(sa.select(table)))
             for table in (discrepancies, events, runs, staging)
         )
+
+
+def test_full_run_leaves_excluded_keys_open(tracker):
+    """Keys still in flight (modified within the propagation lag) are not judged: not resolved."""
+    tracker.apply_run("crm_vs_billing", "r1", found(d("1"), d("2")), now=T0)
+    outcome = tracker.apply_run("crm_vs_billing", "r2", found(), scope=Scope.full(exclude=["2"]), now=T0)
+    assert outcome.resolved_ids == ["1-amount"]
+    assert state(tracker) == {"1-amount": "resolved", "2-amount": "new"}

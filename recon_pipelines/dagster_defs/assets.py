@@ -4,30 +4,25 @@
                 ├─> matched_pairs ─> discrepancies ─> tracker_state
     snapshot_b ─┘
 
-Each asset writes its result as Parquet through ``ReconResource`` and returns
-metadata the UI plots over time; the snapshots carry asset checks that flag a
-bad side before anything is compared.
+Each asset runs one step of ``recon_pipelines.pipeline`` (which writes Parquet through
+``ReconResource``) and returns metadata the UI plots over time. With ``incremental:`` in
+the spec the assets are daily-partitioned: a partition reads the records modified that day
+plus their counterparts, and a backfill of a date range runs as one run.
 """
 
-
-import json
-from dataclasses import asdict
-from pathlib import Path
-
+# No `from __future__ import annotations` here: Dagster inspects the context annotation at runtime.
 import dagster as dg
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from recon_pipelines import pipeline
 from recon_pipelines.dagster_defs.resources import ReconResource
-from recon_pipelines.engine import connect, evaluate, match, side_columns
-from recon_pipelines.snapshots import snapshot_columns, snapshot_side, write_snapshot
+from recon_pipelines.remediation.notifications import notification_writer
+from recon_pipelines.snapshots import snapshot_columns
 from recon_pipelines.spec.models import ReconciliationSpec
 from recon_pipelines.sqlutil import duckdb_connect, quote_ident, sql_literal
-from recon_pipelines.tracker import Scope
 
 STEPS = ("snapshot_a", "snapshot_b", "matched_pairs", "discrepancies", "tracker_state")
 RECON_TAG = "recon/reconciliation"
-MATCH_STATS_KEY = "recon_match_stats"
 SAMPLE_ROWS = 20
 _SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
@@ -36,16 +31,35 @@ def asset_key(spec: ReconciliationSpec, step: str) -> dg.AssetKey:
     return dg.AssetKey([spec.name, step])
 
 
-def scope_of(context: dg.AssetExecutionContext) -> str:
-    """The folder a run's files go to: one per partition, ``full`` for unpartitioned runs."""
-    return context.partition_key if context.has_partition_key else "full"
+def partitions_def(spec: ReconciliationSpec) -> dg.DailyPartitionsDefinition | None:
+    if spec.incremental is None:
+        return None
+    return dg.DailyPartitionsDefinition(start_date=spec.incremental.start.isoformat(), timezone=spec.incremental.timezone)
+
+
+def run_scope(context: dg.AssetExecutionContext) -> pipeline.RunScope:
+    """A partition (or a range of them, in a single-run backfill) is a time window."""
+    if not (context.has_partition_key or context.has_partition_key_range):
+        return pipeline.RunScope.full()
+    keys = context.partition_key_range
+    window = context.partition_time_window
+    label = keys.start if keys.start == keys.end else f"{keys.start}..{keys.end}"
+    return pipeline.RunScope.of_window(window.start, window.end, label)
 
 
 def common_asset_args(spec: ReconciliationSpec) -> dict:
-    """What every asset of a reconciliation shares: its group, the spec's tags and owner."""
+    """What every asset of a reconciliation shares: group, partitions, the spec's tags and owner."""
     owner = spec.owner or ""
     owners = [owner] if "@" in owner or owner.startswith("team:") else None  # Dagster's accepted forms
-    return {"group_name": spec.name, "tags": dict(spec.tags), "owners": owners}
+    partitions = partitions_def(spec)
+    return {
+        "group_name": spec.name,
+        "tags": dict(spec.tags),
+        "owners": owners,
+        "partitions_def": partitions,
+        # A date range is read as one window: one run, not one per day.
+        "backfill_policy": dg.BackfillPolicy.single_run() if partitions else None,
+    }
 
 
 def build_reconciliation_assets(spec: ReconciliationSpec) -> list[dg.AssetsDefinition]:
@@ -82,43 +96,45 @@ def _snapshot_asset(spec: ReconciliationSpec, side: str) -> dg.AssetsDefinition:
         key=key,
         check_specs=checks,
         kinds={source.type, "parquet"},
-        description=f"Snapshot of {system}: the key and compared fields, under the spec's names.",
+        description=f"Snapshot of {system}: the key and compared fields, under the spec's names "
+        "(in a partition: the records modified that day on either side, and their counterparts).",
         **common_asset_args(spec),
     )
     def snapshot(context: dg.AssetExecutionContext, recon: ReconResource) -> dg.MaterializeResult:
-        path = recon.path(spec.name, scope_of(context), f"snapshot_{side}.parquet")
-        info = write_snapshot(source, columns, path, skip_missing=True)
-        metadata = {"rows": info.rows, "source": info.label, "path": dg.MetadataValue.path(str(path))}
-        missing = [columns[name] for name in info.missing]
-        results = [dg.AssetCheckResult(
+        scope = run_scope(context)
+        folder = recon.folder(spec, scope)
+        result = pipeline.take_snapshot(spec, side, scope, folder)
+        missing = [columns[name] for name in result.pop("missing")]
+        metadata = {**result, "scope": scope.label, "path": dg.MetadataValue.path(str(folder[f"snapshot_{side}"]))}
+        checks = [dg.AssetCheckResult(
             check_name="required_columns", passed=not missing, severity=dg.AssetCheckSeverity.ERROR,
             metadata={"missing_columns": ", ".join(missing) or "none"},
         )]
-        if not set(keys) & set(info.missing):
-            nulls, duplicates = _key_health(path, keys)
-            results += [
+        if set(keys) & {name for name, src in columns.items() if src in missing}:
+            checks += [dg.AssetCheckResult(check_name=name, passed=False, severity=dg.AssetCheckSeverity.ERROR,
+                                           metadata={"reason": "key column missing"})
+                       for name in ("key_not_null", "key_unique")]
+        else:
+            nulls, duplicates = _key_health(folder[f"snapshot_{side}"], keys)
+            checks += [
                 dg.AssetCheckResult(check_name="key_not_null", passed=nulls == 0, severity=dg.AssetCheckSeverity.WARN,
                                     metadata={"records_without_key": nulls}),
                 dg.AssetCheckResult(check_name="key_unique", passed=duplicates == 0, severity=dg.AssetCheckSeverity.WARN,
                                     metadata={"duplicated_keys": duplicates}),
             ]
-        else:
-            for name in ("key_not_null", "key_unique"):
-                results.append(dg.AssetCheckResult(check_name=name, passed=False, severity=dg.AssetCheckSeverity.ERROR,
-                                                   metadata={"reason": "key column missing"}))
-        return dg.MaterializeResult(metadata=metadata, check_results=results)
+        return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
     return snapshot
 
 
-def _key_health(path: Path, keys: list[str]) -> tuple[int, int]:
+def _key_health(path, keys: list[str]) -> tuple[int, int]:
     key_list = ", ".join(map(quote_ident, keys))
     null = " OR ".join(f"{quote_ident(k)} IS NULL" for k in keys)
+    scan = f"read_parquet({sql_literal(str(path))})"
     with duckdb_connect() as con:
         return con.execute(
-            f"""SELECT (SELECT count(*) FROM read_parquet({sql_literal(str(path))}) WHERE {null}),
-                       (SELECT count(*) FROM (SELECT {key_list} FROM read_parquet({sql_literal(str(path))})
-                        WHERE NOT ({null}) GROUP BY ALL HAVING count(*) > 1))"""
+            f"""SELECT (SELECT count(*) FROM {scan} WHERE {null}),
+                       (SELECT count(*) FROM (SELECT {key_list} FROM {scan} WHERE NOT ({null}) GROUP BY ALL HAVING count(*) > 1))"""
         ).fetchone()
 
 
@@ -126,44 +142,29 @@ def _key_health(path: Path, keys: list[str]) -> tuple[int, int]:
 
 
 def _matched_pairs_asset(spec: ReconciliationSpec) -> dg.AssetsDefinition:
-    names = {side: list(side_columns(spec, side)) for side in "ab"}
+    key = asset_key(spec, "matched_pairs")
 
     @dg.asset(
-        key=asset_key(spec, "matched_pairs"),
+        key=key,
         deps=[asset_key(spec, "snapshot_a"), asset_key(spec, "snapshot_b")],
-        **common_asset_args(spec),
         kinds={"duckdb", "parquet"},
+        check_specs=[dg.AssetCheckSpec("summaries_match", asset=key, description=(
+            "Counts, sums of the summary fields and content hashes agree on both sides (summary before records)."))],
         description="Records paired by key. Stores the pairs that differ in any way and the key anomalies; "
         "identical pairs are counted, not stored.",
+        **common_asset_args(spec),
     )
     def matched_pairs(context: dg.AssetExecutionContext, recon: ReconResource) -> dg.MaterializeResult:
-        scope = scope_of(context)
-        sides = [
-            snapshot_side(recon.path(spec.name, scope, f"snapshot_{side}.parquet"), names[side], f"snapshot_{side}")
-            for side in "ab"
-        ]
-        mapping = None
-        if spec.key_mapping is not None:
-            info = write_snapshot(spec.key_mapping.source, {"a": spec.key_mapping.a, "b": spec.key_mapping.b},
-                                  recon.path(spec.name, scope, "key_mapping.parquet"))
-            mapping = snapshot_side(info.path, ["a", "b"], info.label)
-        con = connect(recon.duckdb_memory_limit, recon.spill_dir())
-        stats = match(con, spec, sides[0], sides[1], mapping)
-        path = recon.path(spec.name, scope, "matched_pairs.parquet")
-        partial = path.with_suffix(".partial")
-        con.execute(
-            f"COPY __pairs TO {sql_literal(str(partial))} (FORMAT parquet, "
-            f"KV_METADATA {{{MATCH_STATS_KEY}: {sql_literal(json.dumps(asdict(stats)))}}})"
-        )
-        partial.replace(path)
-        return dg.MaterializeResult(metadata={**asdict(stats), "path": dg.MetadataValue.path(str(path))})
+        folder = recon.folder(spec, run_scope(context))
+        stats = pipeline.match_pairs(spec, folder, recon.duckdb_memory_limit, recon.spill_dir())
+        sums = {k: v for k, v in stats.items() if k.startswith(("count_", "sum_"))}
+        check = dg.AssetCheckResult(check_name="summaries_match", passed=bool(stats["summaries_match"]),
+                                    severity=dg.AssetCheckSeverity.WARN, metadata=sums)
+        metadata = {k: v for k, v in stats.items() if not k.startswith("content_hash")}
+        metadata["path"] = dg.MetadataValue.path(str(folder["pairs"]))
+        return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
     return matched_pairs
-
-
-def read_match_stats(path: Path) -> dict:
-    metadata = pq.read_metadata(path).metadata or {}
-    return json.loads(metadata[MATCH_STATS_KEY.encode()])
 
 
 # --------------------------------------------------------------------------- discrepancies
@@ -173,36 +174,35 @@ def _discrepancies_asset(spec: ReconciliationSpec) -> dg.AssetsDefinition:
     @dg.asset(
         key=asset_key(spec, "discrepancies"),
         deps=[asset_key(spec, "matched_pairs")],
-        **common_asset_args(spec),
         kinds={"duckdb", "parquet"},
         description="Every disagreement under the spec's field rules: one row per record and field, both raw values, "
-        "the reason, a severity and a stable id.",
+        "the reason, a severity and a stable id. Records still in flight (propagation_lag) are held back.",
+        **common_asset_args(spec),
     )
     def discrepancies(context: dg.AssetExecutionContext, recon: ReconResource) -> dg.MaterializeResult:
-        scope = scope_of(context)
-        pairs = recon.path(spec.name, scope, "matched_pairs.parquet")
-        con = connect(recon.duckdb_memory_limit, recon.spill_dir())
-        table, fields = evaluate(con, spec, f"read_parquet({sql_literal(str(pairs))})")
-        path = recon.path(spec.name, scope, "discrepancies.parquet")
-        partial = path.with_suffix(".partial")
-        pq.write_table(table, partial)
-        partial.replace(path)
-
-        kinds = table.column("kind").to_pylist()
-        severities = table.column("severity").to_pylist()
-        metadata: dict = {"discrepancies": table.num_rows}
-        metadata.update({f"kind/{k}": kinds.count(k) for k in sorted(set(kinds))})
-        metadata.update({f"severity/{s}": severities.count(s) for s in _SEVERITY_ORDER})
-        for name, stats in fields.items():
-            metadata[f"field/{name}/mismatches"] = stats.mismatches
-            metadata[f"field/{name}/within_tolerance"] = stats.within_tolerance
-            if stats.max_within_tolerance is not None:
-                metadata[f"field/{name}/max_within_tolerance"] = float(stats.max_within_tolerance)
-        metadata["sample"] = dg.MetadataValue.md(sample_markdown(table))
-        metadata["path"] = dg.MetadataValue.path(str(path))
-        return dg.MaterializeResult(metadata=metadata)
+        folder = recon.folder(spec, run_scope(context))
+        found = pipeline.find_discrepancies(spec, folder, memory_limit=recon.duckdb_memory_limit,
+                                            spill_dir=recon.spill_dir())
+        return dg.MaterializeResult(metadata=discrepancy_metadata(found, folder))
 
     return discrepancies
+
+
+def discrepancy_metadata(found: pipeline.Found, folder: pipeline.RunFolder) -> dict:
+    table = found.table
+    kinds = table.column("kind").to_pylist()
+    severities = table.column("severity").to_pylist()
+    metadata: dict = {"discrepancies": table.num_rows, "in_flight": len(found.in_flight)}
+    metadata.update({f"kind/{k}": kinds.count(k) for k in sorted(set(kinds))})
+    metadata.update({f"severity/{s}": severities.count(s) for s in _SEVERITY_ORDER})
+    for name, stats in found.fields.items():
+        metadata[f"field/{name}/mismatches"] = stats.mismatches
+        metadata[f"field/{name}/within_tolerance"] = stats.within_tolerance
+        if stats.max_within_tolerance is not None:
+            metadata[f"field/{name}/max_within_tolerance"] = float(stats.max_within_tolerance)
+    metadata["sample"] = dg.MetadataValue.md(sample_markdown(table))
+    metadata["path"] = dg.MetadataValue.path(str(folder["discrepancies"]))
+    return metadata
 
 
 def sample_markdown(table: pa.Table, limit: int = SAMPLE_ROWS) -> str:
@@ -236,35 +236,35 @@ def _tracker_state_asset(spec: ReconciliationSpec) -> dg.AssetsDefinition:
     @dg.asset(
         key=asset_key(spec, "tracker_state"),
         deps=[asset_key(spec, "discrepancies")],
-        **common_asset_args(spec),
         kinds={"sql"},
         # One writer per reconciliation at a time, across runs (the tracker also locks).
         pool=f"recon_{spec.name}",
         description="The tracker after this run: new discrepancies inserted, those seen again refreshed, "
-        "those no longer seen resolved.",
+        "those no longer seen (among the keys this run compared) resolved.",
+        **common_asset_args(spec),
     )
     def tracker_state(context: dg.AssetExecutionContext, recon: ReconResource) -> dg.MaterializeResult:
-        scope = scope_of(context)
-        found = pq.read_table(recon.path(spec.name, scope, "discrepancies.parquet"))
-        stats = read_match_stats(recon.path(spec.name, scope, "matched_pairs.parquet"))
-        tracker = recon.tracker()
-        outcome = tracker.apply_run(
-            spec.name, run_id=f"{context.run.run_id}:{scope}", found=found, scope=Scope.full(), summary=stats,
-            escalation=spec.escalation,
-        )
-        counts = tracker.status_counts(spec.name)
-        open_by_severity = tracker.open_severity_counts(spec.name)
-        metadata = {
-            "new": len(outcome.new_ids),
-            "reopened": len(outcome.reopened_ids),
-            "seen_again": outcome.seen_again,
-            "resolved": len(outcome.resolved_ids),
-            "escalated": len(outcome.escalated_ids),
-            "open": outcome.open_count,
-            **{f"status/{s}": counts.get(s, 0) for s in ("new", "acknowledged", "escalated", "muted", "resolved")},
-            **{f"open_severity/{s}": open_by_severity.get(s, 0) for s in _SEVERITY_ORDER},
-            "tracker": tracker.url,
-        }
-        return dg.MaterializeResult(metadata=metadata)
+        scope = run_scope(context)
+        outcome = pipeline.update_tracker(spec, recon.folder(spec, scope), scope, recon.tracker(),
+                                          run_id=f"{context.run.run_id}:{scope.label}",
+                                          on_outcome=notification_writer(spec))  # the outbox, in the same transaction
+        return dg.MaterializeResult(metadata=tracker_metadata(recon, spec, outcome))
 
     return tracker_state
+
+
+def tracker_metadata(recon: ReconResource, spec: ReconciliationSpec, outcome) -> dict:
+    tracker = recon.tracker()
+    counts = tracker.status_counts(spec.name)
+    open_by_severity = tracker.open_severity_counts(spec.name)
+    return {
+        "new": len(outcome.new_ids),
+        "reopened": len(outcome.reopened_ids),
+        "seen_again": outcome.seen_again,
+        "resolved": len(outcome.resolved_ids),
+        "escalated": len(outcome.escalated_ids),
+        "open": outcome.open_count,
+        **{f"status/{s}": counts.get(s, 0) for s in ("new", "acknowledged", "escalated", "muted", "resolved")},
+        **{f"open_severity/{s}": open_by_severity.get(s, 0) for s in _SEVERITY_ORDER},
+        "tracker": tracker.url,
+    }

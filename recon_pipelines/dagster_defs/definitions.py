@@ -1,4 +1,5 @@
-"""Definitions for a folder of specs: each spec becomes an asset group and a job."""
+"""Definitions for a folder of specs: each spec becomes an asset group, its jobs, schedules
+and sensors; the operator-action job and the run-failure sensor are shared."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from recon_pipelines.dagster_defs.assets import build_reconciliation_assets, reconciliation_job
+from recon_pipelines.dagster_defs.assets import build_reconciliation_assets
 from recon_pipelines.dagster_defs.operator_jobs import discrepancy_action
+from recon_pipelines.dagster_defs.remediation import NotifierResource, build_remediation_definitions
 from recon_pipelines.dagster_defs.resources import ReconResource
+from recon_pipelines.dagster_defs.runs import build_run_definitions, recon_run_failures
 from recon_pipelines.spec import load_spec_dir
 from recon_pipelines.spec.models import ReconciliationSpec
 
@@ -20,15 +23,23 @@ def build_definitions(
     spec_dir: str | Path | None = None,
     specs: list[ReconciliationSpec] | None = None,
     recon: ReconResource | None = None,
+    notifier: NotifierResource | None = None,
 ) -> dg.Definitions:
     if specs is None:
         specs = load_spec_dir(spec_dir or os.environ[SPEC_DIR_ENV])
-    assets, jobs = [], [discrepancy_action]
+    assets, jobs, schedules, sensors = [], [discrepancy_action], [], [recon_run_failures]
     for spec in specs:
         assets += build_reconciliation_assets(spec)
-        jobs.append(reconciliation_job(spec))
+        runs = build_run_definitions(spec)
+        jobs += runs["jobs"]
+        schedules += runs["schedules"]
+        sensors += runs["sensors"]
+    remediation = build_remediation_definitions(specs, notifier)  # notifications, fixes, digests
     return dg.Definitions(
-        assets=assets,
-        jobs=jobs,
-        resources={"recon": recon or ReconResource(tracker_url=os.environ.get("RECON_TRACKER_URL"))},
+        assets=assets + remediation["assets"],
+        jobs=jobs + remediation["jobs"],
+        schedules=schedules + remediation["schedules"],
+        sensors=sensors + remediation["sensors"],
+        resources={"recon": recon or ReconResource(tracker_url=os.environ.get("RECON_TRACKER_URL")),
+                   **remediation["resources"]},
     )

@@ -8,6 +8,8 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
+from recon_pipelines.pipeline import RunFolder, RunScope
+from recon_pipelines.spec.models import ReconciliationSpec
 from recon_pipelines.tracker import TRACKER_URL_ENV, Tracker
 
 
@@ -32,10 +34,9 @@ class ReconResource(dg.ConfigurableResource):
 
     _tracker: Tracker | None = PrivateAttr(default=None)
 
-    def path(self, reconciliation: str, scope: str, name: str) -> Path:
-        folder = Path(self.storage_dir or default_storage_dir()) / reconciliation / scope
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder / name
+    def folder(self, spec: ReconciliationSpec, scope: RunScope) -> RunFolder:
+        """The run's folder: one per reconciliation and scope (``full``, a partition, a range, keys)."""
+        return RunFolder.of(self.storage_dir or default_storage_dir(), spec, scope)
 
     def spill_dir(self) -> str:
         folder = Path(self.storage_dir or default_storage_dir()) / ".spill"

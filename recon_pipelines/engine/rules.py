@@ -46,7 +46,7 @@ def compile_rule(rule, a: str, b: str, type_a: str, type_b: str) -> FieldSql:
         relative = f"{difference} / nullif(greatest(abs({va}), abs({vb})), 0)"
         kind = "a number"
     elif isinstance(rule, TimestampRule):
-        va, vb = _timestamp(a, type_a, rule.timezone_a), _timestamp(b, type_b, rule.timezone_b)
+        va, vb = instant_sql(a, type_a, rule.timezone_a), instant_sql(b, type_b, rule.timezone_b)
         difference = f"abs(epoch_us({va}) - epoch_us({vb})) / 1e6"
         equal = f"{difference} <= {rule.lag!r} + 1e-6"
         detail = f"format('{{}} s apart (lag tolerance {{}} s)', round({difference}, 6), {rule.lag!r})"
@@ -90,7 +90,7 @@ def hash_operand(rule, column: str, own_type: str, other_type: str, side: str) -
     instant (not the wall-clock reading) for naive timestamps read in different zones, and the
     scaled number when the sides count in different units."""
     if isinstance(rule, TimestampRule) and rule.timezone_a != rule.timezone_b:
-        return _timestamp(column, own_type, rule.timezone_a if side == "a" else rule.timezone_b)
+        return instant_sql(column, own_type, rule.timezone_a if side == "a" else rule.timezone_b)
     if isinstance(rule, NumericRule) and rule.scale_a != rule.scale_b:  # 4250 cents == 42.50 dollars
         return _scaled(_numeric(column, own_type), rule.scale_a if side == "a" else rule.scale_b)
     return column if _same_family(own_type, other_type) else f"CAST({column} AS VARCHAR)"
@@ -106,7 +106,7 @@ def unreadable(rule, column: str, own_type: str, side: str) -> str | None:
     elif isinstance(rule, TimestampRule) and not (
         _is_number_type(own_type) or own_type.startswith("TIMESTAMP") or own_type == "DATE"
     ):
-        value = _timestamp(column, own_type, rule.timezone_a if side == "a" else rule.timezone_b)
+        value = instant_sql(column, own_type, rule.timezone_a if side == "a" else rule.timezone_b)
     else:
         return None
     return f"({column} IS NOT NULL AND {value} IS NULL)"
@@ -132,7 +132,9 @@ def _scaled(expr: str, factor: float) -> str:
     return expr if factor == 1.0 else f"({expr} * {factor!r})"
 
 
-def _timestamp(x: str, duck_type: str, zone: str) -> str:
+def instant_sql(x: str, duck_type: str, zone: str) -> str:
+    """SQL reading ``x`` (of DuckDB type ``duck_type``) as an instant: offsets honoured,
+    naive values read in ``zone``, numbers as epoch seconds; NULL when unreadable."""
     tz = sql_literal(zone)
     if duck_type.startswith("TIMESTAMP WITH TIME ZONE") or duck_type == "TIMESTAMPTZ":
         return x

@@ -28,6 +28,7 @@ class RecordFilter:
     """
 
     updated_column: str | None = None
+    updated_timezone: str = "UTC"  # zone of naive values in updated_column
     modified_from: datetime | None = None
     modified_to: datetime | None = None
     key_column: str | None = None

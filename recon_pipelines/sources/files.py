@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from recon_pipelines.engine.rules import instant_sql
 from recon_pipelines.sources.base import Connector, RecordFilter, SourceError, require_columns
 from recon_pipelines.sources.types import declared_schema
 from recon_pipelines.spec.models import FileSource
@@ -64,7 +65,7 @@ class FileConnector(Connector):
         columns = list(columns or schema.names)
         require_columns(schema, columns, self.label)
         select = ", ".join(quote_ident(c) for c in columns)
-        where = filter_sql(record_filter)
+        where = filter_sql(record_filter, duck_types(schema))
         with duckdb_connect() as con:
             try:
                 reader = con.sql(f"SELECT {select} FROM {self.scan_sql()} {where}").to_arrow_reader(BATCH_ROWS)
@@ -73,20 +74,27 @@ class FileConnector(Connector):
             yield from reader
 
 
-def filter_sql(record_filter: RecordFilter | None) -> str:
-    """A WHERE clause for DuckDB-readable sources (files and snapshots)."""
+def filter_sql(record_filter: RecordFilter | None, types: dict[str, str]) -> str:
+    """A WHERE clause for DuckDB-readable sources (files and snapshots); ``types`` maps each
+    column to its DuckDB type, so update times are read as instants in the source's zone."""
     if record_filter is None:
         return ""
-    clauses = []
     f = record_filter
-    if f.updated_column and f.modified_from is not None:
-        clauses.append(f"TRY_CAST({quote_ident(f.updated_column)} AS TIMESTAMPTZ) >= {sql_literal(f.modified_from.isoformat())}::TIMESTAMPTZ")
-    if f.updated_column and f.modified_to is not None:
-        clauses.append(f"TRY_CAST({quote_ident(f.updated_column)} AS TIMESTAMPTZ) < {sql_literal(f.modified_to.isoformat())}::TIMESTAMPTZ")
+    clauses = []
+    if f.updated_column and (f.modified_from is not None or f.modified_to is not None):
+        instant = instant_sql(quote_ident(f.updated_column), types.get(f.updated_column, "VARCHAR"), f.updated_timezone)
+        if f.modified_from is not None:
+            clauses.append(f"{instant} >= {sql_literal(f.modified_from.isoformat())}::TIMESTAMPTZ")
+        if f.modified_to is not None:
+            clauses.append(f"{instant} < {sql_literal(f.modified_to.isoformat())}::TIMESTAMPTZ")
     if f.key_column and f.keys is not None:
         values = ", ".join(sql_literal(str(k)) for k in f.keys) or "NULL"
         clauses.append(f"CAST({quote_ident(f.key_column)} AS VARCHAR) IN ({values})")
     return f"WHERE {' AND '.join(clauses)}" if clauses else ""
+
+
+def duck_types(schema: pa.Schema) -> dict[str, str]:
+    return {field.name: _duck_type(field.type) for field in schema}
 
 
 def _duck_type(arrow: pa.DataType) -> str:

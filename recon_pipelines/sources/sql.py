@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import os
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 from collections.abc import Iterator, Sequence
 
 import pyarrow as pa
@@ -57,14 +59,54 @@ class SqlConnector(Connector):
                 raise SourceError(f"{self.label}: {type(exc).__name__}: {exc}") from None
         return self._engine
 
-    def _columns(self, names: Sequence[str]) -> list:
+    def columns_of(self, names: Sequence[str]) -> list:
         """Typed columns of the reflected table, so the driver's values are converted by
         SQLAlchemy (SQLite hands back DATETIME as text otherwise); plain ones for a query."""
         if self._table is not None:
             return [self._table.c[name] for name in names]
         return [sa.column(name) for name in names]
 
-    def _selectable(self) -> sa.FromClause:
+    def _window_clauses(self, f: RecordFilter | None) -> list:
+        """Bounds typed like the column, so an index on it is used: aware for a timestamp with
+        zone, the source's local wall clock for a naive one (and for text holding such times)."""
+        if f is None or not f.updated_column:
+            return []
+        (column,) = self.columns_of([f.updated_column])
+        aware = bool(getattr(getattr(column, "type", None), "timezone", False))
+        zone = ZoneInfo(f.updated_timezone)
+
+        def bound(value: datetime) -> datetime | str:
+            value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+            if aware:
+                return value
+            local = value.astimezone(zone).replace(tzinfo=None)
+            return local if isinstance(getattr(column, "type", None), sa.DateTime) else local.isoformat(sep=" ")
+
+        clauses = []
+        if f.modified_from is not None:
+            clauses.append(column >= bound(f.modified_from))
+        if f.modified_to is not None:
+            clauses.append(column < bound(f.modified_to))
+        return clauses
+
+    def _key_chunks(self, base: sa.Select, f: RecordFilter | None) -> Iterator[sa.Select]:
+        """Keys compared in the column's own type where it is an integer (so its index is used)."""
+        if f is None or f.keys is None or not f.key_column:
+            yield base
+            return
+        (column,) = self.columns_of([f.key_column])
+        keys: list = [str(k) for k in f.keys]
+        if isinstance(getattr(column, "type", None), sa.Integer):
+            try:
+                keys = [int(k) for k in keys]
+            except ValueError:
+                column = sa.cast(column, sa.String)
+        else:
+            column = sa.cast(column, sa.String)
+        for start in range(0, len(keys), KEYS_PER_STATEMENT):
+            yield base.where(column.in_(keys[start : start + KEYS_PER_STATEMENT]))
+
+    def selectable(self) -> sa.FromClause:
         if self._table is not None:
             return self._table
         return sa.text(self.spec.query).columns().subquery("q")
@@ -102,10 +144,10 @@ class SqlConnector(Connector):
         columns = list(columns or schema.names)
         require_columns(schema, columns, self.label)
         out_schema = pa.schema([schema.field(c) for c in columns])
-        source = self._selectable()
-        base = sa.select(*self._columns(columns)).select_from(source)
-        base = base.where(*_window_clauses(record_filter))
-        for statement in _key_chunks(base, record_filter):
+        source = self.selectable()
+        base = sa.select(*self.columns_of(columns)).select_from(source)
+        base = base.where(*self._window_clauses(record_filter))
+        for statement in self._key_chunks(base, record_filter):
             yield from self._stream(statement, out_schema)
 
     def _stream(self, statement: sa.Select, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
@@ -123,28 +165,6 @@ class SqlConnector(Connector):
     def close(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
-
-
-def _window_clauses(f: RecordFilter | None) -> list:
-    if f is None or not f.updated_column:
-        return []
-    column = sa.column(f.updated_column)
-    clauses = []
-    if f.modified_from is not None:
-        clauses.append(column >= f.modified_from)
-    if f.modified_to is not None:
-        clauses.append(column < f.modified_to)
-    return clauses
-
-
-def _key_chunks(base: sa.Select, f: RecordFilter | None) -> Iterator[sa.Select]:
-    if f is None or f.keys is None or not f.key_column:
-        yield base
-        return
-    keys = list(f.keys)
-    for start in range(0, len(keys), KEYS_PER_STATEMENT):
-        chunk = keys[start : start + KEYS_PER_STATEMENT]
-        yield base.where(sa.cast(sa.column(f.key_column), sa.String).in_([str(k) for k in chunk]))
 
 
 def _to_arrow(values: Sequence, field: pa.Field) -> pa.Array:

@@ -145,7 +145,8 @@ def _location(loc: tuple, data: Any) -> str:
     parts: list[str] = []
     node = data
     for element in loc:
-        if isinstance(node, dict) and element not in node and element in (node.get("type"), node.get("compare")):
+        if isinstance(node, dict) and element not in node and element in (
+                node.get("type"), node.get("compare"), node.get("action")):
             continue  # the discriminator tag of a union member
         if isinstance(node, list) and isinstance(element, int) and element < len(node):
             node = node[element]

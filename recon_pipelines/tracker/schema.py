@@ -13,20 +13,28 @@ metadata = sa.MetaData()
 OPEN_STATUSES = ("new", "acknowledged", "escalated", "muted")
 STATUSES = (*OPEN_STATUSES, "resolved")
 
+
+def _found(primary_key: bool) -> list[sa.Column]:
+    """The columns of a discrepancy as the engine reports it (the tracker adds its state)."""
+    return [
+        sa.Column("id", sa.String(32), primary_key=primary_key, nullable=False),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("key", sa.Text, nullable=False),
+        sa.Column("field", sa.String(128)),
+        sa.Column("reason", sa.String(64)),
+        sa.Column("value_a", sa.Text),
+        sa.Column("value_b", sa.Text),
+        sa.Column("difference", sa.Float),
+        sa.Column("severity", sa.String(16), nullable=False),
+        sa.Column("detail", sa.Text),
+    ]
+
+
 discrepancies = sa.Table(
     "recon_discrepancies",
     metadata,
-    sa.Column("id", sa.String(32), primary_key=True),
+    *_found(primary_key=True),
     sa.Column("reconciliation", sa.String(128), nullable=False),
-    sa.Column("kind", sa.String(32), nullable=False),
-    sa.Column("key", sa.Text, nullable=False),
-    sa.Column("field", sa.String(128)),
-    sa.Column("reason", sa.String(64)),
-    sa.Column("value_a", sa.Text),
-    sa.Column("value_b", sa.Text),
-    sa.Column("difference", sa.Float),
-    sa.Column("severity", sa.String(16), nullable=False),
-    sa.Column("detail", sa.Text),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("first_seen", sa.DateTime(timezone=True), nullable=False),
     sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False),
@@ -83,16 +91,7 @@ staging = sa.Table(
     "recon_staging",
     metadata,
     sa.Column("run_id", sa.String(64), nullable=False),
-    sa.Column("id", sa.String(32), nullable=False),
-    sa.Column("kind", sa.String(32), nullable=False),
-    sa.Column("key", sa.Text, nullable=False),
-    sa.Column("field", sa.String(128)),
-    sa.Column("reason", sa.String(64)),
-    sa.Column("value_a", sa.Text),
-    sa.Column("value_b", sa.Text),
-    sa.Column("difference", sa.Float),
-    sa.Column("severity", sa.String(16), nullable=False),
-    sa.Column("detail", sa.Text),
+    *_found(primary_key=False),
 )
 
 scope_keys = sa.Table(
@@ -100,4 +99,80 @@ scope_keys = sa.Table(
     metadata,
     sa.Column("run_id", sa.String(64), nullable=False),
     sa.Column("key", sa.Text, nullable=False),
+)
+
+# --------------------------------------------------------------------------- remediation (migration 0003)
+
+# Notifications waiting for, or done with, delivery; written in the run's transaction.
+# Unique per (destination, idempotency_key): a message exists once per destination.
+OUTBOX_STATUSES = ("pending", "delivered", "logged", "covered", "in_digest", "failed")
+outbox = sa.Table(
+    "recon_outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("reconciliation", sa.String(128), nullable=False),
+    sa.Column("destination", sa.String(64), nullable=False),
+    sa.Column("destination_type", sa.String(16), nullable=False),
+    sa.Column("event", sa.String(16), nullable=False),
+    sa.Column("idempotency_key", sa.String(255), nullable=False),
+    sa.Column("discrepancy_id", sa.String(32)),
+    sa.Column("occurrence", sa.Integer),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("tier", sa.String(16)),
+    sa.Column("parent_key", sa.String(255)),  # the thread this message replies in (same destination)
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("locked_by", sa.String(128)),
+    sa.Column("locked_until", sa.DateTime(timezone=True)),
+    sa.Column("last_error", sa.Text),
+    sa.Column("external_ref", sa.String(255)),  # Slack ts, incident id, HTTP status
+    sa.Column("thread_ref", sa.String(255)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("delivered_at", sa.DateTime(timezone=True)),
+    sa.UniqueConstraint("destination", "idempotency_key", name="uq_recon_outbox_destination_key"),
+)
+
+# The incident queue: consumers claim rows with FOR UPDATE SKIP LOCKED (remediation/queue.py).
+INCIDENT_STATUSES = ("pending", "claimed", "done", "resolved")
+incidents = sa.Table(
+    "recon_incidents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("queue", sa.String(64), nullable=False),
+    sa.Column("dedup_key", sa.String(255), nullable=False),
+    sa.Column("reconciliation", sa.String(128), nullable=False),
+    sa.Column("discrepancy_id", sa.String(32)),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("claimed_by", sa.String(128)),
+    sa.Column("claimed_at", sa.DateTime(timezone=True)),
+    sa.Column("completed_at", sa.DateTime(timezone=True)),
+    sa.Column("resolved_at", sa.DateTime(timezone=True)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("queue", "dedup_key", name="uq_recon_incidents_queue_key"),
+)
+
+# Append-only: every automatic fix applied (or attempted), with the values before and after.
+fixes = sa.Table(
+    "recon_fixes",
+    metadata,
+    sa.Column("fix_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("discrepancy_id", sa.String(32), nullable=False),
+    sa.Column("reconciliation", sa.String(128), nullable=False),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("field", sa.String(128), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("target", sa.Text, nullable=False),
+    sa.Column("value_before", sa.Text),
+    sa.Column("value_after", sa.Text),
+    sa.Column("outcome", sa.String(16), nullable=False),  # applied, skipped, failed
+    sa.Column("error", sa.Text),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
 )

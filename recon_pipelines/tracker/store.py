@@ -38,14 +38,15 @@ STAGED_COLUMNS = ("id", "kind", "key", "field", "reason", "value_a", "value_b", 
 
 @dataclass(frozen=True)
 class Scope:
-    """What a run compared: everything, or only the given keys."""
+    """What a run compared: everything (but ``exclude``), or only the given keys."""
 
     keys: tuple[str, ...] | None = None
     label: str = "full"
+    exclude: tuple[str, ...] = ()  # keys not judged this time (in flight), never auto-resolved
 
     @classmethod
-    def full(cls) -> "Scope":
-        return cls()
+    def full(cls, exclude: Iterable[str] = (), label: str = "full") -> "Scope":
+        return cls(None, label, tuple(dict.fromkeys(str(k) for k in exclude)))
 
     @classmethod
     def of_keys(cls, keys: Iterable[str], label: str = "keys") -> "Scope":
@@ -157,9 +158,13 @@ class Tracker:
 
             # Open but not seen, within what this run compared: resolved.
             gone = [mine, d.c.status.in_(OPEN_STATUSES), ~d.c.id.in_(staged)]
+            scoped = sa.select(scope_keys.c.key).where(scope_keys.c.run_id == run_id)
             if scope.keys is not None:
                 self._stage_keys(conn, run_id, scope.keys)
-                gone.append(d.c.key.in_(sa.select(scope_keys.c.key).where(scope_keys.c.run_id == run_id)))
+                gone.append(d.c.key.in_(scoped))
+            elif scope.exclude:
+                self._stage_keys(conn, run_id, scope.exclude)
+                gone.append(~d.c.key.in_(scoped))
             for status in OPEN_STATUSES:
                 ids = list(conn.scalars(sa.select(d.c.id).where(*gone, d.c.status == status)))
                 self._log(conn, reconciliation, ids, status, "resolved", "resolved", run_id, now,

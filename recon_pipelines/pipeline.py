@@ -1,0 +1,285 @@
+"""The steps of one reconciliation run, shared by the asset graph and the jobs.
+
+A run has a scope: everything (a deep scan), a time window (a daily partition or a date
+range) or a list of keys (an on-demand or event-triggered re-check). Each step reads and
+writes Parquet files in the run's folder, so a step can run in its own process:
+
+    take_snapshot(a), take_snapshot(b) -> match_pairs -> find_discrepancies -> update_tracker
+
+A window run reads the records modified in the window on either side, takes the union of
+their keys, and reads the counterparts of those keys from the other side, so a record
+modified on one side only is still compared with the other side's current version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from recon_pipelines.engine import MatchStats, evaluate, match, side_columns
+from recon_pipelines.engine.rules import instant_sql
+from recon_pipelines.snapshots import UPDATED_AT, connector_for, snapshot_columns, snapshot_side, write_snapshot
+from recon_pipelines.sources.base import RecordFilter
+from recon_pipelines.spec.models import ReconciliationSpec
+from recon_pipelines.sqlutil import duckdb_connect, quote_ident, sql_literal
+from recon_pipelines.tracker import Scope, Tracker
+
+MATCH_STATS_KEY = "recon_match_stats"
+FILES = {
+    "snapshot_a": "snapshot_a.parquet",
+    "snapshot_b": "snapshot_b.parquet",
+    "scope_keys": "scope_keys.parquet",
+    "pairs": "matched_pairs.parquet",
+    "discrepancies": "discrepancies.parquet",
+    "in_flight": "in_flight.parquet",
+}
+
+
+@dataclass(frozen=True)
+class RunScope:
+    """What one run compares; ``label`` names its folder and its tracker scope."""
+
+    label: str = "full"
+    window: tuple[datetime, datetime] | None = None
+    keys: tuple[str, ...] | None = None
+
+    @classmethod
+    def full(cls) -> "RunScope":
+        return cls()
+
+    @classmethod
+    def of_window(cls, start: datetime, end: datetime, label: str | None = None) -> "RunScope":
+        return cls(label or f"{start:%Y-%m-%dT%H%M}..{end:%Y-%m-%dT%H%M}", (_utc(start), _utc(end)))
+
+    @classmethod
+    def of_keys(cls, keys) -> "RunScope":
+        keys = tuple(dict.fromkeys(str(k) for k in keys))
+        digest = hashlib.md5("\x1f".join(keys).encode()).hexdigest()[:10]
+        return cls(f"keys-{digest}", keys=keys)
+
+    @property
+    def is_full(self) -> bool:
+        return self.window is None and self.keys is None
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Where one (reconciliation, scope) run keeps its files."""
+
+    root: Path
+
+    @classmethod
+    def of(cls, storage_dir: str | Path, spec: ReconciliationSpec, scope: RunScope) -> "RunFolder":
+        root = Path(storage_dir) / spec.name / scope.label
+        root.mkdir(parents=True, exist_ok=True)
+        return cls(root)
+
+    def __getitem__(self, name: str) -> Path:
+        return self.root / FILES[name]
+
+
+# --------------------------------------------------------------------------- 1. snapshots
+
+
+def take_snapshot(spec: ReconciliationSpec, side: str, scope: RunScope, folder: RunFolder) -> dict:
+    """Read one side within the scope into ``snapshot_<side>.parquet``; returns metadata."""
+    source = spec.source_a if side == "a" else spec.source_b
+    columns = snapshot_columns(spec, side)
+    key_column = columns[spec.key[0].name]
+    path = folder[f"snapshot_{side}"]
+    if scope.is_full:
+        info = write_snapshot(source, columns, path, skip_missing=True)
+        return {"rows": info.rows, "source": info.label, "missing": info.missing}
+
+    if scope.keys is not None:
+        keys, own_window = set(scope.keys), set()
+        info = write_snapshot(source, columns, path, _by_keys(key_column, keys), skip_missing=True)
+    else:
+        own_window = window_keys(spec, side, scope)
+        keys = own_window | window_keys(spec, "b" if side == "a" else "a", scope)
+        modified = write_snapshot(source, columns, path.with_name(f"window_{side}.parquet"),
+                                  _by_window(source, scope), skip_missing=True)
+        counterparts = write_snapshot(source, columns, path.with_name(f"counterparts_{side}.parquet"),
+                                      _by_keys(key_column, keys - own_window), skip_missing=True)
+        _concat([modified.path, counterparts.path], path)
+        info = modified
+    write_keys(folder["scope_keys"], keys)
+    rows = pq.read_metadata(path).num_rows
+    return {"rows": rows, "source": info.label, "missing": info.missing, "scope_keys": len(keys),
+            "modified_in_window": len(own_window)}
+
+
+def window_keys(spec: ReconciliationSpec, side: str, scope: RunScope) -> set[str]:
+    """Keys of the records of ``side`` modified within the scope's window (keys only are read)."""
+    source = spec.source_a if side == "a" else spec.source_b
+    key_column = getattr(spec.key[0], side)
+    keys: set[str] = set()
+    with connector_for(source) as connector:
+        for batch in connector.batches([key_column], _by_window(source, scope)):
+            keys.update(str(k) for k in batch.column(0).to_pylist() if k is not None)
+    return keys
+
+
+def _by_window(source, scope: RunScope) -> RecordFilter:
+    start, end = scope.window
+    return RecordFilter(updated_column=source.updated_at, updated_timezone=source.timezone,
+                        modified_from=start, modified_to=end)
+
+
+def _by_keys(key_column: str, keys: set[str]) -> RecordFilter:
+    return RecordFilter(key_column=key_column, keys=tuple(sorted(keys)))
+
+
+def _concat(parts: list[Path], out: Path) -> None:
+    files = ", ".join(sql_literal(str(p)) for p in parts)
+    with duckdb_connect() as con:
+        con.execute(f"COPY (SELECT * FROM read_parquet([{files}], union_by_name = true)) "
+                    f"TO {sql_literal(str(out.with_suffix('.partial')))} (FORMAT parquet)")
+    out.with_suffix(".partial").replace(out)
+    for part in parts:
+        part.unlink(missing_ok=True)
+
+
+def write_keys(path: Path, keys) -> None:
+    pq.write_table(pa.table({"key": pa.array(sorted(keys), pa.string())}), path)
+
+
+def read_keys(path: Path) -> list[str]:
+    return pq.read_table(path).column("key").to_pylist() if path.exists() else []
+
+
+# --------------------------------------------------------------------------- 2. matched pairs
+
+
+def match_pairs(spec: ReconciliationSpec, folder: RunFolder, memory_limit: str | None = None,
+                spill_dir: str | None = None) -> dict:
+    """Pair the snapshots by key; compare summaries first. Returns metadata (MatchStats and
+    summaries); the candidate pairs go to ``matched_pairs.parquet`` with the stats inside."""
+    con = duckdb_connect(memory_limit, spill_dir)
+    sides = [snapshot_side(folder[f"snapshot_{s}"], list(side_columns(spec, s)), f"snapshot_{s}") for s in "ab"]
+    summaries = _summaries(con, spec, folder)
+    skip = bool(spec.incremental and spec.incremental.skip_when_summaries_match and summaries["summaries_match"])
+    if skip:  # identical by counts, sums and content hashes: nothing to pair
+        stats = MatchStats(rows_a=summaries["count_a"], rows_b=summaries["count_b"],
+                           matched=summaries["count_a"], identical=summaries["count_a"])
+        con.execute(f"CREATE OR REPLACE TEMP TABLE __pairs AS SELECT * FROM ({_empty_pairs(con, spec, sides)})")
+    else:
+        mapping = None
+        if spec.key_mapping is not None:
+            info = write_snapshot(spec.key_mapping.source, {"a": spec.key_mapping.a, "b": spec.key_mapping.b},
+                                  folder.root / "key_mapping.parquet")
+            mapping = snapshot_side(info.path, ["a", "b"], info.label)
+        stats = match(con, spec, sides[0], sides[1], mapping)
+    metadata = {**asdict(stats), **summaries, "summary_skip": skip}
+    partial = folder["pairs"].with_suffix(".partial")
+    con.execute(f"COPY __pairs TO {sql_literal(str(partial))} (FORMAT parquet, "
+                f"KV_METADATA {{{MATCH_STATS_KEY}: {sql_literal(json.dumps(metadata))}}})")
+    partial.replace(folder["pairs"])
+    return metadata
+
+
+def _summaries(con, spec: ReconciliationSpec, folder: RunFolder) -> dict:
+    """Counts, sums of the chosen fields and an order-independent content hash per side."""
+    fields = spec.incremental.summary_fields if spec.incremental else []
+    names = [k.name for k in spec.key] + [f.name for f in spec.fields]
+    row_hash = f"hash({', '.join(f'CAST({quote_ident(n)} AS VARCHAR)' for n in names)})"
+    out: dict = {}
+    for side in "ab":
+        sums = "".join(f", sum(TRY_CAST({quote_ident(f)} AS DOUBLE))" for f in fields)
+        row = con.execute(f"SELECT count(*), sum({row_hash})::VARCHAR{sums} "
+                          f"FROM read_parquet({sql_literal(str(folder[f'snapshot_{side}']))})").fetchone()
+        out[f"count_{side}"], out[f"content_hash_{side}"] = int(row[0]), row[1] or "0"
+        for name, value in zip(fields, row[2:]):
+            out[f"sum_{name}_{side}"] = float(value or 0.0)
+    same_sums = all(abs(out[f"sum_{f}_a"] - out[f"sum_{f}_b"]) < 1e-9 * max(1.0, abs(out[f"sum_{f}_a"])) for f in fields)
+    out["summaries_match"] = out["count_a"] == out["count_b"] and same_sums and out["content_hash_a"] == out["content_hash_b"]
+    return out
+
+
+def _empty_pairs(con, spec: ReconciliationSpec, sides) -> str:
+    """A zero-row ``__pairs`` with the columns evaluate() expects."""
+    columns = ["'pair' AS __status", "'' AS __key", "0::BIGINT AS __count"]
+    for side, prefix in zip(sides, ("a__", "b__")):
+        types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {side.scan}").fetchall()}
+        columns += [f"CAST(NULL AS {types[f.name]}) AS {quote_ident(prefix + f.name)}" for f in spec.fields]
+    return f"SELECT {', '.join(columns)} WHERE FALSE"
+
+
+def read_match_stats(path: Path) -> dict:
+    return json.loads((pq.read_metadata(path).metadata or {})[MATCH_STATS_KEY.encode()])
+
+
+# --------------------------------------------------------------------------- 3. discrepancies
+
+
+@dataclass
+class Found:
+    table: pa.Table
+    fields: dict
+    in_flight: list[str]
+
+
+def find_discrepancies(spec: ReconciliationSpec, folder: RunFolder, as_of: datetime | None = None,
+                       memory_limit: str | None = None, spill_dir: str | None = None) -> Found:
+    """Apply the field rules to the candidate pairs, then hold back what is still in flight:
+    a key modified on either side less than ``propagation_lag`` before ``as_of`` is not judged."""
+    con = duckdb_connect(memory_limit, spill_dir)
+    table, fields = evaluate(con, spec, f"read_parquet({sql_literal(str(folder['pairs']))})")
+    in_flight = in_flight_keys(spec, folder, as_of or datetime.now(timezone.utc))
+    if in_flight:
+        table = table.filter(pc.invert(pc.is_in(table.column("key"), pa.array(in_flight, pa.string()))))
+    write_keys(folder["in_flight"], in_flight)
+    partial = folder["discrepancies"].with_suffix(".partial")
+    pq.write_table(table, partial)
+    partial.replace(folder["discrepancies"])
+    return Found(table, fields, in_flight)
+
+
+def in_flight_keys(spec: ReconciliationSpec, folder: RunFolder, as_of: datetime) -> list[str]:
+    if not spec.propagation_lag:
+        return []
+    cutoff = _utc(as_of) - timedelta(seconds=spec.propagation_lag)
+    key = quote_ident(spec.key[0].name) if len(spec.key) == 1 else None
+    keys: set[str] = set()
+    with duckdb_connect() as con:
+        for side, source in (("a", spec.source_a), ("b", spec.source_b)):
+            path = sql_literal(str(folder[f"snapshot_{side}"]))
+            types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({path})").fetchall()}
+            if UPDATED_AT not in types or key is None:
+                continue
+            instant = instant_sql(quote_ident(UPDATED_AT), types[UPDATED_AT], source.timezone)
+            rows = con.execute(f"SELECT DISTINCT CAST({key} AS VARCHAR) FROM read_parquet({path}) "
+                               f"WHERE {instant} > {sql_literal(cutoff.isoformat())}::TIMESTAMPTZ").fetchall()
+            keys.update(r[0] for r in rows if r[0] is not None)
+    return sorted(keys)
+
+
+# --------------------------------------------------------------------------- 4. tracker
+
+
+def update_tracker(spec: ReconciliationSpec, folder: RunFolder, scope: RunScope, tracker: Tracker, run_id: str,
+                   on_outcome: Callable | None = None, started_at: datetime | None = None):
+    """Fold the run's discrepancies into the tracker, resolving only what the run compared."""
+    found = pq.read_table(folder["discrepancies"])
+    in_flight = read_keys(folder["in_flight"])
+    if scope.is_full:
+        tracker_scope = Scope.full(exclude=in_flight, label=scope.label)
+    else:
+        judged = set(read_keys(folder["scope_keys"])) - set(in_flight)
+        tracker_scope = Scope.of_keys(sorted(judged), label=scope.label)
+    return tracker.apply_run(
+        spec.name, run_id=run_id, found=found, scope=tracker_scope, summary=read_match_stats(folder["pairs"]),
+        started_at=started_at, escalation=spec.escalation, on_outcome=on_outcome,
+    )
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
