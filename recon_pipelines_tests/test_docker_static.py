@@ -17,8 +17,16 @@ import yaml
 
 from recon_pipelines_tests import docker_checks as dc
 
-# The README's install step; each image must install the project exactly this way.
+# The README's install step for deployments; each image must install the project exactly this way.
 README_INSTALL_COMMAND = "pip install ."
+
+
+def test_the_readme_deploys_with_the_same_install_command():
+    readme = (dc.REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    deploying = readme[readme.index("## Deploying"):]
+    deploying = deploying[: deploying.index("\n## ", 1)]
+    assert f"`{README_INSTALL_COMMAND}`" in deploying
+    assert "docker compose -f docker/docker-compose.yml up -d" in deploying
 CODE_LOCATION_SERVICE = "recon_code_location"
 DOCKERFILES = sorted(dc.DOCKER_DIR.glob("Dockerfile.*"))
 DEPLOYMENT_DOC = dc.REPO_ROOT / "docs" / "deployment.md"
