@@ -274,10 +274,15 @@ def test_date_range_recheck_reads_that_range(systems, env):
 
 
 def test_failed_runs_are_reported_even_when_launched_from_the_ui(systems, env, tmp_path):
-    from recon_pipelines.dagster_defs.runs import failure_report, recon_run_failures
+    from recon_pipelines.dagster_defs.runs import failure_report
+    from recon_pipelines.remediation import outbox
 
     recon, instance = env
-    spec = systems.spec(source_b={"type": "file", "name": "bank", "path": str(tmp_path / "missing.csv"), "updated_at": "updated_at"})
+    spec = systems.spec(
+        source_b={"type": "file", "name": "bank", "path": str(tmp_path / "missing.csv"), "updated_at": "updated_at"},
+        notifications={"destinations": {"oncall": {"type": "log"}}},
+        routing=[{"tier": "critical", "destinations": ["oncall"]}],
+    )
     defs = build_definitions(specs=[spec], recon=recon)
     # A UI "Materialize" runs the implicit __ASSET_JOB on the selected assets, without the job's tags.
     job = defs.resolve_implicit_global_asset_job_def()
@@ -287,7 +292,17 @@ def test_failed_runs_are_reported_even_when_launched_from_the_ui(systems, env, t
     run = instance.get_run_by_id(result.run_id)
     assert run.job_name == "__ASSET_JOB"
     assert failure_report(run, "boom") == f"reconciliation accounts: run {run.run_id} (__ASSET_JOB) failed: boom"
-    assert recon_run_failures.default_status == dg.DefaultSensorStatus.RUNNING
+
+    # The sensor routes it like a critical discrepancy: an outbox row for the on-call destination.
+    sensor = defs.resolve_sensor_def("recon_run_failures")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    failure = next(e for e in instance.all_logs(run.run_id) if e.dagster_event and e.dagster_event.event_type_value == "PIPELINE_FAILURE")
+    context = dg.build_run_status_sensor_context(sensor_name="recon_run_failures", dagster_event=failure.dagster_event,
+                                                 dagster_instance=instance, dagster_run=run,
+                                                 resources={"recon": recon}).for_run_failure()
+    sensor(context)
+    row = outbox.find(recon.tracker().engine, "oncall", f"run_failed:accounts:{run.run_id}")
+    assert row is not None and row.event == "run_failed" and row.tier == "critical"
 
     @dg.asset
     def unrelated():

@@ -308,3 +308,14 @@ def test_outbox_rows_exist_only_if_the_tracker_change_committed(tracker):
     run(tracker, spec, "r1", disc("1", severity="critical"))
     assert json.loads(json.dumps(statuses(tracker, "alerts"))) == {"run:crm_vs_billing:r1:full": "pending",
                                                                   "open:1-plan:1": "pending"}
+
+
+def test_run_failure_message_escapes_the_error_text():
+    from recon_pipelines.remediation.slack import message_for
+
+    payload = {"event": "run_failed", "reconciliation": "crm_vs_billing", "run_id": "r1", "run_url": "http://x/runs/r1",
+               "job_name": "recheck_crm_vs_billing", "message": "boom <!channel> <http://evil|click>",
+               "source_a": "crm", "source_b": "billing"}
+    text, blocks = message_for("run_failed", payload, "critical")
+    rendered = str(blocks)
+    assert "recheck_crm_vs_billing" in text and "<!channel>" not in rendered and "<http://evil" not in rendered

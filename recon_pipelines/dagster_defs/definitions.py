@@ -12,7 +12,7 @@ from recon_pipelines.dagster_defs.assets import build_reconciliation_assets
 from recon_pipelines.dagster_defs.operator_jobs import discrepancy_action
 from recon_pipelines.dagster_defs.remediation import NotifierResource, build_remediation_definitions
 from recon_pipelines.dagster_defs.resources import ReconResource
-from recon_pipelines.dagster_defs.runs import build_run_definitions, recon_run_failures
+from recon_pipelines.dagster_defs.runs import build_run_definitions, failure_sensor
 from recon_pipelines.spec import load_spec_dir
 from recon_pipelines.spec.models import ReconciliationSpec
 
@@ -27,7 +27,7 @@ def build_definitions(
 ) -> dg.Definitions:
     if specs is None:
         specs = load_spec_dir(spec_dir or os.environ[SPEC_DIR_ENV])
-    assets, jobs, schedules, sensors = [], [discrepancy_action], [], [recon_run_failures]
+    assets, jobs, schedules, sensors = [], [discrepancy_action], [], [failure_sensor(specs)]
     for spec in specs:
         assets += build_reconciliation_assets(spec)
         runs = build_run_definitions(spec)

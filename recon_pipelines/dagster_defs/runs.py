@@ -25,6 +25,8 @@ from recon_pipelines import pipeline
 from recon_pipelines.dagster_defs.assets import RECON_TAG, discrepancy_metadata, partitions_def, reconciliation_job, tracker_metadata
 from recon_pipelines.dagster_defs.resources import ReconResource
 from recon_pipelines.feeds import change_feed_for
+from recon_pipelines.remediation import outbox
+from recon_pipelines.remediation.notifications import run_failure_notifications
 from recon_pipelines.remediation.notifications import notification_writer
 from recon_pipelines.spec.models import ReconciliationSpec
 from recon_pipelines.trigger import recheck_op_name
@@ -156,14 +158,27 @@ def change_feed_sensor(spec: ReconciliationSpec, job: dg.JobDefinition) -> dg.Se
     return change_feed
 
 
-@dg.run_failure_sensor(name="recon_run_failures", default_status=dg.DefaultSensorStatus.RUNNING,
-                       description="Reports failed reconciliation runs (jobs, UI materializations and backfills).")
-def recon_run_failures(context: dg.RunFailureSensorContext) -> None:
-    message = context.failure_event.message if context.failure_event else "run failed"
-    report = failure_report(context.dagster_run, message)
-    if report:
-        # Until remediation routing delivers these, the log is where they go.
+def failure_sensor(specs: list[ReconciliationSpec]) -> dg.SensorDefinition:
+    """Reports failed reconciliation runs through each spec's routing (as critical), and to the log."""
+    by_name = {spec.name: spec for spec in specs}
+
+    @dg.run_failure_sensor(name="recon_run_failures", default_status=dg.DefaultSensorStatus.RUNNING,
+                           description="Reports failed reconciliation runs (jobs, UI materializations and backfills) "
+                           "through the remediation routing.")
+    def recon_run_failures(context: dg.RunFailureSensorContext, recon: ReconResource) -> None:
+        run = context.dagster_run
+        message = context.failure_event.message if context.failure_event else "run failed"
+        report = failure_report(run, message)
+        if report is None:
+            return
         context.log.error(report)
+        spec = by_name.get(run.tags.get(RECON_TAG) or _reconciliation_of(run))
+        if spec is not None and spec.routing:
+            notifications = run_failure_notifications(spec, run.run_id, run.job_name, message)
+            with recon.tracker().engine.begin() as conn:  # delivered by deliver_pending_notifications
+                outbox.enqueue(conn, spec.name, notifications, datetime.now(timezone.utc))
+
+    return recon_run_failures
 
 
 def failure_report(run, message: str) -> str | None:

@@ -246,6 +246,8 @@ def describe(row: OutboxRow) -> str:
         return f"[{tier}] {p['reconciliation']}: {p['opened']} new discrepancies in run {p['run_id']}{reason}{aggregated}"
     if row.event == "resolved_summary":
         return f"[RESOLVED] {p['reconciliation']}: {p['resolved']} discrepancies resolved in run {p['run_id']}"
+    if row.event == "run_failed":
+        return f"[CRITICAL] {p['reconciliation']}: run {p['run_id']} ({p['job_name']}) failed: {p['message']}"
     if row.event == "digest":
         return f"{p['reconciliation']} daily digest {p['date']}: {p['total']} discrepancies opened or still open"
     return f"{row.event} {row.idempotency_key}"

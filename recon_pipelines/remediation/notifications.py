@@ -62,6 +62,19 @@ def run_url(spec: ReconciliationSpec, run_id: str) -> str:
     return f"{base}/runs/{run_id.split(':', 1)[0]}"
 
 
+def run_failure_notifications(spec: ReconciliationSpec, run_id: str, job_name: str, message: str) -> list[Notification]:
+    """A failed run is critical: it goes wherever the routing sends critical discrepancies."""
+    payload = {"event": "run_failed", "reconciliation": spec.name, "run_id": run_id, "run_url": run_url(spec, run_id),
+               "job_name": job_name, "message": message[:2000], "source_a": spec.source_names[0],
+               "source_b": spec.source_names[1]}
+    return [
+        Notification(name, spec.notifications.destinations[name].type, "run_failed", f"run_failed:{spec.name}:{run_id}",
+                     payload, tier="critical", run_id=run_id)
+        for name in destinations_for(spec.routing, "critical")
+        if spec.notifications.destinations[name].type not in DIGEST_TYPES
+    ]
+
+
 def plan_notifications(conn: sa.Connection, spec: ReconciliationSpec, outcome: RunOutcome) -> list[Notification]:
     """Every notification this run causes, in the order they must be delivered (thread parents first)."""
     url = run_url(spec, outcome.run_id)

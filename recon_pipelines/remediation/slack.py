@@ -78,6 +78,8 @@ def message_for(event: str, payload: dict, tier: str | None) -> tuple[str, list[
         return resolved_summary_message(payload)
     if event == "digest":
         return digest_message(payload)
+    if event == "run_failed":
+        return run_failed_message(payload)
     raise PermanentDeliveryError(f"no Slack message for event {event!r}")
 
 
@@ -249,3 +251,9 @@ class SlackSender:
         except (URLError, OSError) as exc:
             raise TransientDeliveryError(f"Slack unreachable: {exc}") from None
         return response["ts"]
+
+
+def run_failed_message(p: dict) -> tuple[str, list[dict]]:
+    head = f"{TIER_BADGE['critical']} *{escape(p['reconciliation'])}*: run `{escape(p['job_name'])}` failed"
+    blocks = [_section(head), _section(escape(p["message"])), _context(_link(p["run_url"], "Dagster run"))]
+    return f"CRITICAL {p['reconciliation']}: run {p['job_name']} failed", blocks

@@ -31,7 +31,11 @@ def pagerduty_body(event: str, tier: str | None, payload: dict, routing_key: str
     if event == "resolved":
         return {"routing_key": routing_key, "event_action": "resolve", "dedup_key": payload["discrepancy_id"]}
     recon = payload["reconciliation"]
-    if event == "run_summary":
+    if event == "run_failed":
+        dedup_key = f"{recon}:run_failed:{payload['run_id']}"
+        summary = f"{recon}: run {payload['job_name']} failed: {payload['message']}"
+        group, klass = None, "run_failed"
+    elif event == "run_summary":
         dedup_key = f"{recon}:run:{payload['run_id']}"
         summary = f"{recon}: {payload['opened']} new discrepancies; {payload.get('run_tier_reason') or ''}".strip("; ")
         group, klass = None, "run_summary"
