@@ -1,0 +1,65 @@
+"""What every part of the spec shares: strict models, tiers, kinds, durations and zones."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Side = Literal["a", "b"]
+Tier = Literal["critical", "warning", "info"]
+Normalization = Literal["trim", "lower", "upper", "nfc", "collapse_whitespace"]
+
+# Discrepancy kinds the engine reports. Record-level kinds have no field.
+KINDS = (
+    "only_in_a",
+    "only_in_b",
+    "duplicate_key_a",
+    "duplicate_key_b",
+    "invalid_key_a",
+    "invalid_key_b",
+    "unmapped_a",
+    "unmapped_b",
+    "field_mismatch",
+)
+Kind = Literal[KINDS]  # type: ignore[valid-type]
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from `90`, `"90s"`, `"5m"`, `"4h"`, `"2d"`; used for lags and ages."""
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 60, '60s', '5m' or '4h'")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a duration such as 60, '60s', '5m' or '4h'")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+Duration = Annotated[float, Field(ge=0)]
+
+
+def check_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as 'UTC' or 'America/New_York')") from None
+    return value
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)

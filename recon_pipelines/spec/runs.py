@@ -1,0 +1,64 @@
+"""How a reconciliation runs: daily partitions, the deep scan, the change feed."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from recon_pipelines.spec.base import Duration, StrictModel, check_zone, parse_duration
+from recon_pipelines.spec.sources import SourceSpec
+
+
+# --------------------------------------------------------------------------- runs: partitions, schedules, sensors
+
+
+class IncrementalSpec(StrictModel):
+    """Daily partitions: each run reads the records modified in its day on either side,
+    plus their counterparts on the other side."""
+
+    start: date = Field(description="First daily partition, e.g. 2026-01-01.")
+    timezone: str = Field("UTC", description="Zone in which days start and end.")
+    cron: str = Field("30 1 * * *", description="When the daily schedule runs the previous day's partition.")
+    schedule_running: bool = Field(False, description="Start the daily schedule running (Dagster starts schedules stopped).")
+    summary_fields: list[str] = Field(default_factory=list, description="Numeric fields whose sums are compared per run.")
+    skip_when_summaries_match: bool = Field(
+        False, description="Skip record-level comparison when counts, sums and content hashes of both sides match."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return check_zone(value)
+
+
+class DeepScanSpec(StrictModel):
+    """A full comparison on its own schedule: finds drift no incremental window touched."""
+
+    cron: str = Field("0 3 * * 0", description="Weekly by default (Sunday 03:00).")
+    timezone: str = "UTC"
+    running: bool = Field(False, description="Start the deep-scan schedule running.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return check_zone(value)
+
+
+class ChangeFeedSpec(StrictModel):
+    """A table of writes (or outbox rows) to watch: each write whose counterpart is expected
+    within ``window`` launches a run for its key once the window has passed."""
+
+    source: SourceSpec
+    cursor_column: str = Field(description="Strictly increasing column (an id or a sequence) read with a cursor.")
+    key_column: str = Field(description="Column holding the written record's key.")
+    written_at_column: str = Field(description="When the write happened.")
+    window: Duration = Field(description="How long the counterpart may take to appear, e.g. '10m'.")
+    running: bool = Field(False, description="Start the sensor running.")
+    max_runs_per_tick: int = Field(100, gt=0)
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window(cls, value: Any) -> float:
+        return parse_duration(value)

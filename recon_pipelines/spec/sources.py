@@ -1,0 +1,128 @@
+"""Sources: files, SQL tables or queries, and paginated HTTP APIs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from recon_pipelines.sources.types import arrow_type
+from recon_pipelines.spec.base import Duration, StrictModel, check_zone, parse_duration
+
+
+# --------------------------------------------------------------------------- sources
+
+
+class _SourceBase(StrictModel):
+    name: str | None = Field(None, description="Display name of the system, e.g. 'crm'.")
+    updated_at: str | None = Field(
+        None, description="Column holding each record's last-modified time (for incremental runs)."
+    )
+    timezone: str = Field("UTC", description="Zone of naive values in the updated_at column (for time windows).")
+    columns: dict[str, str] | None = Field(
+        None,
+        description="Declared column types. CSV and SQL: these override the inferred types (CSV columns "
+        "not declared stay text). HTTP: these are the columns (no request is made to infer them). "
+        "Parquet files carry their own types and ignore this.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return check_zone(value)
+
+    @field_validator("columns")
+    @classmethod
+    def _known_types(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for name, kind in (value or {}).items():
+            arrow_type(kind, name)  # raises ValueError naming the column and the known types
+        return value
+
+
+class FileSource(_SourceBase):
+    type: Literal["file"]
+    path: str
+    format: Literal["csv", "parquet"] | None = None
+    delimiter: str = ","
+
+    @property
+    def resolved_format(self) -> str:
+        """``format`` when given; else from the name (a glob's too), and a folder is Parquet."""
+        if self.format:
+            return self.format
+        lower = self.path.lower().rstrip("/")
+        if lower.endswith((".parquet", ".pq")) or Path(self.path).is_dir():
+            return "parquet"
+        return "csv"
+
+    @field_validator("path")
+    @classmethod
+    def _path_not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("path is empty")
+        return value
+
+
+class SqlSource(_SourceBase):
+    type: Literal["sql"]
+    url: str | None = Field(None, description="SQLAlchemy URL; use url_env when it holds a password.")
+    url_env: str | None = Field(None, description="Environment variable holding the SQLAlchemy URL.")
+    table: str | None = None
+    db_schema: str | None = Field(None, alias="schema")
+    query: str | None = None
+    chunk_size: int = Field(50_000, gt=0)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one_location(self) -> "SqlSource":
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("give exactly one of url or url_env")
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of table or query")
+        return self
+
+
+class Pagination(StrictModel):
+    style: Literal["none", "page", "offset", "cursor", "next_link"] = "none"
+    page_param: str = "page"
+    size_param: str = "per_page"
+    page_size: int = Field(100, gt=0)
+    first_page: int = 1
+    offset_param: str = "offset"
+    limit_param: str = "limit"
+    cursor_param: str = "cursor"
+    cursor_path: str = Field("next_cursor", description="Dotted path of the next cursor in the response body.")
+    next_link_path: str | None = Field(
+        None, description="Dotted path of the next page URL in the body; default: the Link header."
+    )
+    max_pages: int = Field(100_000, gt=0)
+
+
+class HttpAuth(StrictModel):
+    type: Literal["bearer", "header", "basic"] = "bearer"
+    env: str = Field(description="Environment variable holding the token (basic: 'user:password').")
+    header: str = "Authorization"
+
+
+class HttpSource(_SourceBase):
+    type: Literal["http"]
+    url: str
+    records_path: str = Field("data", description="Dotted path of the list of records in each page; '' for a bare list.")
+    params: dict[str, str | int | float | bool] = {}
+    headers: dict[str, str] = {}
+    auth: HttpAuth | None = None
+    pagination: Pagination = Pagination()
+    timeout: Duration = 30.0
+    max_retries: int = Field(5, ge=0)
+    max_backoff: Duration = 60.0
+    requests_per_second: float | None = Field(None, gt=0)
+
+    @field_validator("timeout", "max_backoff", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+
+SourceSpec = Annotated[Union[FileSource, SqlSource, HttpSource], Field(discriminator="type")]
