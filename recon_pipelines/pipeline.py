@@ -165,7 +165,8 @@ def match_pairs(spec: ReconciliationSpec, folder: RunFolder, memory_limit: str |
     summaries); the candidate pairs go to ``matched_pairs.parquet`` with the stats inside."""
     con = duckdb_connect(memory_limit, spill_dir)
     sides = [snapshot_side(folder[f"snapshot_{s}"], list(side_columns(spec, s)), f"snapshot_{s}") for s in "ab"]
-    summaries = _summaries(con, spec, folder)
+    # Summaries cost a full hashing pass of each side: only when the spec asks for them.
+    summaries = _summaries(con, spec, folder) if wants_summaries(spec) else {}
     skip = bool(spec.incremental and spec.incremental.skip_when_summaries_match and summaries["summaries_match"])
     if skip:  # identical by counts, sums and content hashes: nothing to pair
         stats = MatchStats(rows_a=summaries["count_a"], rows_b=summaries["count_b"],
@@ -184,6 +185,11 @@ def match_pairs(spec: ReconciliationSpec, folder: RunFolder, memory_limit: str |
                 f"KV_METADATA {{{MATCH_STATS_KEY}: {sql_literal(json.dumps(metadata))}}})")
     partial.replace(folder["pairs"])
     return metadata
+
+
+def wants_summaries(spec: ReconciliationSpec) -> bool:
+    inc = spec.incremental
+    return bool(inc and (inc.summary_fields or inc.skip_when_summaries_match))
 
 
 def _summaries(con, spec: ReconciliationSpec, folder: RunFolder) -> dict:

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from recon_pipelines import pipeline
 from recon_pipelines.dagster_defs.resources import ReconResource
+from recon_pipelines.engine.compare import unique_by_bitmap
 from recon_pipelines.remediation.notifications import notification_writer
 from recon_pipelines.snapshots import snapshot_columns
 from recon_pipelines.spec.models import ReconciliationSpec
@@ -128,14 +129,19 @@ def _snapshot_asset(spec: ReconciliationSpec, side: str) -> dg.AssetsDefinition:
 
 
 def _key_health(path, keys: list[str]) -> tuple[int, int]:
+    """Records without a key, and keys that appear more than once (an integer key is proven
+    unique with one bitmap pass, as the engine does, before anything is grouped)."""
     key_list = ", ".join(map(quote_ident, keys))
     null = " OR ".join(f"{quote_ident(k)} IS NULL" for k in keys)
     scan = f"read_parquet({sql_literal(str(path))})"
     with duckdb_connect() as con:
-        return con.execute(
-            f"""SELECT (SELECT count(*) FROM {scan} WHERE {null}),
-                       (SELECT count(*) FROM (SELECT {key_list} FROM {scan} WHERE NOT ({null}) GROUP BY ALL HAVING count(*) > 1))"""
-        ).fetchone()
+        nulls = con.execute(f"SELECT count(*) FROM {scan} WHERE {null}").fetchone()[0]
+        key_type = con.execute(f"SELECT typeof({quote_ident(keys[0])}) FROM {scan} LIMIT 1").fetchone()
+        if len(keys) == 1 and key_type and unique_by_bitmap(con, quote_ident(keys[0]), key_type[0], scan):
+            return nulls, 0
+        duplicates = con.execute(f"SELECT count(*) FROM (SELECT {key_list} FROM {scan} WHERE NOT ({null}) "
+                                 "GROUP BY ALL HAVING count(*) > 1)").fetchone()[0]
+        return nulls, duplicates
 
 
 # --------------------------------------------------------------------------- matched pairs
@@ -149,7 +155,8 @@ def _matched_pairs_asset(spec: ReconciliationSpec) -> dg.AssetsDefinition:
         deps=[asset_key(spec, "snapshot_a"), asset_key(spec, "snapshot_b")],
         kinds={"duckdb", "parquet"},
         check_specs=[dg.AssetCheckSpec("summaries_match", asset=key, description=(
-            "Counts, sums of the summary fields and content hashes agree on both sides (summary before records)."))],
+            "Counts, sums of the summary fields and content hashes agree on both sides (summary before records)."))]
+        if pipeline.wants_summaries(spec) else None,
         description="Records paired by key. Stores the pairs that differ in any way and the key anomalies; "
         "identical pairs are counted, not stored.",
         **common_asset_args(spec),
@@ -157,12 +164,14 @@ def _matched_pairs_asset(spec: ReconciliationSpec) -> dg.AssetsDefinition:
     def matched_pairs(context: dg.AssetExecutionContext, recon: ReconResource) -> dg.MaterializeResult:
         folder = recon.folder(spec, run_scope(context))
         stats = pipeline.match_pairs(spec, folder, recon.duckdb_memory_limit, recon.spill_dir())
-        sums = {k: v for k, v in stats.items() if k.startswith(("count_", "sum_"))}
-        check = dg.AssetCheckResult(check_name="summaries_match", passed=bool(stats["summaries_match"]),
-                                    severity=dg.AssetCheckSeverity.WARN, metadata=sums)
+        checks = []
+        if pipeline.wants_summaries(spec):
+            sums = {k: v for k, v in stats.items() if k.startswith(("count_", "sum_"))}
+            checks.append(dg.AssetCheckResult(check_name="summaries_match", passed=bool(stats["summaries_match"]),
+                                              severity=dg.AssetCheckSeverity.WARN, metadata=sums))
         metadata = {k: v for k, v in stats.items() if not k.startswith("content_hash")}
         metadata["path"] = dg.MetadataValue.path(str(folder["pairs"]))
-        return dg.MaterializeResult(metadata=metadata, check_results=[check])
+        return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
     return matched_pairs
 

@@ -254,15 +254,20 @@ def _audit_duplicates(con, keys: list[str], types: dict) -> bool:
 
 
 def _unique_by_bitmap(con, keys: list[str], types: dict, view: str) -> bool:
-    if len(keys) != 1 or types[keys[0]] not in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"):
+    return len(keys) == 1 and unique_by_bitmap(con, q(keys[0]), types[keys[0]], view, "__flag IS NULL")
+
+
+def unique_by_bitmap(con, key: str, key_type: str, relation: str, where: str = "TRUE") -> bool:
+    """True when an integer key provably has no duplicates: one bit per value of its range,
+    one pass, no hash table. False means "not proven" (not an integer, range too wide, or duplicates)."""
+    if key_type not in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"):
         return False
-    key = q(keys[0])
-    low, high, count = con.execute(f"SELECT min({key}), max({key}), count({key}) FROM {view} WHERE __flag IS NULL").fetchone()
+    low, high, count = con.execute(f"SELECT min({key}), max({key}), count({key}) FROM {relation} WHERE {where}").fetchone()
     if count == 0:
         return True
     if high - low >= BITMAP_MAX_RANGE:
         return False
-    distinct = con.execute(f"SELECT bit_count(bitstring_agg({key}, {low}, {high})) FROM {view} WHERE __flag IS NULL").fetchone()[0]
+    distinct = con.execute(f"SELECT bit_count(bitstring_agg({key}, {low}, {high})) FROM {relation} WHERE {where}").fetchone()[0]
     return distinct == count
 
 
