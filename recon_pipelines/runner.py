@@ -33,6 +33,12 @@ def open_mapping(spec: ReconciliationSpec, workdir: Path) -> Side | None:
 
 
 def run_reconciliation(spec: ReconciliationSpec, workdir: Path | None = None) -> ComparisonResult:
+    if spec.pushdown:  # two PostgreSQL tables: compare in the database, fetch only what differs
+        from recon_pipelines.engine.pushdown import compare_in_database
+
+        result = compare_in_database(spec)
+        if result is not None:
+            return result
     with tempfile.TemporaryDirectory(prefix="recon-") as tmp:
         work = Path(workdir or tmp)
         side_a, side_b = open_side(spec, "a", work), open_side(spec, "b", work)

@@ -1,0 +1,1 @@
+"""Benchmarks of the comparison engine against its peers (see benchmarks/README.md)."""
