@@ -136,23 +136,22 @@ class Tracker:
             )
             outcome.seen_again = seen.rowcount - len(outcome.reopened_ids)
 
-            # Never seen: insert as new.
-            fresh = sa.select(s.c.id).where(s.c.run_id == run_id, ~sa.exists().where(d.c.id == s.c.id))
-            outcome.new_ids = list(conn.scalars(fresh))
-            self._log_new(conn, reconciliation, run_id, now)
+            # Never seen: insert as new (the one anti-join against the table), then read back
+            # what was inserted: new, first sighting, first occurrence, by this run.
+            at = sa.literal(now, sa.DateTime(timezone=True))
             conn.execute(
                 sa.insert(d).from_select(
                     [*STAGED_COLUMNS, "reconciliation", "status", "first_seen", "last_seen", "opened_at", "times_seen",
                      "consecutive_runs", "occurrence", "last_run_id", "updated_at"],
                     sa.select(
-                        *[s.c[c] for c in STAGED_COLUMNS], sa.literal(reconciliation), sa.literal("new"),
-                        sa.literal(now, sa.DateTime(timezone=True)), sa.literal(now, sa.DateTime(timezone=True)),
-                        sa.literal(now, sa.DateTime(timezone=True)),
-                        sa.literal(1), sa.literal(1), sa.literal(1), sa.literal(run_id),
-                        sa.literal(now, sa.DateTime(timezone=True)),
-                    ).where(s.c.id.in_(fresh)),
+                        *[s.c[c] for c in STAGED_COLUMNS], sa.literal(reconciliation), sa.literal("new"), at, at, at,
+                        sa.literal(1), sa.literal(1), sa.literal(1), sa.literal(run_id), at,
+                    ).where(s.c.run_id == run_id, ~sa.exists().where(d.c.id == s.c.id)),
                 )
             )
+            inserted = [mine, d.c.status == "new", d.c.last_run_id == run_id, d.c.times_seen == 1, d.c.occurrence == 1]
+            outcome.new_ids = list(conn.scalars(sa.select(d.c.id).where(*inserted)))
+            self._log_new(conn, reconciliation, run_id, now, inserted)
 
             outcome.escalated_ids = self._escalate(conn, reconciliation, run_id, escalation, now)
 
@@ -374,15 +373,15 @@ class Tracker:
         else:
             conn.execute(sa.insert(scope_keys), table.to_pylist())
 
-    def _log_new(self, conn: sa.Connection, reconciliation: str, run_id: str, now: datetime) -> None:
-        s, d = staging, discrepancies
+    def _log_new(self, conn: sa.Connection, reconciliation: str, run_id: str, now: datetime, inserted: list) -> None:
+        d = discrepancies
         conn.execute(
             sa.insert(events).from_select(
                 ["discrepancy_id", "reconciliation", "from_status", "to_status", "action", "actor", "note", "run_id", "at"],
                 sa.select(
-                    s.c.id, sa.literal(reconciliation), sa.null(), sa.literal("new"), sa.literal("detected"),
-                    sa.literal(RUN_ACTOR), s.c.reason, sa.literal(run_id), sa.literal(now, sa.DateTime(timezone=True)),
-                ).where(s.c.run_id == run_id, ~sa.exists().where(d.c.id == s.c.id)),
+                    d.c.id, sa.literal(reconciliation), sa.null(), sa.literal("new"), sa.literal("detected"),
+                    sa.literal(RUN_ACTOR), d.c.reason, sa.literal(run_id), sa.literal(now, sa.DateTime(timezone=True)),
+                ).where(*inserted),
             )
         )
 
