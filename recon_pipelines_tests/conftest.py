@@ -3,6 +3,7 @@ without a server they skip, except under CI=true, where an unreachable server is
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 
@@ -33,18 +34,26 @@ def pg_admin_url() -> str:
     return PG_ADMIN_URL
 
 
+@contextlib.contextmanager
+def throwaway_database(admin_url: str):
+    """A fresh, empty PostgreSQL database, dropped on exit; yields its URL."""
+    name = f"recon_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture
 def pg_url(pg_admin_url: str):
     """A fresh, empty database for one test, dropped afterwards."""
-    name = f"recon_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
-    yield url
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with throwaway_database(pg_admin_url) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

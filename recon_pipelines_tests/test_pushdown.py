@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import random
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -27,6 +26,7 @@ from recon_pipelines.engine.pushdown import PushdownResult, bucket_count
 from recon_pipelines.runner import run_reconciliation
 from recon_pipelines.sources.base import SourceError
 from recon_pipelines.spec import parse_spec
+from recon_pipelines_tests.conftest import throwaway_database
 
 TABLE_A = 'Crm "Accounts"'
 TABLE_B = "crm b"
@@ -38,14 +38,8 @@ COLUMNS = ["id", "kind", "key", "field", "reason", "value_a", "value_b", "differ
 @pytest.fixture
 def pg_url_b(pg_admin_url: str):
     """A second throwaway database (another "server" for the bucket path), dropped afterwards."""
-    name = f"recon_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield sa.make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with throwaway_database(pg_admin_url) as url:
+        yield url
 
 
 # --------------------------------------------------------------------------- the data set

@@ -7,6 +7,8 @@ embedded SQLite file under the Dagster home. The same code serves both.
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -46,11 +48,25 @@ def _serialize_sqlite_writers(engine: sa.Engine) -> None:
     def _connect(dbapi_connection, _record):
         dbapi_connection.isolation_level = None
         dbapi_connection.execute("PRAGMA foreign_keys = ON")
-        dbapi_connection.execute("PRAGMA journal_mode = WAL")
+        _use_wal(dbapi_connection)
 
     @sa.event.listens_for(engine, "begin")
     def _begin(conn):
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _use_wal(dbapi_connection) -> None:
+    """WAL lets readers work while a run writes. The mode is stored in the file, so only the
+    first connection switches it; the busy timeout does not cover that switch, so two first
+    connections at once retry briefly (without WAL, SQLite is slower, never wrong)."""
+    for _ in range(100):
+        try:
+            if dbapi_connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            dbapi_connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError:
+            time.sleep(0.05)
 
 
 def migrate(engine: sa.Engine) -> None:
