@@ -13,10 +13,11 @@ plus their counterparts, and a backfill of a date range runs as one run.
 # No `from __future__ import annotations` here: Dagster inspects the context annotation at runtime.
 import dagster as dg
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from recon_pipelines import pipeline
 from recon_pipelines.dagster_defs.resources import ReconResource
-from recon_pipelines.engine.compare import unique_by_bitmap
+from recon_pipelines.engine.compare import unique_by_bitmap, value_counts
 from recon_pipelines.remediation.notifications import notification_writer
 from recon_pipelines.snapshots import snapshot_columns
 from recon_pipelines.spec.models import ReconciliationSpec
@@ -199,11 +200,10 @@ def _discrepancies_asset(spec: ReconciliationSpec) -> dg.AssetsDefinition:
 
 def discrepancy_metadata(found: pipeline.Found, folder: pipeline.RunFolder) -> dict:
     table = found.table
-    kinds = table.column("kind").to_pylist()
-    severities = table.column("severity").to_pylist()
+    severities = value_counts(table, "severity")
     metadata: dict = {"discrepancies": table.num_rows, "in_flight": len(found.in_flight)}
-    metadata.update({f"kind/{k}": kinds.count(k) for k in sorted(set(kinds))})
-    metadata.update({f"severity/{s}": severities.count(s) for s in _SEVERITY_ORDER})
+    metadata.update({f"kind/{k}": n for k, n in value_counts(table, "kind").items()})
+    metadata.update({f"severity/{s}": severities.get(s, 0) for s in _SEVERITY_ORDER})
     for name, stats in found.fields.items():
         metadata[f"field/{name}/mismatches"] = stats.mismatches
         metadata[f"field/{name}/within_tolerance"] = stats.within_tolerance
@@ -217,7 +217,11 @@ def discrepancy_metadata(found: pipeline.Found, folder: pipeline.RunFolder) -> d
 def sample_markdown(table: pa.Table, limit: int = SAMPLE_ROWS) -> str:
     if table.num_rows == 0:
         return "No discrepancies: the two sides agree."
-    rows = sorted(table.to_pylist(), key=lambda r: (_SEVERITY_ORDER.get(r["severity"], 9), r["kind"], r["key"]))[:limit]
+    # Sorted in Arrow, so only the rows shown become Python objects.
+    rank = pc.fill_null(pc.index_in(table.column("severity"), value_set=pa.array(list(_SEVERITY_ORDER))), len(_SEVERITY_ORDER))
+    ranked = table.append_column("__rank", rank)
+    order = pc.sort_indices(ranked, sort_keys=[("__rank", "ascending"), ("kind", "ascending"), ("key", "ascending")])
+    rows = table.take(order[:limit]).to_pylist()
     header = "| severity | kind | key | field | A | B | reason |\n|---|---|---|---|---|---|---|"
     lines = [
         "| " + " | ".join(_md_cell(r[c]) for c in ("severity", "kind", "key", "field", "value_a", "value_b", "reason")) + " |"

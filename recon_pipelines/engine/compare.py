@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from recon_pipelines.engine.rules import WHITESPACE, compile_rule, hash_operand, unreadable
 from recon_pipelines.engine.severity import severity_sql
@@ -115,8 +116,7 @@ class ComparisonResult:
 
     @property
     def counts_by_kind(self) -> dict[str, int]:
-        kinds = self.discrepancies.column("kind").to_pylist()
-        return {k: kinds.count(k) for k in sorted(set(kinds))}
+        return value_counts(self.discrepancies, "kind")
 
     def summary(self) -> dict:
         return {
@@ -125,6 +125,12 @@ class ComparisonResult:
             "by_kind": self.counts_by_kind,
             "fields": {name: asdict(stats) for name, stats in self.fields.items()},
         }
+
+
+def value_counts(table: pa.Table, column: str) -> dict[str, int]:
+    """How many rows hold each value of ``column``, sorted by value (counted in Arrow)."""
+    counts = pc.value_counts(table.column(column)).to_pylist()
+    return {c["values"]: c["counts"] for c in sorted(counts, key=lambda c: c["values"])}
 
 
 def side_columns(spec: ReconciliationSpec, side: str) -> dict[str, str]:
