@@ -60,6 +60,18 @@ FIELDS = [f.name for f in SCHEMA][1:]
 # The rules the planted changes are designed around (run.py compares with exactly these).
 AMOUNT_ABS_TOL = 0.01
 TIMESTAMP_LAG_SECONDS = 60
+
+# The field rules every benchmark compares with; the ground truth above assumes exactly these.
+SPEC_FIELDS = {
+    "email": {"compare": "string", "normalize": ["trim", "lower"]},
+    "plan": "exact",
+    "status": "exact",
+    "country": "exact",
+    "is_paying": "exact",
+    "amount": {"compare": "numeric", "abs_tol": AMOUNT_ABS_TOL},
+    "balance": {"compare": "numeric", "abs_tol": AMOUNT_ABS_TOL},
+    "updated_at": {"compare": "timestamp", "lag": f"{TIMESTAMP_LAG_SECONDS}s"},
+}
 # Planted changes stay far from the rule boundaries, so float representation cannot
 # decide the outcome: 0.004 is clearly within 0.01, 0.5 or more clearly beyond it.
 WITHIN_TOL_DELTA = 0.004

@@ -161,16 +161,7 @@ def build_spec(url_a: str, url_b: str, pushdown: bool):
         "source_a": {"type": "sql", "url": url_a, "table": "a", "name": "a"},
         "source_b": {"type": "sql", "url": url_b, "table": "b", "name": "b"},
         "key": "id",
-        "fields": {
-            "email": {"compare": "string", "normalize": ["trim", "lower"]},
-            "plan": "exact",
-            "status": "exact",
-            "country": "exact",
-            "is_paying": "exact",
-            "amount": {"compare": "numeric", "abs_tol": gen.AMOUNT_ABS_TOL},
-            "balance": {"compare": "numeric", "abs_tol": gen.AMOUNT_ABS_TOL},
-            "updated_at": {"compare": "timestamp", "lag": f"{gen.TIMESTAMP_LAG_SECONDS}s"},
-        },
+        "fields": gen.SPEC_FIELDS,
     })
 
 

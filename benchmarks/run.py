@@ -132,21 +132,11 @@ def build_spec(data: BenchData):
             "source_a": {"type": "file", "path": str(data.a), "name": "a"},
             "source_b": {"type": "file", "path": str(data.b), "name": "b"},
             "key": "id",
-            "fields": SPEC_FIELDS,
+            "fields": gen.SPEC_FIELDS,
         }
     )
 
 
-SPEC_FIELDS = {  # the benchmark's field rules (the incremental case's PostgreSQL spec uses them too)
-    "email": {"compare": "string", "normalize": ["trim", "lower"]},
-    "plan": "exact",
-    "status": "exact",
-    "country": "exact",
-    "is_paying": "exact",
-    "amount": {"compare": "numeric", "abs_tol": gen.AMOUNT_ABS_TOL},
-    "balance": {"compare": "numeric", "abs_tol": gen.AMOUNT_ABS_TOL},
-    "updated_at": {"compare": "timestamp", "lag": f"{gen.TIMESTAMP_LAG_SECONDS}s"},
-}
 
 
 # --------------------------------------------------------------------------- cases
@@ -839,7 +829,7 @@ def _incremental_spec(url: str):
         "source_a": {"type": "sql", "url": url, "table": "bench_a", "name": "a", "updated_at": "updated_at"},
         "source_b": {"type": "sql", "url": url, "table": "bench_b", "name": "b", "updated_at": "updated_at"},
         "key": "id",
-        "fields": SPEC_FIELDS,
+        "fields": gen.SPEC_FIELDS,
         "incremental": {"start": "2025-01-01"},
     })
 
