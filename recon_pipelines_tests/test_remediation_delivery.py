@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
@@ -162,28 +163,30 @@ def test_a_taken_over_claim_can_neither_send_nor_mark(tracker):
 def test_two_deliverers_with_a_tiny_lease_and_a_slow_slack_send_each_message_once(tracker, slack, heartbeat):
     spec = make_spec(notifications={"aggregate_above": 50})
     run(tracker, spec, "r1", *[disc(str(k), severity="critical") for k in range(8)])
-    slack.after_accept(delay=0.25, times=9)  # every post takes longer than a third of the lease
-    # The first deliverer holds its lease by heartbeat, or (stalled) not at all; the second always does.
-    workers = [deliverer(tracker.engine, spec, slack, lease=0.6, heartbeat=heartbeat),
-               deliverer(tracker.engine, spec, slack, lease=0.6)]
-    start = threading.Barrier(2)
-    reports = {}
-
-    def work(i):
-        start.wait()
-        reports[i] = workers[i].deliver()
-        if i == 1:  # the second starts again until nothing is left, as the sensor would
-            while workers[i].deliver(now=now_plus(1)).attempts:
-                pass
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    slack.after_accept(delay=0.25, times=9)  # every post outlasts a third of the lease; the pass, the lease
+    # The first deliverer renews its lease, or (stalled: no heartbeat) lets it run out mid-pass.
+    first = deliverer(tracker.engine, spec, slack, lease=0.6, heartbeat=heartbeat)
+    second = deliverer(tracker.engine, spec, slack, lease=0.6)
+    first_report = {}
+    worker = threading.Thread(target=lambda: first_report.update(report=first.deliver()))
+    worker.start()
+    while outbox.due_count(tracker.engine, datetime.now(timezone.utc)) and worker.is_alive():
+        time.sleep(0.01)  # until the first has claimed everything
+    second_attempts = []
+    while worker.is_alive():  # the second polls meanwhile, as a second sensor-launched run would
+        second_attempts += second.deliver().attempts
+        time.sleep(0.05)
+    worker.join()
+    second_attempts += second.deliver().attempts
     assert sorted(slack_keys(slack).values()) == [1] * 9  # 1 summary + 8 replies, none twice
-    assert {r["status"] for r in rows(tracker) if r["destination"] == "alerts"} == {"delivered"}
+    assert {r["status"] for r in rows(tracker)} == {"delivered"}
     assert all(r["locked_by"] is None for r in rows(tracker))
+    taken_over = [a for a in first_report["report"].attempts if a.outcome == "taken_over"]
+    if heartbeat:  # the lease held: the second deliverer never got a row
+        assert [a for a in second_attempts if a.outcome == "delivered"] == [] and taken_over == []
+    else:  # it took over mid-pass; the fencing token stopped the first from sending what it lost
+        assert [a for a in second_attempts if a.outcome == "delivered" and a.destination == "alerts"]
+        assert taken_over
 
 
 # --------------------------------------------------------------------------- isolation and retry
