@@ -46,11 +46,13 @@ class NotifierResource(dg.ConfigurableResource):
     backoff_seconds: float = Field(default=1.0, description="First backoff between retries; doubles each time.")
     max_retry_after_seconds: float = Field(default=60.0, description="Longest Retry-After honoured within a run.")
     retry_delay_seconds: float = Field(default=60.0, description="Wait before the next attempt of a destination that is down.")
+    lease_seconds: float = Field(default=300.0, description="Lease on claimed notifications, renewed every third of it "
+                                 "while a delivery runs; a deliverer that dies loses its rows after this long.")
 
     def deliverer(self, recon: ReconResource, specs: Sequence[ReconciliationSpec], log: logging.Logger) -> Deliverer:
         return Deliverer(recon.tracker().engine, specs, slack_base_url=self.slack_base_url, max_retries=self.max_retries,
                          backoff=self.backoff_seconds, max_retry_after=self.max_retry_after_seconds,
-                         retry_delay=self.retry_delay_seconds, log=log)
+                         retry_delay=self.retry_delay_seconds, lease=self.lease_seconds, log=log)
 
 
 def build_remediation_definitions(specs: Sequence[ReconciliationSpec], notifier: NotifierResource | None = None) -> dict:

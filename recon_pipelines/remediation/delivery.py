@@ -274,7 +274,11 @@ class Deliverer:
             if not url:
                 raise TransientDeliveryError(f"environment variable {url_env} is not set")
             engine = create_tracker_engine(url)
-            migrate(engine)
+            try:
+                migrate(engine)
+            except Exception:
+                engine.dispose()  # down now: a fresh engine next time
+                raise
             self._queue_engines[url_env] = engine
         return self._queue_engines[url_env]
 
