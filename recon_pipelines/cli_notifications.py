@@ -14,8 +14,7 @@ from datetime import datetime, timedelta, timezone
 import click
 
 from recon_pipelines.spec.models import parse_duration
-
-STATUSES = ("pending", "delivered", "logged", "covered", "in_digest", "failed")
+from recon_pipelines.tracker.schema import OUTBOX_STATUSES
 COLUMNS = ("id", "reconciliation", "destination", "event", "idempotency_key", "status", "attempts", "last_error",
            "created_at")
 
@@ -31,7 +30,7 @@ def notifications(ctx, tracker_url) -> None:
 
 
 @notifications.command("list")
-@click.option("--status", type=click.Choice(STATUSES), default=None, help="Only this status (e.g. failed).")
+@click.option("--status", type=click.Choice(OUTBOX_STATUSES), default=None, help="Only this status (e.g. failed).")
 @click.option("--destination", "-d", default=None)
 @click.option("--reconciliation", "-r", default=None)
 @click.option("--limit", type=int, default=200, show_default=True)
