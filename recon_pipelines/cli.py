@@ -279,3 +279,8 @@ def _text(value, width: int | None = None) -> str:
     text = "" if value is None else value.isoformat(sep=" ", timespec="seconds") if hasattr(value, "isoformat") else str(value)
     text = text.replace("\n", " ")
     return text if width is None or len(text) <= width else text[: width - 1] + "…"
+
+
+from recon_pipelines.cli_notifications import notifications  # noqa: E402  (a group of its own module)
+
+main.add_command(notifications)
