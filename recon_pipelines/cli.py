@@ -284,3 +284,7 @@ def _text(value, width: int | None = None) -> str:
 from recon_pipelines.cli_notifications import notifications  # noqa: E402  (a group of its own module)
 
 main.add_command(notifications)
+
+from recon_pipelines.cli_web import register as _register_web  # noqa: E402  (web, users, report)
+
+_register_web(main)
