@@ -4,8 +4,6 @@ actions recorded with the signed-in user, keyset paging, and the shareable run r
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
@@ -209,23 +207,24 @@ def test_report_is_self_contained_and_escapes_values(tracker_url, tracker):
 
 
 def test_cli_users_and_report(tmp_path):
+    from click.testing import CliRunner
+
+    from recon_pipelines.cli import main
+
     url = f"sqlite:///{tmp_path / 't.sqlite'}"
-    recon = [sys.executable, "-c", "from recon_pipelines.cli import main; main()"]
 
     def call(*args, stdin=""):
-        return subprocess.run([*recon, *args, "--tracker-url", url] if args[0] != "report" else [*recon, *args],
-                              input=stdin, capture_output=True, text=True, env={**__import__("os").environ,
-                                                                              "RECON_TRACKER_URL": url})
+        return CliRunner().invoke(main, [*args, "--tracker-url", url], input=stdin)
 
-    assert call("users", "add", "olga", "--role", "operator", "--password-stdin", stdin=PASSWORD + "\n").returncode == 0
+    assert call("users", "add", "olga", "--role", "operator", "--password-stdin", stdin=PASSWORD + "\n").exit_code == 0
     assert Users(Tracker(url).engine).authenticate("olga", PASSWORD).role == "operator"
     again = call("users", "add", "olga", "--role", "viewer", "--password-stdin", stdin=PASSWORD + "\n")
-    assert again.returncode == 2 and "already exists" in again.stderr
-    short = call("users", "add", "pete", "--role", "viewer", "--password-stdin", stdin="short\n")
-    assert short.returncode == 2 and "at least 8" in short.stderr and "short" not in short.stderr.replace("at least", "")
-    assert call("users", "passwd", "olga", "--password-stdin", stdin="another password\n").returncode == 0
+    assert again.exit_code == 2 and "already exists" in again.stderr
+    short = call("users", "add", "pete", "--role", "viewer", "--password-stdin", stdin="tiny\n")
+    assert short.exit_code == 2 and "at least 8" in short.stderr and "tiny" not in short.stderr
+    assert call("users", "passwd", "olga", "--password-stdin", stdin="another password\n").exit_code == 0
     assert Users(Tracker(url).engine).authenticate("olga", PASSWORD) is None
-    assert call("users", "remove", "olga").returncode == 0
-    assert call("users", "remove", "olga").returncode == 2
+    assert call("users", "remove", "olga").exit_code == 0
+    assert call("users", "remove", "olga").exit_code == 2
     missing = call("report", "nope", "--output", str(tmp_path / "r.html"))
-    assert missing.returncode == 2 and "no run 'nope'" in missing.stderr
+    assert missing.exit_code == 2 and "no run 'nope'" in missing.stderr
