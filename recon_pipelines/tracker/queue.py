@@ -16,11 +16,11 @@ import sqlalchemy as sa
 
 from recon_pipelines.tracker.schema import OPEN_STATUSES, STATUSES, discrepancies
 
-# name -> (column, descending): every order ends with the id, so it is total.
+# name -> (column, descending): every order ends with the id, so it is total. Both walk the same
+# (…, opened_at, id) indexes, forwards or backwards.
 SORTS = {
-    "last_seen": ("last_seen", True),
-    "oldest": ("opened_at", False),
     "newest": ("opened_at", True),
+    "oldest": ("opened_at", False),
 }
 PAGE_SIZES = (25, 50, 100, 200)
 
@@ -73,7 +73,7 @@ class Page:
     filters: QueueFilter = field(default_factory=QueueFilter)
 
 
-def page(engine: sa.Engine, filters: QueueFilter, sort: str = "last_seen", after: str | None = None,
+def page(engine: sa.Engine, filters: QueueFilter, sort: str = "newest", after: str | None = None,
          size: int = 50, now: datetime | None = None) -> Page:
     """One page of the queue, and the cursor of the next one (None on the last page)."""
     if sort not in SORTS:

@@ -117,7 +117,7 @@ def create_app(tracker: Tracker, settings: Settings | None = None) -> Starlette:
                        statuses=("open", "all", *TRANSITION_STATUSES), choices=q.choices(tracker.engine))
         try:
             filters = _filters(params)
-            found = q.page(tracker.engine, filters, sort=params.get("sort") or "last_seen", after=params.get("after") or None,
+            found = q.page(tracker.engine, filters, sort=params.get("sort") or "newest", after=params.get("after") or None,
                            size=int(params.get("size") or 50))
         except (q.QueueError, ValueError) as exc:
             return render(request, "queue.html", 400, page=None, error=str(exc), next_url=None, first_url=None,

@@ -3,9 +3,9 @@
 - ``recon_web_users``: who may sign in, with an argon2 hash and a role (viewer, operator, admin).
 - ``recon_web_settings``: the session-signing secret generated on first start (shared by every
   web process on the same tracker, so a restart does not sign everyone out).
-- Indexes for keyset pagination of the queue (``ORDER BY <time>, id`` with ``(time, id) < cursor``):
-  partial ones over the open statuses for the default view, and composite ones that lead with a
-  filter column (reconciliation, status, assignee) for the filtered views.
+- Indexes for keyset pagination of the queue (``ORDER BY opened_at, id`` either way, with
+  ``(opened_at, id) < cursor``): a partial one over the open statuses for the default view, and
+  composite ones that lead with a filter column (reconciliation, status, assignee).
 
 Revision ID: 0005
 Revises: 0004
@@ -21,11 +21,11 @@ depends_on = None
 
 _OPEN = sa.text("status IN ('new', 'acknowledged', 'escalated', 'muted')")
 _INDEXES = {
-    "ix_recon_disc_open_last_seen": (["last_seen", "id"], _OPEN),
     "ix_recon_disc_open_opened_at": (["opened_at", "id"], _OPEN),
-    "ix_recon_disc_recon_last_seen": (["reconciliation", "last_seen", "id"], None),
-    "ix_recon_disc_status_last_seen": (["status", "last_seen", "id"], None),
-    "ix_recon_disc_assignee_last_seen": (["assignee", "last_seen", "id"], None),
+    "ix_recon_disc_opened_at": (["opened_at", "id"], None),  # status "all"
+    "ix_recon_disc_recon_opened_at": (["reconciliation", "opened_at", "id"], None),
+    "ix_recon_disc_status_opened_at": (["status", "opened_at", "id"], None),
+    "ix_recon_disc_assignee_opened_at": (["assignee", "opened_at", "id"], None),
 }
 
 
