@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install demo test validate benchmark clean
+.PHONY: install demo web test validate benchmark clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -m recon_pipelines.definitions
+
+# The triage page (docs/web.md) on the demo's tracker, with a local demo user (operator).
+web: install
+	@$(BIN)/recon users list | grep -q '^demo ' || echo demo-password | $(BIN)/recon users add demo --role operator --password-stdin
+	$(BIN)/recon web --port 8080
 
 test: install
 	$(BIN)/pytest
