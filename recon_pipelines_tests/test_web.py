@@ -228,3 +228,13 @@ def test_cli_users_and_report(tmp_path):
     assert call("users", "remove", "olga").exit_code == 2
     missing = call("report", "nope", "--output", str(tmp_path / "r.html"))
     assert missing.exit_code == 2 and "no run 'nope'" in missing.stderr
+
+
+def test_values_are_escaped_and_invisible_characters_shown():
+    from recon_pipelines.web.render import shown
+
+    assert str(shown('<b>&"x"</b>')) == "&lt;b&gt;&amp;&#34;x&#34;&lt;/b&gt;"
+    text = str(shown("a\u2066b\u200bc\x00d\re\u202eé"))
+    assert [m for m in re.findall(r"\\u([0-9a-f]{4})", text)] == ["2066", "200b", "0000", "000d", "202e"]
+    assert text.endswith("é") and "\u202e" not in text and "\x00" not in text
+    assert "null" in str(shown(None)) and "empty" in str(shown(""))

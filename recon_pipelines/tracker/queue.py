@@ -11,10 +11,12 @@ import base64
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import get_args
 
 import sqlalchemy as sa
 
-from recon_pipelines.tracker.schema import OPEN_STATUSES, STATUSES, discrepancies
+from recon_pipelines.spec.base import Tier
+from recon_pipelines.tracker.schema import OPEN_STATUSES, STATUSES, discrepancies, runs
 
 # name -> (column, descending): every order ends with the id, so it is total. Both walk the same
 # (…, opened_at, id) indexes, forwards or backwards.
@@ -106,13 +108,11 @@ def page(engine: sa.Engine, filters: QueueFilter, sort: str = "newest", after: s
 
 
 def choices(engine: sa.Engine) -> dict[str, list[str]]:
-    """The values the filter menus offer (small: distinct over indexed, low-cardinality columns)."""
-    d = discrepancies
-    out = {}
+    """The values the filter menus offer. Read from the small runs table and the spec's tiers,
+    never by scanning the discrepancies (a page load must not cost a pass over a million rows)."""
     with engine.connect() as conn:
-        for name in ("reconciliation", "severity", "kind"):
-            out[name] = [v for v in conn.scalars(sa.select(d.c[name]).distinct().order_by(d.c[name])) if v is not None]
-    return out
+        reconciliations = list(conn.scalars(sa.select(runs.c.reconciliation).distinct().order_by(runs.c.reconciliation)))
+    return {"reconciliation": reconciliations, "severity": list(get_args(Tier))}
 
 
 def encode_cursor(value: datetime, last_id: str) -> str:
