@@ -65,14 +65,16 @@ def validate(paths: tuple[Path, ...], offline: bool) -> None:
 
 @main.command()
 @click.argument("spec_file", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
-              help="How discrepancies are written (json: one JSON object per line).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "html"]), default="table", show_default=True,
+              help="How discrepancies are written (json: one JSON object per line; html: a report file, needs --output).")
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write discrepancies to this file instead of stdout.")
 @click.option("--limit", type=int, default=50, show_default=True, help="Rows shown by --format table on stdout.")
 def run(spec_file: Path, fmt: str, output: Path | None, limit: int) -> None:
     """Run one reconciliation without Dagster and report what disagrees. Exit 1 when anything does."""
     from recon_pipelines.runner import run_reconciliation
 
+    if fmt == "html" and output is None:
+        raise ValueError("--format html writes a report file: give --output report.html")
     spec = load_spec(spec_file)
     check_sources(spec, spec_file)  # a missing column is named by its spec field, before any work
     result = run_reconciliation(spec)
@@ -80,7 +82,11 @@ def run(spec_file: Path, fmt: str, output: Path | None, limit: int) -> None:
     summary = result.summary()
     # With json/csv on stdout the summary goes to stderr, so stdout stays machine-readable.
     click.echo(_summary_text(spec.name, spec.source_names, summary), err=output is None and fmt != "table")
-    if output is not None:
+    if fmt == "html":
+        from recon_pipelines.cli_web import write_one_off_report
+
+        write_one_off_report(spec.name, summary, rows, output)
+    elif output is not None:
         with output.open("w", encoding="utf-8", newline="") as handle:
             _write(rows, "json" if fmt == "table" else fmt, handle)
         click.echo(f"{len(rows)} discrepancies written to {output}")

@@ -111,6 +111,16 @@ def report(run_id, output, tracker_url) -> None:
     click.echo(f"report of run {run_id} written to {output}")
 
 
+def write_one_off_report(name: str, summary: dict, rows: list[dict], output: Path | None) -> None:
+    """``recon run --format html``: the report of a run outside the tracker."""
+    from recon_pipelines.web import report as run_report
+
+    if output is None:
+        raise ValueError("--format html writes a file: give --output report.html")
+    output.write_text(run_report.render(run_report.one_off_report(name, summary, rows)), encoding="utf-8")
+    click.echo(f"report ({len(rows)} discrepancies) written to {output}")
+
+
 def _password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")

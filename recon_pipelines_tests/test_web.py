@@ -238,3 +238,24 @@ def test_values_are_escaped_and_invisible_characters_shown():
     assert [m for m in re.findall(r"\\u([0-9a-f]{4})", text)] == ["2066", "200b", "0000", "000d", "202e"]
     assert text.endswith("é") and "\u202e" not in text and "\x00" not in text
     assert "null" in str(shown(None)) and "empty" in str(shown(""))
+
+
+def test_recon_run_writes_an_html_report(tmp_path):
+    from click.testing import CliRunner
+
+    from recon_pipelines.cli import main
+    from recon_pipelines.demo import DEMO_DATA_ENV, DEMO_SPECS_DIR, generate_demo
+
+    generate_demo(tmp_path / "data")
+    spec = str(DEMO_SPECS_DIR / "crm_vs_billing.yaml")
+    out, jsonl = tmp_path / "report.html", tmp_path / "found.jsonl"
+    env = {DEMO_DATA_ENV: str(tmp_path / "data")}
+    assert CliRunner().invoke(main, ["run", spec, "--format", "json", "-o", str(jsonl)], env=env).exit_code == 1
+    result = CliRunner().invoke(main, ["run", spec, "--format", "html", "-o", str(out)], env=env)
+    assert result.exit_code == 1, result.output
+    html = out.read_text()
+    found = len(jsonl.read_text().splitlines())
+    assert re.search(rf'id="found">\s*{found}<', html) and html.count('<tr><td>') == found
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html, re.I) and "<script" not in html
+    no_output = CliRunner().invoke(main, ["run", spec, "--format", "html"], env=env)
+    assert no_output.exit_code == 2 and "--output" in no_output.stderr

@@ -41,13 +41,31 @@ def run_report(tracker: Tracker, run_id: str) -> dict | None:
     return {
         "run": run,
         "previous": dict(previous._mapping) if previous else None,
-        "is_latest": later == 0,
+        "is_latest": later == 0, "one_off": False,
         "by_kind": _counts(r.kind for r in seen),
         "by_severity": _counts(r.severity for r in seen),
         "by_field": _counts(r.field or "(whole record)" for r in seen),
         "seen": len(seen),
         "changes": {label: [dict(r._mapping) for r in changed if CHANGES[r.action] == label] for label in CHANGES.values()},
         "generated_at": datetime.now(timezone.utc),
+    }
+
+
+def one_off_report(reconciliation: str, summary: dict, found: list[dict]) -> dict:
+    """The same report for a run outside the tracker (``recon run --format html``): everything
+    it found, with nothing to compare it with."""
+    now = datetime.now(timezone.utc)
+    return {
+        "run": {"run_id": "one-off (recon run)", "reconciliation": reconciliation, "scope": "full", "finished_at": now,
+                "rows_a": summary.get("rows_a"), "rows_b": summary.get("rows_b"), "matched": summary.get("matched"),
+                "discrepancies": len(found)},
+        "previous": None, "is_latest": True, "one_off": True,
+        "by_kind": _counts(r["kind"] for r in found),
+        "by_severity": _counts(r["severity"] for r in found),
+        "by_field": _counts(r.get("field") or "(whole record)" for r in found),
+        "seen": len(found),
+        "changes": {"found": sorted(found, key=lambda r: (r["severity"], r["kind"], str(r["key"])))},
+        "generated_at": now,
     }
 
 
