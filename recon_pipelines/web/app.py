@@ -140,15 +140,15 @@ def create_app(tracker: Tracker, settings: Settings | None = None) -> Starlette:
                       back=_here(request))
 
     def act(request, user, form):
-        ids = [str(i) for i in form.getlist("ids")]
-        action = str(form.get("action", ""))
+        ids = [i for i in form.getlist("ids") if isinstance(i, str)]
+        action, note, assignee = (_field(form, name) for name in ("action", "note", "assignee"))
         back = _safe_next(form.get("back"))
         try:
             if action not in ACTIONS:
                 raise TransitionError(f"unknown action {action!r}")
             until = _until(form.get("until")) if action == "mute" else None
-            rows = tracker.act(ids, action, user.name, note=(form.get("note") or None),
-                               until=until, assignee=(form.get("assignee") or None))
+            # The signed-in user is the actor; what they typed is the note (never the identity).
+            rows = tracker.act(ids, action, user.name, note=note, until=until, assignee=assignee)
             request.session["flash"] = ["ok", f"{action}: {len(rows)} discrepanc{'y' if len(rows) == 1 else 'ies'}"]
         except (TransitionError, LookupError, ValueError) as exc:
             request.session["flash"] = ["error", str(exc)]
@@ -217,6 +217,12 @@ def _filters(params) -> q.QueueFilter:
         assignee=params.get("assignee") or None, key=params.get("key") or None,
         older_than=timedelta(seconds=parse_duration(age)) if age else None,
     )
+
+
+def _field(form, name: str) -> str | None:
+    """A text field of a form, stripped; None when absent, empty or not text (an upload)."""
+    value = form.get(name)
+    return value.strip() or None if isinstance(value, str) else None
 
 
 def _until(text) -> datetime:
