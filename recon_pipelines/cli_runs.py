@@ -35,14 +35,31 @@ def runs(ctx, tracker_url) -> None:
 @click.pass_context
 def list_runs(ctx, reconciliation, status, limit, fmt) -> None:
     """Runs, newest last, with their outcome and, when held, why."""
-    from recon_pipelines.cli import _table, _write
+    from recon_pipelines.cli import _write
 
     rows = [r for r in _tracker(ctx).runs(reconciliation) if status in (None, r["outcome"])][-limit:]
     rows = [{c: r[c] for c in RUN_COLUMNS} for r in rows]
     if fmt == "table":
-        click.echo(_table(rows, RUN_COLUMNS) if rows else "no runs")
+        click.echo(_runs_table(rows) if rows else "no runs")
     else:
         _write(rows, fmt, sys.stdout, RUN_COLUMNS)
+
+
+def _runs_table(rows: list[dict]) -> str:
+    """Run ids in full (they are what ``accept`` takes), and why a run was held on its own line."""
+    from recon_pipelines.cli import _text
+
+    columns = RUN_COLUMNS[:-2]
+    cells = [[_text(r[c]) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
+    for row, cell in zip(rows, cells):
+        lines.append("  ".join(v.ljust(w) for v, w in zip(cell, widths)).rstrip())
+        if row["guard_note"]:
+            lines.append(f"    held: {row['guard_note']}")
+        if row["accepted_by"]:
+            lines.append(f"    accepted by {row['accepted_by']}")
+    return "\n".join(lines)
 
 
 @runs.command("accept")
@@ -57,7 +74,7 @@ def accept(ctx, run_id, actor, spec_file) -> None:
     from recon_pipelines.remediation.notifications import notification_writer
 
     tracker = _tracker(ctx)
-    held = next((r for r in tracker.runs() if r["run_id"] == run_id), None)
+    held = tracker.run(run_id)
     if held is None:
         raise LookupError(f"no run with id {run_id!r} in the tracker (see `recon runs list`)")
     spec = _spec_named(held["reconciliation"], spec_file)

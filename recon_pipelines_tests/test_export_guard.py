@@ -262,3 +262,59 @@ BASELINE = {"run_id": "r1", "rows_a": 1000, "rows_b": 1000}
 ])
 def test_verdict(policy, baseline, observed, expected):
     assert verdict(policy, ("a", "b"), baseline, observed) == expected
+
+
+# --------------------------------------------------------------------------- Dagster
+
+
+def dagster_setup(folder):
+    from recon_pipelines.dagster_defs import build_definitions
+    from recon_pipelines.dagster_defs.resources import ReconResource
+
+    spec = load_spec(spec_file(folder))
+    recon = ReconResource(storage_dir=str(folder / "store"), tracker_url=f"sqlite:///{folder / 'tracker.sqlite'}")
+    return spec, build_definitions(specs=[spec], recon=recon), Tracker(recon.tracker_url)
+
+
+def test_the_asset_check_fails_and_the_run_holds(tmp_path):
+    import dagster as dg
+
+    write_crm(tmp_path)
+    write_billing(tmp_path)
+    spec, defs, tracker = dagster_setup(tmp_path)
+    job = defs.resolve_job_def("reconcile_crm_vs_billing")
+    with dg.instance_for_test() as instance:
+        first = job.execute_in_process(instance=instance)
+        assert first.success
+        assert [e.passed for e in first.get_asset_check_evaluations() if e.check_name == "export_guard"] == [True]
+        before, count = open_ids(tracker), len(outbox_rows(tracker))
+        (tmp_path / "billing.csv").write_text("customer_id,plan\n")
+        second = job.execute_in_process(instance=instance, raise_on_error=False)
+    guard = [e for e in second.get_asset_check_evaluations() if e.check_name == "export_guard"]
+    assert len(guard) == 1 and not guard[0].passed and guard[0].severity == dg.AssetCheckSeverity.ERROR
+    assert guard[0].description.startswith("billing: 0 rows, previous run 1,000: run held as suspicious")
+    assert not second.success  # blocking: the run is marked failed
+    assert open_ids(tracker) == before
+    assert [(r.destination, r.event) for r in outbox_rows(tracker)[count:]] == [("alerts", "run_failed"), ("pager", "run_failed")]
+    assert tracker.runs("crm_vs_billing")[-1]["run_id"] == f"{second.run_id}:full"
+
+
+def test_the_deep_scan_job_fails_with_the_line(tmp_path):
+    import dagster as dg
+
+    from recon_pipelines.dagster_defs.runs import recheck_config
+
+    write_crm(tmp_path)
+    write_billing(tmp_path)
+    spec, defs, tracker = dagster_setup(tmp_path)
+    job = defs.resolve_job_def("recheck_crm_vs_billing")
+    with dg.instance_for_test() as instance:
+        assert job.execute_in_process(run_config=recheck_config(spec, full=True), instance=instance).success
+        (tmp_path / "billing.csv").write_text("customer_id,plan\n")
+        result = job.execute_in_process(run_config=recheck_config(spec, full=True), instance=instance,
+                                        raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "billing: 0 rows, previous run 1,000: run held as suspicious" in str(failure.event_specific_data.error)
+    assert tracker.runs("crm_vs_billing")[-1]["outcome"] == "suspicious"
+    assert tracker.status_counts("crm_vs_billing") == {"new": DRIFTED}

@@ -378,6 +378,11 @@ class Tracker:
         with self.engine.connect() as conn:
             return [_aware(dict(r._mapping)) for r in conn.execute(query)]
 
+    def run(self, run_id: str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).first()
+        return _aware(dict(row._mapping)) if row else None
+
     # ------------------------------------------------------------------ internals
 
     def _expire_mutes(self, conn: sa.Connection, reconciliation: str, run_id: str, now: datetime) -> None:
