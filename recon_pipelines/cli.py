@@ -91,6 +91,10 @@ def run(spec_file: Path, fmt: str, output: Path | None, limit: int, track: bool,
         rows, summary = result.discrepancies.to_pylist(), result.summary()
     # With json/csv on stdout the summary goes to stderr, so stdout stays machine-readable.
     click.echo(_summary_text(spec.name, spec.source_names, summary), err=output is None and fmt != "table")
+    if track:
+        o = tracked.outcome
+        click.echo(f"  tracker         {len(o.new_ids) + len(o.reopened_ids):,} opened, {len(o.resolved_ids):,} resolved, "
+                   f"{o.open_count:,} open (run {o.run_id})", err=output is None and fmt != "table")
     if output is not None:
         with output.open("w", encoding="utf-8", newline="") as handle:
             _write(rows, "json" if fmt == "table" else fmt, handle)
