@@ -37,6 +37,7 @@ from recon_pipelines.tracker.guard import SAMPLE_SIZE, Guard, Observation, SideS
 # DuckDB's hash() is about ten times faster than md5() but may change between DuckDB versions:
 # samples made by another version are not compared (the row counts still are).
 KEY_HASH = f"duckdb-{duckdb.__version__}-hash"
+_HASH_MAX = 2**64 - 1  # hash() is a UBIGINT
 
 MATCH_STATS_KEY = "recon_match_stats"
 FILES = {
@@ -306,21 +307,28 @@ def export_guard(spec: ReconciliationSpec, folder: RunFolder, scope: RunScope, t
 
 
 def key_samples(spec: ReconciliationSpec, folder: RunFolder, summary: dict, baseline: dict | None) -> Observation:
-    """Each side's bottom-k key hashes, and how many of the baseline's it still has: one pass
-    over the key column (about 0.1 s per million rows), collecting only hashes at or below
-    the baseline's largest, so the membership test is done on a handful of values."""
+    """Each side's bottom-k key hashes, and how many of the baseline's it still has.
+
+    One pass over the key column collects only the hashes below a cut that about 4k of them
+    fall under (and any up to the baseline's largest sampled hash, for the membership test):
+    a filter, not a top-k: about 0.1 s per million rows per side here. Too few below the cut (duplicate
+    or null keys) and the exact top-k is taken instead."""
     keys = ", ".join(quote_ident(k.name) for k in spec.key)
     present = " AND ".join(f"{quote_ident(k.name)} IS NOT NULL" for k in spec.key)
     sides = {}
     with duckdb_connect() as con:
         for side in "ab":
+            hashed = (f"SELECT hash({keys}) AS h FROM read_parquet({sql_literal(str(folder[f'snapshot_{side}']))}) "
+                      f"WHERE {present}")
+            rows = int(summary[f"rows_{side}"])
             old = baseline_sample(baseline, side, KEY_HASH)
-            below = f"list(h) FILTER (WHERE h <= {max(old)})" if old else "NULL"
-            sample, candidates = con.execute(
-                f"SELECT min_by(h, h, {SAMPLE_SIZE}), {below} FROM (SELECT hash({keys}) AS h "
-                f"FROM read_parquet({sql_literal(str(folder[f'snapshot_{side}']))}) WHERE {present})").fetchone()
-            kept = len(set(old) & set(candidates or ())) if old else None
-            sides[side] = SideSample(int(summary[f"rows_{side}"]), tuple(sorted(set(sample or ()))), kept, len(old))
+            cut = min(_HASH_MAX, _HASH_MAX * 4 * SAMPLE_SIZE // max(rows, 1))
+            below = set(con.execute(f"SELECT list(h) FROM ({hashed}) WHERE h <= {max([cut, *old])}").fetchone()[0] or ())
+            sample = sorted(h for h in below if h <= cut)[:SAMPLE_SIZE]
+            if len(sample) < SAMPLE_SIZE and cut < _HASH_MAX:
+                sample = sorted(set(con.execute(f"SELECT min_by(h, h, {SAMPLE_SIZE}) FROM ({hashed})").fetchone()[0] or ()))
+            kept = len(below & set(old)) if old else None
+            sides[side] = SideSample(rows, tuple(sample), kept, len(old))
     return Observation(KEY_HASH, sides, (baseline or {}).get("run_id"))
 
 

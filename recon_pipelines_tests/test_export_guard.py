@@ -318,3 +318,38 @@ def test_the_deep_scan_job_fails_with_the_line(tmp_path):
     assert "billing: 0 rows, previous run 1,000: run held as suspicious" in str(failure.event_specific_data.error)
     assert tracker.runs("crm_vs_billing")[-1]["outcome"] == "suspicious"
     assert tracker.status_counts("crm_vs_billing") == {"new": DRIFTED}
+
+
+# --------------------------------------------------------------------------- the key sample
+
+
+@pytest.mark.parametrize("null_keys", [0, 9000], ids=["distinct keys", "mostly null keys (exact top-k fallback)"])
+def test_the_key_sample_is_the_smallest_hashes_and_counts_what_is_kept(tmp_path, null_keys):
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from recon_pipelines import pipeline
+
+    ids = {"a": list(range(1000)) + [None] * null_keys, "b": list(range(500, 1500)) + [None] * null_keys}
+    for side, keys in ids.items():
+        pq.write_table(pa.table({"customer_id": pa.array(keys, pa.int64())}), tmp_path / f"{side}.parquet")
+    spec = load_spec(spec_file(tmp_path))
+    folder = {"snapshot_a": tmp_path / "a.parquet", "snapshot_b": tmp_path / "b.parquet"}  # what key_samples reads
+    summary = {"rows_a": 1000 + null_keys, "rows_b": 1000 + null_keys}
+
+    with duckdb.connect() as con:  # the reference: every hash, sorted in Python
+        every = {s: sorted({h for (h,) in con.execute(f"SELECT hash(customer_id) FROM '{tmp_path / s}.parquet' WHERE customer_id IS NOT NULL").fetchall()})
+                 for s in "ab"}
+    first = pipeline.key_samples(spec, folder, summary, None)
+    assert {s: list(first.sides[s].sample) for s in "ab"} == {s: every[s][:128] for s in "ab"}
+    assert first.sides["a"].kept is None
+
+    # Against A's sample as the baseline of both sides: A keeps all 128; B holds the keys 500..1499.
+    baseline = {"run_id": "r1", "key_sample": {"hash": pipeline.KEY_HASH, "a": {"sample": every["a"][:128]},
+                                               "b": {"sample": every["a"][:128]}}}
+    second = pipeline.key_samples(spec, folder, summary, baseline)
+    assert (second.sides["a"].kept, second.sides["a"].tested) == (128, 128)
+    assert second.sides["b"].kept == len(set(every["a"][:128]) & set(every["b"]))
+    other_hash = {**baseline, "key_sample": {**baseline["key_sample"], "hash": "duckdb-0.0-hash"}}
+    assert pipeline.key_samples(spec, folder, summary, other_hash).sides["b"].kept is None
