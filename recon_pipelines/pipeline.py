@@ -311,8 +311,8 @@ def key_samples(spec: ReconciliationSpec, folder: RunFolder, summary: dict, base
 
     One pass over the key column collects only the hashes below a cut that about 4k of them
     fall under (and any up to the baseline's largest sampled hash, for the membership test):
-    a filter, not a top-k: about 0.1 s per million rows per side here. Too few below the cut (duplicate
-    or null keys) and the exact top-k is taken instead."""
+    a filter, not a top-k, about 0.1 s per million rows per side here. When duplicate or null
+    keys leave too few below the cut, the exact top-k is taken instead."""
     keys = ", ".join(quote_ident(k.name) for k in spec.key)
     present = " AND ".join(f"{quote_ident(k.name)} IS NOT NULL" for k in spec.key)
     sides = {}

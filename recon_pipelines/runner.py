@@ -10,13 +10,16 @@ import tempfile
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from recon_pipelines.engine import ComparisonError, ComparisonResult, Side, compare, side_columns
 from recon_pipelines.snapshots import direct_side, snapshot_side, write_snapshot
 from recon_pipelines.spec.models import ReconciliationSpec
-from recon_pipelines.tracker import RunOutcome, Tracker
+
+if TYPE_CHECKING:  # the tracker (SQLAlchemy, Alembic) is loaded only by runs that track
+    from recon_pipelines.tracker import RunOutcome, Tracker
 
 
 def open_side(spec: ReconciliationSpec, side: str, workdir: Path) -> Side:
