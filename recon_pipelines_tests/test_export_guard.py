@@ -124,6 +124,9 @@ def test_accepting_applies_the_held_run_with_the_operator_on_record(setup, track
 
     listed = cli("runs", "--tracker-url", tracker_url, "list", "--status", "suspicious", "--format", "json")
     assert [json.loads(line)["run_id"] for line in listed.output.splitlines()] == [held.outcome.run_id]
+    table = cli("runs", "--tracker-url", tracker_url, "list", "-r", "crm_vs_billing").output.splitlines()
+    assert len(table) == 4 and table[2].startswith(f"{held.outcome.run_id}  crm_vs_billing  full   suspicious")
+    assert table[3] == f"    held: {held.outcome.held}"
 
     result = cli("runs", "--tracker-url", tracker_url, "accept", held.outcome.run_id, "--spec", str(path),
                  "--actor", "alice@example.com")
