@@ -69,17 +69,32 @@ def validate(paths: tuple[Path, ...], offline: bool) -> None:
               help="How discrepancies are written (json: one JSON object per line).")
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write discrepancies to this file instead of stdout.")
 @click.option("--limit", type=int, default=50, show_default=True, help="Rows shown by --format table on stdout.")
-def run(spec_file: Path, fmt: str, output: Path | None, limit: int) -> None:
+@click.option("--track", is_flag=True, help="Also fold the result into the tracker, as a deep scan does (export guard "
+              "and notifications included); a run held as suspicious exits 2.")
+@click.option("--tracker-url", envvar="RECON_TRACKER_URL", default=None, help="With --track; default $RECON_TRACKER_URL, else SQLite under DAGSTER_HOME.")
+def run(spec_file: Path, fmt: str, output: Path | None, limit: int, track: bool, tracker_url: str | None) -> None:
     """Run one reconciliation without Dagster and report what disagrees. Exit 1 when anything does."""
-    from recon_pipelines.runner import run_reconciliation
+    from recon_pipelines.runner import run_reconciliation, run_tracked
 
     spec = load_spec(spec_file)
     check_sources(spec, spec_file)  # a missing column is named by its spec field, before any work
-    result = run_reconciliation(spec)
-    rows = result.discrepancies.to_pylist()
-    summary = result.summary()
+    if track:
+        from recon_pipelines.tracker import Tracker
+
+        tracked = run_tracked(spec, Tracker(tracker_url))
+        if tracked.outcome.held:
+            click.echo(tracked.outcome.held, err=True)
+            sys.exit(EXIT_ERROR)
+        rows, summary = tracked.discrepancies.to_pylist(), tracked.summary
+    else:
+        result = run_reconciliation(spec)
+        rows, summary = result.discrepancies.to_pylist(), result.summary()
     # With json/csv on stdout the summary goes to stderr, so stdout stays machine-readable.
     click.echo(_summary_text(spec.name, spec.source_names, summary), err=output is None and fmt != "table")
+    if track:
+        o = tracked.outcome
+        click.echo(f"  tracker         {len(o.new_ids) + len(o.reopened_ids):,} opened, {len(o.resolved_ids):,} resolved, "
+                   f"{o.open_count:,} open (run {o.run_id})", err=output is None and fmt != "table")
     if output is not None:
         with output.open("w", encoding="utf-8", newline="") as handle:
             _write(rows, "json" if fmt == "table" else fmt, handle)
@@ -202,6 +217,11 @@ def _action_command(command: str, action: str, help_text: str) -> None:
 
 for _command, (_action, _help) in ACTION_COMMANDS.items():
     _action_command(_command, _action, _help)
+
+
+from recon_pipelines.cli_runs import runs as _runs  # noqa: E402  (imports nothing from here at load time)
+
+main.add_command(_runs)
 
 
 # --------------------------------------------------------------------------- helpers
