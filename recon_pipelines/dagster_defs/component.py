@@ -81,7 +81,7 @@ class ReconciliationComponent(dg.Component, Resolvable):
     def loaded_specs(self, folder: Path) -> list[ReconciliationSpec]:
         """This instance's specs; paths resolve against ``folder`` (the one holding defs.yaml)."""
         if getattr(self, "_specs", None) is None:
-            self._specs = self._read_specs(Path(folder))
+            self._folder, self._specs = Path(folder), self._read_specs(Path(folder))
         return self._specs
 
     def _read_specs(self, folder: Path) -> list[ReconciliationSpec]:
@@ -105,20 +105,26 @@ class ReconciliationComponent(dg.Component, Resolvable):
     def build_defs(self, context: ComponentLoadContext) -> dg.Definitions:
         own = self.loaded_specs(context.path)
         defs = [spec_definitions(spec) for spec in own]
-        siblings = _instances(context)
-        if not siblings or siblings[0] is self:
-            every = [spec for instance in siblings for spec in instance.loaded_specs_or_fail()] if siblings else own
-            defs.append(shared_definitions(every))
+        siblings = _instances(context) or [self]
+        if siblings[0] is self:  # the first instance of the tree builds what spans them all
+            defs.append(shared_definitions(_every_spec(siblings)))
         return dg.Definitions.merge(*defs)
 
-    def loaded_specs_or_fail(self) -> list[ReconciliationSpec]:
-        specs = getattr(self, "_specs", None)
-        if specs is None:  # load() reads them; an instance made in Python has no folder to resolve against
-            raise RuntimeError("ReconciliationComponent instance built without load(): its specs were never read")
-        return specs
+
+def _every_spec(instances: list[ReconciliationComponent]) -> list[ReconciliationSpec]:
+    """All instances' specs; a name loaded twice is an error naming both instance folders."""
+    specs, where = [], {}
+    for instance in instances:  # all loaded: load() read their specs
+        for spec in instance._specs:
+            if spec.name in where:
+                raise SpecError(instance._folder / DEFS_FILE, "", f"reconciliation {spec.name!r} is also loaded by "
+                                f"{where[spec.name] / DEFS_FILE}: spec names must be unique in a code location")
+            where[spec.name] = instance._folder
+            specs.append(spec)
+    return specs
 
 
-def _instances(context: ComponentLoadContext) -> list["ReconciliationComponent"]:
+def _instances(context: ComponentLoadContext) -> list[ReconciliationComponent]:
     """Every instance in this code location's component tree, in tree order; [] outside a tree."""
     try:
         instances = context.component_tree.get_all_components(of_type=ReconciliationComponent)
