@@ -33,7 +33,7 @@ def test_recon_run_on_a_demo_spec_needs_no_variable(fresh_home):
     result = CliRunner().invoke(recon, ["run", str(DEMO_SPECS_DIR / "crm_vs_billing.yaml"), "--limit", "1000"])
     assert result.exit_code == 1, result.output  # discrepancies found, not an error
     assert (fresh_home / "demo_data" / "crm.sqlite").is_file()  # generated on first use, where the demo keeps it
-    truth = load_ground_truth(fresh_home / "demo_data")["crm_vs_billing"]
+    truth = load_ground_truth(fresh_home / "demo_data")["reconciliations"]["crm_vs_billing"]
     table = result.output.split("\n  discrepancies")[1].splitlines()[1:]
     header, rows = table[0].split(), table[1:]
     assert header[:2] == ["id", "severity"] and header[-2:] == ["difference", "detail"]
