@@ -231,3 +231,15 @@ def _find(exc: BaseException | None, kind: type):
     while exc is not None and not isinstance(exc, kind):
         exc = exc.__cause__ or exc.__context__
     return exc
+
+
+def test_tracker_run_ids_differ_per_reconciliation_and_fit_the_column():
+    """One Dagster run materializing several reconciliations records each (ids are applied once)."""
+    from recon_pipelines.pipeline import TRACKER_RUN_ID_MAX, tracker_run_id
+
+    dagster_run = "0131606c-06ba-41a1-9a9c-425647826172"
+    short = {tracker_run_id(name, f"{dagster_run}:full") for name in ("orders", "example_orders")}
+    assert short == {f"{dagster_run}:full:orders", f"{dagster_run}:full:example_orders"}
+    long = [tracker_run_id(name, f"{dagster_run}:2026-11-13..2026-11-19") for name in ("crm_vs_billing", "billing_vs_warehouse")]
+    assert len(set(long)) == 2 and all(len(i) <= TRACKER_RUN_ID_MAX and i.startswith(f"{dagster_run}:") for i in long)
+    assert tracker_run_id("crm_vs_billing", f"{dagster_run}:2026-11-13..2026-11-19") == long[0]  # a retried step: same id
