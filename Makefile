@@ -28,7 +28,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	@$(BIN)/python -c "import socket; socket.create_server(('127.0.0.1', $(PORT))).close()" 2>/dev/null || \
 		{ echo "make demo: port $(PORT) is in use; try make demo PORT=3100 (and DAGSTER_PORT=3100 for recon trigger)" >&2; exit 2; }
-	$(BIN)/dg dev --port $(PORT)
+	RECON_DAGSTER_URL="$${RECON_DAGSTER_URL:-http://127.0.0.1:$(PORT)}" $(BIN)/dg dev --port $(PORT)  # run links in notifications
 
 test: install-dev
 	$(BIN)/pytest
