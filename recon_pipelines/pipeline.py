@@ -40,6 +40,7 @@ KEY_HASH = f"duckdb-{duckdb.__version__}-hash"
 _HASH_MAX = 2**64 - 1  # hash() is a UBIGINT
 
 MATCH_STATS_KEY = "recon_match_stats"
+TRACKER_RUN_ID_MAX = 64  # recon_runs.run_id is VARCHAR(64)
 FILES = {
     "snapshot_a": "snapshot_a.parquet",
     "snapshot_b": "snapshot_b.parquet",
@@ -291,7 +292,7 @@ def update_tracker(spec: ReconciliationSpec, folder: RunFolder, scope: RunScope,
         judged = set(read_keys(folder["scope_keys"])) - set(in_flight)
         tracker_scope = Scope.of_keys(sorted(judged), label=scope.label)
     return tracker.apply_run(
-        spec.name, run_id=run_id, found=found, scope=tracker_scope, summary=summary,
+        spec.name, run_id=tracker_run_id(spec.name, run_id), found=found, scope=tracker_scope, summary=summary,
         started_at=started_at, escalation=spec.escalation, on_outcome=on_outcome,
         guard=export_guard(spec, folder, scope, tracker, summary),
     )
@@ -330,6 +331,20 @@ def key_samples(spec: ReconciliationSpec, folder: RunFolder, summary: dict, base
             kept = len(below & set(old)) if old else None
             sides[side] = SideSample(rows, tuple(sample), kept, len(old))
     return Observation(KEY_HASH, sides, (baseline or {}).get("run_id"))
+
+
+def tracker_run_id(reconciliation: str, run_id: str) -> str:
+    """The tracker's id of one reconciliation's run: ``<run_id>:<reconciliation>``.
+
+    The tracker applies a run id once (a retried step changes nothing), so one Dagster run that
+    materializes several reconciliations (the UI's "Materialize all", ``dg launch --assets '*'``)
+    needs one id per reconciliation, or only the first would be recorded. Ids longer than the
+    tracker's column (64) keep the Dagster run id and hash the rest."""
+    composed = f"{run_id}:{reconciliation}"
+    if len(composed) <= TRACKER_RUN_ID_MAX:
+        return composed
+    head, _, rest = composed.partition(":")
+    return f"{head}:{hashlib.sha256(rest.encode()).hexdigest()}"[:TRACKER_RUN_ID_MAX]
 
 
 def _utc(value: datetime) -> datetime:

@@ -384,6 +384,18 @@ class Tracker:
             row = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).first()
         return _aware(dict(row._mapping)) if row else None
 
+    def runs_of(self, dagster_run_id: str) -> list[dict]:
+        """The tracker runs one Dagster run recorded (their ids are ``<dagster run id>:<scope>``)."""
+        with self.engine.connect() as conn:
+            return [_aware(dict(r._mapping)) for r in conn.execute(sa.select(runs).where(_of_run(runs.c.run_id, dagster_run_id)))]
+
+    def seen_in_run(self, dagster_run_id: str) -> list[dict]:
+        """The discrepancies one Dagster run found (it is the last run that saw them), by key and field."""
+        d = discrepancies
+        query = sa.select(d).where(_of_run(d.c.last_run_id, dagster_run_id)).order_by(d.c.key, d.c.field, d.c.kind)
+        with self.engine.connect() as conn:
+            return [_aware(dict(row._mapping)) for row in conn.execute(query)]
+
     # ------------------------------------------------------------------ internals
 
     def _expire_mutes(self, conn: sa.Connection, reconciliation: str, run_id: str, now: datetime) -> None:
@@ -528,3 +540,7 @@ def _aware(row: dict) -> dict:
         if isinstance(value, datetime) and value.tzinfo is None:
             row[name] = value.replace(tzinfo=timezone.utc)
     return row
+
+
+def _of_run(column, dagster_run_id: str):
+    return sa.or_(column == dagster_run_id, column.startswith(f"{dagster_run_id}:", autoescape=True))
