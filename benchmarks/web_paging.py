@@ -80,7 +80,7 @@ def main() -> None:
             conn.execute(sa.text(FILL), {"n": args.rows})
         with tracker.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(sa.text("VACUUM ANALYZE recon_discrepancies"))
-        print(f"filled {args.rows:,} discrepancies in {time.perf_counter() - started:.1f}s (with the 0005 indexes)")
+        print(f"filled {args.rows:,} discrepancies in {time.perf_counter() - started:.1f}s (with the 0006 indexes)")
         everything = []
         print(f"{'scenario':<38} {'pages':>5} {'rows':>6} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
         for label, (filters, sort) in SCENARIOS.items():

@@ -2,7 +2,7 @@
 
 A page ends with a cursor (the sort value and the id of its last row); the next page asks for
 rows strictly after it, so page 10,000 costs what page 1 costs and a row inserted meanwhile
-never shifts the pages. Migration 0005 adds the indexes these orders walk.
+never shifts the pages. Migration 0006 adds the indexes these orders walk.
 """
 
 from __future__ import annotations

@@ -7,15 +7,15 @@
   ``(opened_at, id) < cursor``): a partial one over the open statuses for the default view, and
   composite ones that lead with a filter column (reconciliation, status, assignee).
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
