@@ -123,11 +123,13 @@ def test_wrong_password_and_foreign_redirects(base):
         token = csrf_of(client.get("/").text)
 
 
-def test_a_removed_user_is_signed_out_at_once(tracker, base):
-    client = signed_in(base, "alice")
-    assert client.get("/").status_code == 200
+def test_a_removed_user_or_a_changed_password_signs_out_at_once(tracker, base):
+    client, other = signed_in(base, "alice"), signed_in(base, "victor")
+    assert client.get("/").status_code == 200 and other.get("/").status_code == 200
     Users(tracker.engine).remove("alice")
     assert client.get("/").status_code == 303
+    Users(tracker.engine).set_password("victor", "a new password")
+    assert other.get("/").status_code == 303
 
 
 def test_identity_from_a_trusted_proxy_header(tracker):

@@ -58,7 +58,10 @@ def create_app(tracker: Tracker, settings: Settings | None = None) -> Starlette:
             if name:
                 return users.get(name) or User(name, settings.proxy_role)
         name = request.session.get("user")
-        return users.get(name) if name else None  # a removed user is signed out at once
+        user = users.get(name) if name else None  # a removed user is signed out at once,
+        if user is None or not csrf_matches(user.stamp, request.session.get("stamp")):  # and one whose password changed
+            return None
+        return user
 
     def render(request: Request, name: str, status: int = 200, **context) -> HTMLResponse:
         csrf = request.session.setdefault("csrf", new_csrf_token())
@@ -102,7 +105,7 @@ def create_app(tracker: Tracker, settings: Settings | None = None) -> Starlette:
         if found is None:
             return render(request, "login.html", 401, user=None, next=target, error="wrong name or password")
         request.session.clear()  # a new session at sign-in: nothing carried over from before
-        request.session.update(user=found.name, csrf=new_csrf_token())
+        request.session.update(user=found.name, stamp=found.stamp, csrf=new_csrf_token())
         return RedirectResponse(target, 303)
 
     # ------------------------------------------------------------------ signed in

@@ -12,7 +12,8 @@ import hmac
 import os
 import re
 import secrets
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
@@ -33,6 +34,8 @@ _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
 class User:
     name: str
     role: str
+    # Changes with the password: a session signed in before `recon users passwd` stops working.
+    stamp: str = field(default="", compare=False, repr=False)
 
     def can(self, role: str) -> bool:
         """True when this user's role includes ``role`` (admin > operator > viewer)."""
@@ -75,8 +78,8 @@ class Users:
 
     def get(self, name: str) -> User | None:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(web_users.c.name, web_users.c.role).where(web_users.c.name == name)).first()
-        return User(row.name, row.role) if row else None
+            row = conn.execute(sa.select(web_users).where(web_users.c.name == name)).first()
+        return User(row.name, row.role, _stamp(row.password_hash)) if row else None
 
     def all(self) -> list[User]:
         with self.engine.connect() as conn:
@@ -95,7 +98,8 @@ class Users:
             return None
         if _hasher.check_needs_rehash(row.password_hash):
             self.set_password(name, password)
-        return User(row.name, row.role)
+            return self.get(name)
+        return User(row.name, row.role, _stamp(row.password_hash))
 
 
 def session_secret(engine: sa.Engine) -> str:
@@ -122,6 +126,10 @@ def new_csrf_token() -> str:
 
 def csrf_matches(expected: str | None, given: str | None) -> bool:
     return bool(expected) and bool(given) and hmac.compare_digest(expected, given)
+
+
+def _stamp(password_hash: str) -> str:
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:24]
 
 
 def _check_name(name: str) -> None:
