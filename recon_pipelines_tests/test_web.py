@@ -261,3 +261,20 @@ def test_recon_run_writes_an_html_report(tmp_path):
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html, re.I) and "<script" not in html
     no_output = CliRunner().invoke(main, ["run", spec, "--format", "html"], env=env)
     assert no_output.exit_code == 2 and "--output" in no_output.stderr
+
+
+def test_only_an_admin_manages_users(tracker, base):
+    admin, operator = signed_in(base, "ada"), signed_in(base, "alice")
+    assert operator.get("/users").status_code == 403
+    token = csrf_of(operator.get("/").text)
+    refused = operator.post("/users", data={"csrf": token, "operation": "add", "name": "eve", "role": "admin",
+                                            "password": PASSWORD})
+    assert refused.status_code == 403 and Users(tracker.engine).get("eve") is None
+    token = csrf_of(admin.get("/users").text)
+    assert admin.post("/users", data={"operation": "add", "name": "eve", "role": "viewer", "password": PASSWORD}).status_code == 403
+    added = admin.post("/users", data={"csrf": token, "operation": "add", "name": "eve", "role": "viewer", "password": PASSWORD})
+    assert added.status_code == 303 and Users(tracker.engine).get("eve").role == "viewer"
+    admin.post("/users", data={"csrf": token, "operation": "add", "name": "<b>x", "role": "viewer", "password": PASSWORD})
+    assert "must be 1-128 letters" in admin.get("/users").text and Users(tracker.engine).get("<b>x") is None
+    admin.post("/users", data={"csrf": token, "operation": "remove", "name": "eve"})
+    assert Users(tracker.engine).get("eve") is None

@@ -28,7 +28,8 @@ from recon_pipelines.tracker import Tracker
 from recon_pipelines.tracker import queue as q
 from recon_pipelines.tracker.lifecycle import TRANSITIONS, TransitionError
 from recon_pipelines.web import report
-from recon_pipelines.web.auth import User, Users, csrf_matches, new_csrf_token, session_secret
+from recon_pipelines.tracker.schema import WEB_ROLES
+from recon_pipelines.web.auth import User, UserError, Users, csrf_matches, new_csrf_token, session_secret
 from recon_pipelines.web.render import environment
 
 STATIC = Path(__file__).parent / "static"
@@ -157,6 +158,23 @@ def create_app(tracker: Tracker, settings: Settings | None = None) -> Starlette:
             request.session["flash"] = ["error", str(exc)]
         return RedirectResponse(back, 303)
 
+    def users_page(request, user, form):
+        return render(request, "users.html", user=user, users=users.all(), roles=WEB_ROLES)
+
+    def manage_users(request, user, form):
+        name, operation = _field(form, "name") or "", _field(form, "operation")
+        try:
+            if operation == "add":
+                users.add(name, _field(form, "role") or "", str(form.get("password") or ""))
+            elif operation == "remove":
+                users.remove(name)
+            else:
+                raise UserError(f"unknown operation {operation!r}")
+            request.session["flash"] = ["ok", f"user {name}: {operation} done"]
+        except (UserError, LookupError) as exc:
+            request.session["flash"] = ["error", str(exc)]
+        return RedirectResponse("/users", 303)
+
     def run_report(request, user, form):
         run_id = request.path_params["run_id"]
         data = report.run_report(tracker, run_id)
@@ -173,6 +191,8 @@ def create_app(tracker: Tracker, settings: Settings | None = None) -> Starlette:
         _route("/d/{id}", discrepancy_page, "viewer"),
         _route("/actions", act, "operator", methods=("POST",)),
         _route("/runs/{run_id}/report", run_report, "viewer"),
+        _route("/users", users_page, "admin"),
+        _route("/users", manage_users, "admin", methods=("POST",)),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     middleware = [
