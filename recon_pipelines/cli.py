@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from recon_pipelines.engine import ComparisonError
+from recon_pipelines.redact import redact
 from recon_pipelines.sources.base import SourceError
 from recon_pipelines.spec import SpecError, load_spec, load_spec_dir
 from recon_pipelines.spec.checks import check_sources
@@ -35,7 +36,7 @@ class ReconGroup(click.Group):
         try:
             return super().invoke(ctx)
         except (SpecError, SourceError, ComparisonError, LookupError, ValueError) as exc:  # TransitionError too
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {redact(exc)}", err=True)  # a driver's message may echo a DSN
             sys.exit(EXIT_ERROR)
 
 

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recon_pipelines.engine import Side, side_columns
+from recon_pipelines.redact import redact
 from recon_pipelines.sources.base import Connector, RecordFilter, SourceError, require_columns
 from recon_pipelines.sources.files import FileConnector, duck_types, filter_sql
 from recon_pipelines.spec.models import FileSource, HttpSource, ReconciliationSpec, SqlSource
@@ -93,7 +94,7 @@ def _copy_file(connector: FileConnector, columns: Mapping[str, str], out: Path, 
             )
             return con.execute(f"SELECT count(*) FROM read_parquet({sql_literal(str(out))})").fetchone()[0]
         except duckdb.Error as exc:
-            raise SourceError(f"{connector.label}: cannot read: {str(exc).splitlines()[0]}") from None
+            raise SourceError(f"{connector.label}: cannot read: {redact(str(exc).splitlines()[0])}") from None
 
 
 def _stream(connector: Connector, columns: Mapping[str, str], out: Path, record_filter) -> int:

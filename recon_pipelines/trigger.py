@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from recon_pipelines.redact import redact
+
 DAGSTER_URL_ENV = "RECON_DAGSTER_URL"
 DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
@@ -115,9 +117,9 @@ def _graphql(client: httpx.Client, query: str, variables: dict | None = None) ->
     try:
         response = client.post("/graphql", json={"query": query, "variables": variables or {}})
     except httpx.HTTPError as exc:
-        raise TriggerError(f"cannot reach Dagster at {client.base_url}: {exc}") from None
+        raise TriggerError(redact(f"cannot reach Dagster at {client.base_url}: {exc}")) from None
     if response.status_code != 200:
-        raise TriggerError(f"Dagster at {client.base_url} answered {response.status_code}")
+        raise TriggerError(f"Dagster at {redact(client.base_url)} answered {response.status_code}")
     body = response.json()
     if body.get("errors"):
         raise TriggerError("; ".join(e.get("message", str(e)) for e in body["errors"]))

@@ -40,6 +40,8 @@ def build_definitions(
         jobs=jobs + remediation["jobs"],
         schedules=schedules + remediation["schedules"],
         sensors=sensors + remediation["sensors"],
-        resources={"recon": recon or ReconResource(tracker_url=os.environ.get("RECON_TRACKER_URL")),
+        # No tracker_url: the tracker reads RECON_TRACKER_URL when a run opens it, so the URL (and
+        # its password) never becomes resource config, which the UI shows.
+        resources={"recon": recon or ReconResource(),
                    **remediation["resources"]},
     )

@@ -7,7 +7,9 @@ timeouts, and credentials that must never reach a log line or an error.
 
 Credentials are read from the environment variable named in ``auth.env`` and
 are only ever sent to the origin (scheme, host, port) of ``spec.url``: a next
-link or a redirect to another host is followed without them.
+link or a redirect to another host is followed without them, and without the
+spec's custom ``headers`` (an API key is often one). httpx itself strips only
+``Authorization`` on a cross-origin redirect, so redirects are followed here.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import json
 import logging
 import os
 import random
-import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime, timezone
@@ -31,6 +32,7 @@ import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from recon_pipelines.redact import SENSITIVE_NAME
 from recon_pipelines.sources.base import Connector, RecordFilter, SourceError, require_columns
 from recon_pipelines.sources.types import declared_schema
 from recon_pipelines.spec.models import HttpSource
@@ -43,8 +45,6 @@ _BACKOFF_BASE = 0.5  # seconds before the first retry; doubles on each further r
 _JITTER = 0.1  # up to +10% so that parallel runs do not retry in lockstep
 _MAX_REDIRECTS = 5
 _MISSING = object()
-# Query parameters whose values are masked in logs and errors (api_key=..., token=...).
-_SENSITIVE_PARAM = re.compile(r"key|token|secret|passw|auth|sig|session|credential", re.IGNORECASE)
 _CONVERSION_ERRORS = (
     pa.ArrowInvalid,
     pa.ArrowTypeError,
@@ -72,7 +72,8 @@ class HttpConnector(Connector):
         self._url_params = parse_qsl(parts.query, keep_blank_values=True)
         self._schema: pa.Schema | None = None
         self._auth: dict[str, str] | None = None
-        self._secrets: tuple[str, ...] = ()
+        # Custom header values that look like credentials are scrubbed from errors like auth.env's.
+        self._secrets: tuple[str, ...] = tuple(v for k, v in spec.headers.items() if v and SENSITIVE_NAME.search(k))
         self._next_request_at = 0.0
         # Injectable so tests can observe waits without sleeping.
         self._sleep: Callable[[float], None] = time.sleep
@@ -260,9 +261,12 @@ class HttpConnector(Connector):
         self._next_request_at = self._clock() + 1.0 / rps
 
     def _headers_for(self, url: str) -> dict[str, str]:
-        headers = {"Accept": "application/json", **self.spec.headers}
-        if self.spec.auth is not None and _origin(url) == self._origin:
-            headers.update(self._auth_headers())
+        """Custom headers and the credential go to the spec's origin only."""
+        headers = {"Accept": "application/json"}
+        if _origin(url) == self._origin:
+            headers.update(self.spec.headers)
+            if self.spec.auth is not None:
+                headers.update(self._auth_headers())
         return headers
 
     def _auth_headers(self) -> dict[str, str]:
@@ -284,7 +288,7 @@ class HttpConnector(Connector):
                 header, secrets = f"Basic {encoded}", (value, encoded, value.split(":", 1)[1])
             else:
                 header, secrets = value, (value,)
-            self._secrets = tuple(s for s in secrets if s)
+            self._secrets += tuple(s for s in secrets if s)
             self._auth = {auth.header: header}
         return self._auth
 
@@ -422,7 +426,7 @@ def _redact_url(url: str) -> str:
     """The URL without user info and with sensitive query values masked: safe to log."""
     parts = urlsplit(url)
     pairs = parse_qsl(parts.query, keep_blank_values=True)
-    query = urlencode([(k, "***" if _SENSITIVE_PARAM.search(k) else v) for k, v in pairs], safe="*")
+    query = urlencode([(k, "***" if SENSITIVE_NAME.search(k) else v) for k, v in pairs], safe="*")
     return urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[-1], parts.path, query, ""))
 
 
