@@ -8,6 +8,8 @@ batches; no side is ever held whole in memory.
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,12 @@ class SnapshotInfo:
     rows: int
     label: str
     missing: tuple[str, ...] = ()  # spec names whose source column does not exist
+
+
+def partial_path(path: Path) -> Path:
+    """A temporary name beside ``path``, unique to this writer: two runs of the same scope at
+    once each write their own file, and the atomic rename makes the last complete one win."""
+    return path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.partial")
 
 
 def connector_for(source) -> Connector:
@@ -69,18 +77,21 @@ def write_snapshot(
     With ``skip_missing`` a column the source lacks is left out and listed in ``missing``
     (the Dagster asset check then flags the side); otherwise it is an error naming it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    with connector_for(source) as connector:
-        available = set(connector.schema().names)
-        missing = tuple(name for name, src in columns.items() if src not in available)
-        if skip_missing:
-            columns = {name: src for name, src in columns.items() if name not in missing}
-        if isinstance(connector, FileConnector):
-            rows = _copy_file(connector, columns, partial, record_filter)
-        else:
-            rows = _stream(connector, columns, partial, record_filter)
-        partial.replace(path)
-        return SnapshotInfo(path, rows, connector.label, missing)
+    partial = partial_path(path)
+    try:
+        with connector_for(source) as connector:
+            available = set(connector.schema().names)
+            missing = tuple(name for name, src in columns.items() if src not in available)
+            if skip_missing:
+                columns = {name: src for name, src in columns.items() if name not in missing}
+            if isinstance(connector, FileConnector):
+                rows = _copy_file(connector, columns, partial, record_filter)
+            else:
+                rows = _stream(connector, columns, partial, record_filter)
+            partial.replace(path)
+            return SnapshotInfo(path, rows, connector.label, missing)
+    finally:
+        partial.unlink(missing_ok=True)  # after a failure; renamed away after success
 
 
 def _copy_file(connector: FileConnector, columns: Mapping[str, str], out: Path, record_filter) -> int:

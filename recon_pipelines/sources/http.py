@@ -15,6 +15,7 @@ spec's custom ``headers`` (an API key is often one). httpx itself strips only
 from __future__ import annotations
 
 import base64
+import hashlib
 import itertools
 import json
 import logging
@@ -55,6 +56,11 @@ _CONVERSION_ERRORS = (
     TypeError,
     InvalidOperation,
 )
+
+
+class RequestDeadlineExceeded(httpx.TimeoutException):
+    """A response still arriving at ``request_deadline``: httpx's ``timeout`` bounds each read,
+    so a server that sends a byte now and then would otherwise hold a request open forever."""
 
 
 class HttpConnector(Connector):
@@ -119,7 +125,7 @@ class HttpConnector(Connector):
         pagination = self.spec.pagination
         url = self._base_url
         params: Params | None = self._page_params(0, None)
-        seen: set[str] = set()  # cursors / next links already followed, to catch an API that loops
+        seen: set[str] = set()  # cursors, next links and page fingerprints already seen, to catch an API that loops
         for number in itertools.count(1):
             if number > pagination.max_pages:
                 raise SourceError(
@@ -160,6 +166,8 @@ class HttpConnector(Connector):
             # A short page is the last; page sizes are constant so `number * size` records were read.
             if len(records) < pagination.page_size:
                 return None
+            # An API that ignores the page parameter serves the same full page forever.
+            self._check_not_seen(_fingerprint(records), seen, "page identical to one", number)
             return self._base_url, self._page_params(number * pagination.page_size, None)
         if pagination.style == "cursor":
             cursor = _dig(body, pagination.cursor_path)
@@ -192,8 +200,9 @@ class HttpConnector(Connector):
 
     def _get(self, url: str, params: Params | None, number: int) -> httpx.Response:
         """GET a page, following redirects ourselves so credentials never leave the origin."""
+        page_deadline = self._clock() + self.spec.page_deadline
         for _ in range(_MAX_REDIRECTS + 1):
-            response = self._send(url, params, number)
+            response = self._send(url, params, number, page_deadline)
             if not response.is_redirect:
                 if not response.is_success:
                     raise self._status_error(response, number, "")
@@ -201,15 +210,16 @@ class HttpConnector(Connector):
             url, params = urljoin(str(response.url), response.headers["location"]), None
         raise SourceError(f"{self.label}: page {number}: more than {_MAX_REDIRECTS} redirects from {self._redact(url)}")
 
-    def _send(self, url: str, params: Params | None, number: int) -> httpx.Response:
-        """One request, retried on 429, 5xx and transport errors."""
+    def _send(self, url: str, params: Params | None, number: int, page_deadline: float) -> httpx.Response:
+        """One request, retried on 429, 5xx and transport errors, all within the page's deadline."""
         headers = self._headers_for(url)
         attempts = self.spec.max_retries + 1
         for attempt in range(attempts):
             last_try = attempt == attempts - 1
             self._throttle()
+            self._check_page_deadline(page_deadline, url, number)
             try:
-                response = self._client.get(url, params=params, headers=headers, follow_redirects=False)
+                response = self._fetch(url, params, headers)
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
                 if last_try:
                     raise SourceError(
@@ -234,6 +244,32 @@ class HttpConnector(Connector):
                 raise self._status_error(response, number, "")
             return response
         raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _fetch(self, url: str, params: Params | None, headers: dict[str, str]) -> httpx.Response:
+        """The whole response within ``request_deadline``: the body is streamed and the deadline
+        checked after each chunk. (Headers are bounded per read by ``timeout`` only.)"""
+        deadline = self._clock() + self.spec.request_deadline
+        request = self._client.build_request("GET", url, params=params, headers=headers)
+        response = self._client.send(request, stream=True, follow_redirects=False)
+        try:
+            body = bytearray()
+            for chunk in response.iter_raw():
+                body += chunk
+                if self._clock() > deadline:
+                    raise RequestDeadlineExceeded(
+                        f"the response was still arriving after request_deadline={self.spec.request_deadline:g}s "
+                        f"({len(body)} bytes so far)", request=request)
+        finally:
+            response.close()
+        # A complete response built from the raw bytes: it decodes them (gzip) like a normal one.
+        return httpx.Response(response.status_code, headers=response.headers, content=bytes(body), request=request)
+
+    def _check_page_deadline(self, page_deadline: float, url: str, number: int) -> None:
+        if self._clock() > page_deadline:
+            raise SourceError(
+                f"{self.label}: page {number}: {self._redact(url)} not read within "
+                f"page_deadline={self.spec.page_deadline:g}s (requests, retries and waits together)"
+            )
 
     def _status_error(self, response: httpx.Response, number: int, retried: str) -> SourceError:
         snippet = self._scrub(response.text[:200].strip()) if response.content else ""
@@ -397,6 +433,11 @@ class HttpConnector(Connector):
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _fingerprint(records: list[dict]) -> str:
+    text = json.dumps(records, sort_keys=True, default=str, ensure_ascii=False)
+    return "page:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def _dig(body: Any, path: str) -> Any:

@@ -132,11 +132,17 @@ class HttpSource(_SourceBase):
     auth: HttpAuth | None = None
     pagination: Pagination = Pagination()
     timeout: Duration = 30.0
+    request_deadline: Duration = Field(
+        300.0, gt=0, description="Longest one request may take, body included (timeout bounds each read only)."
+    )
+    page_deadline: Duration = Field(
+        900.0, gt=0, description="Longest one page may take: its requests, redirects, retries and waits together."
+    )
     max_retries: int = Field(5, ge=0)
     max_backoff: Duration = 60.0
     requests_per_second: float | None = Field(None, gt=0)
 
-    @field_validator("timeout", "max_backoff", mode="before")
+    @field_validator("timeout", "max_backoff", "request_deadline", "page_deadline", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
