@@ -250,3 +250,50 @@ def test_sqlite_sessions_are_read_only(tmp_path, monkeypatch):
         reader.close()
     assert sa.inspect(engine).has_table("victim")
     engine.dispose()
+
+
+# --------------------------------------------------------------------------- push-down and fixes
+
+
+@pytest.mark.postgres
+def test_push_down_statements_run_on_the_read_only_connection(pg_with_victim):
+    """Push-down's transactions (pushdown._run) run on the SQL connector's engine: a write there fails."""
+    from types import SimpleNamespace
+
+    from recon_pipelines.engine import pushdown
+
+    url, engine = pg_with_victim
+    connector = SqlConnector(SqlSource(type="sql", name="crm", url=url, table="t"))
+    side = SimpleNamespace(connector=connector, label=connector.label)
+    try:
+        with pytest.raises(SourceError, match="read-only transaction"):
+            pushdown._run(side, "summary", lambda conn: conn.execute(sa.text("DROP TABLE victim")))
+    finally:
+        connector.close()
+    assert _victim_exists(engine)
+
+
+def test_a_fix_reads_read_only_and_writes_only_its_update(tmp_path):
+    from recon_pipelines.remediation.fixes import _SqlTarget
+
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE customers (customer_id INTEGER PRIMARY KEY, plan TEXT)"))
+        conn.execute(sa.text("INSERT INTO customers VALUES (1, 'pro')"))
+    spec = parse_spec({
+        "name": "crm_fix", "key": "customer_id", "fields": {"plan": "exact"},
+        "source_a": {"type": "sql", "url": url, "table": "customers"},
+        "source_b": {"type": "file", "path": "billing.csv"},
+        "fixes": [{"field": "plan", "action": "sql_update", "system_of_record": "b", "allowed": True}],
+    })
+    target = _SqlTarget(spec, spec.fixes[0], {})
+    try:
+        with target.reader.connect() as conn, pytest.raises(sa.exc.OperationalError, match="readonly"):
+            conn.execute(sa.text("DELETE FROM customers"))
+        assert target.write("1", before="pro", after="business") is True  # the allow-listed UPDATE
+    finally:
+        target.close()
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT plan FROM customers")).scalar() == "business"
+    engine.dispose()

@@ -236,7 +236,7 @@ class _HttpTarget:
         side = "b" if fix.system_of_record == "a" else "a"
         self._fix, self._environ = fix, environ
         self.body_field = fix.target.body_field or getattr(spec.rule(fix.field), side)
-        base = fix.target.url or f"${fix.target.url_env}"
+        base = redact(fix.target.url) if fix.target.url else f"${fix.target.url_env}"
         self.label = f"{fix.target.method} {base.rstrip('/')}{fix.target.path} {{{self.body_field}}}"
         self._client = client
 

@@ -226,7 +226,7 @@ class HttpConnector(Connector):
                         f"{self.label}: page {number}: {self._redact(url)} failed after {self.spec.max_retries} "
                         f"retries; last error: {type(exc).__name__}: {self._scrub(str(exc))}"
                     ) from None
-                self._wait(self._backoff(attempt), f"{type(exc).__name__}", number)
+                self._wait(min(self._backoff(attempt), self._left(page_deadline)), f"{type(exc).__name__}", number)
                 continue
             except httpx.HTTPError as exc:
                 raise SourceError(
@@ -238,7 +238,7 @@ class HttpConnector(Connector):
                     raise self._status_error(response, number, f" after {self.spec.max_retries} retries")
                 delay = _retry_after(response) if status in (429, 503) else None
                 delay = self._backoff(attempt) if delay is None else min(delay, self.spec.max_backoff)
-                self._wait(delay, f"status {status}", number)
+                self._wait(min(delay, self._left(page_deadline)), f"status {status}", number)
                 continue
             if 400 <= status < 500:
                 raise self._status_error(response, number, "")
@@ -263,6 +263,10 @@ class HttpConnector(Connector):
             response.close()
         # A complete response built from the raw bytes: it decodes them (gzip) like a normal one.
         return httpx.Response(response.status_code, headers=response.headers, content=bytes(body), request=request)
+
+    def _left(self, page_deadline: float) -> float:
+        """Never wait past the page's deadline (the next attempt then fails at once)."""
+        return max(0.0, page_deadline - self._clock()) + 0.001
 
     def _check_page_deadline(self, page_deadline: float, url: str, number: int) -> None:
         if self._clock() > page_deadline:
