@@ -27,13 +27,13 @@ from datetime import date, datetime, timezone
 from decimal import Context, Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urljoin, urlsplit, urlunsplit
 
 import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recon_pipelines.redact import SENSITIVE_NAME
+from recon_pipelines.redact import SENSITIVE_NAME, redact
 from recon_pipelines.sources.base import Connector, RecordFilter, SourceError, require_columns
 from recon_pipelines.sources.types import declared_schema
 from recon_pipelines.spec.models import HttpSource
@@ -468,11 +468,8 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 
 def _redact_url(url: str) -> str:
-    """The URL without user info and with sensitive query values masked: safe to log."""
-    parts = urlsplit(url)
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    query = urlencode([(k, "***" if SENSITIVE_NAME.search(k) else v) for k, v in pairs], safe="*")
-    return urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[-1], parts.path, query, ""))
+    """The URL with user info and credential-like query values masked: safe to log."""
+    return redact(url)
 
 
 class _RedactHttpxUrls(logging.Filter):
