@@ -36,9 +36,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class DripServer:
-    """Answers every request with headers at once, then a JSON body one byte per second."""
+    """Answers one request one byte per second: the body after headers sent at once, or
+    (``headers=True``) the status line and headers too."""
 
-    def __init__(self):
+    def __init__(self, headers: bool = False):
+        self.drip_headers = headers
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen()
@@ -64,10 +66,15 @@ class DripServer:
             conn, _ = self.sock.accept()
         except OSError:
             return
+        # Headers long enough that, dripped, they would outlast the test's own timeout.
+        head = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-padding: " + b"p" * 1000 + b"\r\n"
+                + f"content-length: {len(body)}\r\n\r\n".encode())
         with conn:
             conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                         + f"content-length: {len(body)}\r\n\r\n".encode())
+            if self.drip_headers:
+                body = head + body
+            else:
+                conn.sendall(head)
             for byte in body:
                 if self.stop.wait(1.0):
                     return
@@ -77,8 +84,9 @@ class DripServer:
                     return
 
 
-def test_a_server_dripping_its_body_is_cut_off_at_the_request_deadline():
-    with DripServer() as server:
+@pytest.mark.parametrize("headers", [False, True], ids=["body", "headers"])
+def test_a_server_dripping_its_response_is_cut_off_at_the_request_deadline(headers):
+    with DripServer(headers=headers) as server:
         spec = HttpSource.model_validate({"type": "http", "url": server.url + "/records", "timeout": 2,
                                           "request_deadline": 3, "max_retries": 0})
         with HttpConnector(spec) as connector, pytest.raises(SourceError) as failure:

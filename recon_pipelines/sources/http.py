@@ -21,6 +21,8 @@ import json
 import logging
 import os
 import random
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime, timezone
@@ -81,6 +83,9 @@ class HttpConnector(Connector):
         # Custom header values that look like credentials are scrubbed from errors like auth.env's.
         self._secrets: tuple[str, ...] = tuple(v for k, v in spec.headers.items() if v and SENSITIVE_NAME.search(k))
         self._next_request_at = 0.0
+        # Sockets this connector's requests opened (from httpcore's trace), so that a request past
+        # its deadline can be cut off even while it waits for headers.
+        self._sockets: list[socket.socket] = []
         # Injectable so tests can observe waits without sleeping.
         self._sleep: Callable[[float], None] = time.sleep
         self._clock: Callable[[], float] = time.monotonic
@@ -246,23 +251,54 @@ class HttpConnector(Connector):
         raise AssertionError("unreachable")  # the loop returns or raises
 
     def _fetch(self, url: str, params: Params | None, headers: dict[str, str]) -> httpx.Response:
-        """The whole response within ``request_deadline``: the body is streamed and the deadline
-        checked after each chunk. (Headers are bounded per read by ``timeout`` only.)"""
+        """The whole response within ``request_deadline``. httpx's ``timeout`` bounds each read, so
+        the body is streamed with the deadline checked after each chunk, and a timer shuts the
+        connection's socket down if the deadline passes while a read is blocked (in the headers too)."""
         deadline = self._clock() + self.spec.request_deadline
-        request = self._client.build_request("GET", url, params=params, headers=headers)
-        response = self._client.send(request, stream=True, follow_redirects=False)
+        request = self._client.build_request("GET", url, params=params, headers=headers,
+                                             extensions={"trace": self._trace})
+        expired = threading.Event()
+        timer = threading.Timer(self.spec.request_deadline, self._cut_off, args=(expired,))
+        timer.daemon = True
+        timer.start()
         try:
-            body = bytearray()
-            for chunk in response.iter_raw():
-                body += chunk
-                if self._clock() > deadline:
-                    raise RequestDeadlineExceeded(
-                        f"the response was still arriving after request_deadline={self.spec.request_deadline:g}s "
-                        f"({len(body)} bytes so far)", request=request)
+            response = self._client.send(request, stream=True, follow_redirects=False)
+            try:
+                body = bytearray()
+                for chunk in response.iter_raw():
+                    body += chunk
+                    if self._clock() > deadline:
+                        expired.set()
+                        break
+            finally:
+                response.close()
+        except httpx.TransportError:
+            if not expired.is_set():
+                raise
         finally:
-            response.close()
+            timer.cancel()
+        if expired.is_set():
+            raise RequestDeadlineExceeded(
+                f"the response was still arriving after request_deadline={self.spec.request_deadline:g}s",
+                request=request)
         # A complete response built from the raw bytes: it decodes them (gzip) like a normal one.
         return httpx.Response(response.status_code, headers=response.headers, content=bytes(body), request=request)
+
+    def _trace(self, event: str, info: dict) -> None:
+        if event == "connection.connect_tcp.complete":
+            sock = info["return_value"].get_extra_info("socket")
+            if sock is not None:
+                self._sockets = [s for s in self._sockets if s.fileno() != -1] + [sock]
+
+    def _cut_off(self, expired: threading.Event) -> None:
+        """Timer thread: one request is in flight at a time, so shutting down every socket this
+        connector opened ends it (idle pooled ones are simply reopened next time)."""
+        expired.set()
+        for sock in self._sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
 
     def _left(self, page_deadline: float) -> float:
         """Never wait past the page's deadline (the next attempt then fails at once)."""
