@@ -133,7 +133,7 @@ class HttpSource(_SourceBase):
     pagination: Pagination = Pagination()
     timeout: Duration = 30.0
     request_deadline: Duration = Field(
-        300.0, gt=0, description="Longest one request may take, body included (timeout bounds each read only)."
+        300.0, gt=0, description="Longest one request may take, headers and body (timeout bounds each read only)."
     )
     page_deadline: Duration = Field(
         900.0, gt=0, description="Longest one page may take: its requests, redirects, retries and waits together."
