@@ -183,7 +183,18 @@ def test_max_runtime_becomes_the_dagster_max_runtime_tag_of_every_job(tmp_path, 
 
 @pytest.mark.parametrize("instance", ["dagster.yaml", "docker/dagster.yaml"])
 def test_run_monitoring_is_on_so_the_tag_is_enforced(instance):
-    assert yaml.safe_load((ROOT / instance).read_text())["run_monitoring"]["enabled"] is True
+    monitoring = yaml.safe_load((ROOT / instance).read_text())["run_monitoring"]
+    assert monitoring["enabled"] is True
+    assert monitoring["max_runtime_seconds"] > 0  # runs without the tag (ad-hoc asset runs) are bounded too
+
+
+def test_the_local_instance_file_is_accepted_by_dagster(tmp_path, monkeypatch):
+    from dagster import DagsterInstance
+
+    (tmp_path / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert instance.run_monitoring_enabled and instance.run_monitoring_max_runtime_seconds == 7200
 
 
 # --------------------------------------------------------------------------- snapshot files
