@@ -32,7 +32,7 @@ def normalize_url(url: str) -> str:
 
 
 class SqlConnector(Connector):
-    def __init__(self, spec: SqlSource, engine: sa.Engine | None = None):
+    def __init__(self, spec: SqlSource):
         self.spec = spec
         url = spec.url
         if spec.url_env:
@@ -42,7 +42,7 @@ class SqlConnector(Connector):
         self._url = normalize_url(url)
         what = spec.table or "query"
         self.label = f"{spec.name or 'sql'} ({redact(self._url)} {what})"
-        self._engine = engine
+        self._engine: sa.Engine | None = None  # always read_only_engine(): no way around it
         self._schema: pa.Schema | None = None
         self._table: sa.Table | None = None
         self._checked_query: str | None = None
