@@ -8,7 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from recon_pipelines.dagster_defs import build_definitions
-from recon_pipelines.dagster_defs.assets import STEPS, sample_markdown
+from recon_pipelines.dagster_defs.assets import STEPS, discrepancy_metadata
+from recon_pipelines.dagster_defs.metadata import shown
 from recon_pipelines.dagster_defs.resources import ReconResource
 from recon_pipelines.engine import DISCREPANCY_SCHEMA
 from recon_pipelines.spec import parse_spec
@@ -71,7 +72,10 @@ def test_materializing_finds_the_discrepancies_and_records_metadata(setup):
     assert meta["discrepancies"]["field/amount/within_tolerance"] == 2
     assert meta["discrepancies"]["field/amount/max_within_tolerance"] == pytest.approx(0.004)
     assert meta["discrepancies"]["severity/critical"] == 1
-    assert "| critical | only\\_in\\_a | 4 |" in meta["discrepancies"]["sample"]
+    # The table to read, most severe first, with the ids the discrepancy_action job asks for.
+    first = meta["discrepancies"]["most_severe"].records[0].data
+    assert (first["severity"], first["kind"], first["key"], first["status"]) == ("critical", "only_in_a", "4", "new")
+    assert len(first["id"]) == 24
     assert (meta["tracker_state"]["new"], meta["tracker_state"]["open"]) == (3, 3)
     stored = pq.read_table(tmp_path / "store" / "orders" / "full" / "discrepancies.parquet")
     assert stored.schema == DISCREPANCY_SCHEMA
@@ -105,16 +109,20 @@ def test_snapshot_checks_flag_a_bad_side_before_comparison(tmp_path):
     assert set(materializations(result)) == {"snapshot_a", "snapshot_b"}
 
 
-def test_sample_markdown_escapes_values_from_the_data():
-    table = pa.Table.from_pylist(
-        [{"id": "x", "reconciliation": "r", "kind": "field_mismatch", "key": "1", "field": "name",
-          "value_a": "a | b [link](http://evil)", "value_b": "<!channel>", "severity": "warning", "reason": "value_differs"}],
-        schema=DISCREPANCY_SCHEMA,
-    )
-    text = sample_markdown(table)
-    assert "a \\| b \\[link\\](http://evil)" in text and "\\<!channel\\>" in text
+@pytest.mark.parametrize("raw, expected", [
+    ("a\r\nb", "a\\r\\nb"),          # a carriage return no longer splits a row
+    ("x | y", "x \\| y"),                # nor a pipe a cell
+    ("bell\x07\ttab", "bell\\x07\\ttab"),
+    ("line\u2028sep", "line\\u2028sep"),
+    (None, "∅"),
+    ("é ✓ <b>", "é ✓ <b>"),            # printable text is shown as it is
+])
+def test_shown_values_stay_on_one_line(raw, expected):
+    assert shown(raw) == expected
 
 
+def test_long_values_are_cut():
+    assert shown("x" * 500) == "x" * 199 + "…"
 def test_operator_action_job_goes_through_the_tracker(setup):
     _, defs, recon = setup
     with dg.instance_for_test() as instance:
