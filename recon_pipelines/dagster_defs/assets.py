@@ -292,7 +292,7 @@ def discrepancy_metadata(found: pipeline.Found, folder: pipeline.RunFolder, trac
         for figure in ("mismatches", "agree", "mapped", "within_tolerance"):
             metadata[f"field/{name}/{figure}"] = stats[figure]
         if stats["max_within_tolerance"] is not None:
-            metadata[f"field/{name}/max_within_tolerance"] = float(stats["max_within_tolerance"])
+            metadata[f"field/{name}/max_within_tolerance"] = float(f"{stats['max_within_tolerance']:.9g}")  # no float noise
     rows = shown_in_ui.most_severe_first(table)
     tracked = shown_in_ui.tracker_rows(tracker, [r["id"] for r in rows]) if tracker is not None else {}
     metadata["most_severe"] = shown_in_ui.discrepancy_table(rows, tracked)
@@ -313,7 +313,7 @@ def mismatch_rate_check(spec: ReconciliationSpec, metadata: dict) -> dg.AssetChe
     rate = metadata["records_with_discrepancies"] / max(metadata["records_compared"], 1)
     return dg.AssetCheckResult(
         check_name="mismatch_rate", passed=limit is None or rate <= limit, severity=dg.AssetCheckSeverity.WARN,
-        metadata={"mismatch_rate": rate, "max_mismatch_rate": "no limit" if limit is None else limit,
+        metadata={"mismatch_rate": rate, "max_mismatch_rate": "no limit" if limit is None else f"{limit:g}",
                   "records_with_discrepancies": metadata["records_with_discrepancies"],
                   "records_compared": metadata["records_compared"]},
     )
@@ -402,8 +402,8 @@ def open_discrepancies_check(spec: ReconciliationSpec, open_by_severity: dict[st
         check_name="open_discrepancies", passed=not (too_many_critical or too_many_warnings),
         severity=dg.AssetCheckSeverity.ERROR if too_many_critical else dg.AssetCheckSeverity.WARN,
         description=summary,
+        # The limits as text: numbers would be plotted as flat lines beside the counts.
         metadata={"open_critical": critical, "open_warning": warning, "open_info": open_by_severity.get("info", 0),
-                  "max_open_critical": expect.max_open_critical,
-                  "max_open_warning": "no limit" if expect.max_open_warning is None else expect.max_open_warning,
-                  "summary": summary},
+                  "max_open_critical": str(expect.max_open_critical),
+                  "max_open_warning": "no limit" if expect.max_open_warning is None else str(expect.max_open_warning)},
     )

@@ -21,6 +21,7 @@ SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029|]")
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "|": "\\|"}
 MAX_SHOWN = 200
+CELL_CHARS = 60  # table cells stay narrow enough to read; the full values are in the tracker and the Parquet file
 
 DISCREPANCY_COLUMNS = dg.TableSchema(columns=[
     dg.TableColumn("id", "string", description="Stable id: give it to the discrepancy_action job."),
@@ -82,8 +83,8 @@ def discrepancy_table(rows: list[dict], tracked: dict[str, dict]) -> dg.TableMet
         detail = ": ".join(str(x) for x in (row.get("reason"), row.get("detail")) if x)
         records.append(dg.TableRecord({
             "id": row["id"], "status": state.get("status", "new"), "severity": row["severity"], "kind": row["kind"],
-            "key": shown(row["key"]), "field": shown(row["field"]) if row["field"] else "",
-            "A": shown(row["value_a"]), "B": shown(row["value_b"]), "detail": shown(detail),
+            "key": shown(row["key"], CELL_CHARS), "field": shown(row["field"]) if row["field"] else "",
+            "A": shown(row["value_a"], CELL_CHARS), "B": shown(row["value_b"], CELL_CHARS), "detail": shown(detail, CELL_CHARS),
             "first_seen": first_seen.strftime("%Y-%m-%d %H:%M:%S") if first_seen else "",
         }))
     return dg.MetadataValue.table(records, schema=DISCREPANCY_COLUMNS)
