@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from recon_pipelines.dagster_defs import build_definitions
-from recon_pipelines.dagster_defs.assets import STEPS, open_discrepancies_check
+from recon_pipelines.dagster_defs.assets import STEPS
+from recon_pipelines.dagster_defs.result_checks import open_discrepancies_check
 from recon_pipelines.dagster_defs.metadata import shown
 from recon_pipelines.dagster_defs.resources import ReconResource
 from recon_pipelines.engine import DISCREPANCY_SCHEMA

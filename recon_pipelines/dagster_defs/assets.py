@@ -13,8 +13,6 @@ computed from the range's snapshots; the range's totals go to the run's log.
 """
 
 # No `from __future__ import annotations` here: Dagster inspects the context annotation at runtime.
-from datetime import timedelta
-
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,6 +21,12 @@ from recon_pipelines import pipeline
 from recon_pipelines.dagster_defs import metadata as shown_in_ui
 from recon_pipelines.dagster_defs.metadata import SEVERITY_ORDER
 from recon_pipelines.dagster_defs.resources import ReconResource
+from recon_pipelines.dagster_defs.result_checks import (
+    freshness_policy,
+    mismatch_rate_check,
+    open_discrepancies_check,
+    schema_check,
+)
 from recon_pipelines.engine.compare import unique_by_bitmap, value_counts
 from recon_pipelines.remediation.notifications import notification_writer
 from recon_pipelines.snapshots import snapshot_columns
@@ -31,8 +35,6 @@ from recon_pipelines.sqlutil import duckdb_connect, quote_ident, sql_literal
 
 STEPS = ("snapshot_a", "snapshot_b", "matched_pairs", "discrepancies", "tracker_state")
 RECON_TAG = "recon/reconciliation"
-# A daily reconciliation whose results are older than a day plus this has missed a run.
-FRESHNESS_GRACE = timedelta(hours=6)
 
 
 def asset_key(spec: ReconciliationSpec, step: str) -> dg.AssetKey:
@@ -147,7 +149,7 @@ def _snapshot_asset(spec: ReconciliationSpec, side: str) -> dg.AssetsDefinition:
         missing = [columns[name] for name in result.pop("missing")]
         metadata = {**snapshot_metadata(result, folder, side), "scope": scope.label}
         schema = metadata["dagster/column_schema"].schema
-        checks = [_schema_check(context, key, schema), dg.AssetCheckResult(
+        checks = [schema_check(context, key, schema), dg.AssetCheckResult(
             check_name="required_columns", passed=not missing, severity=dg.AssetCheckSeverity.ERROR,
             metadata={"missing_columns": ", ".join(missing) or "none"},
         )]
@@ -173,19 +175,6 @@ def snapshot_metadata(figures: dict, folder: pipeline.RunFolder, side: str) -> d
     metadata = {k: v for k, v in figures.items() if k not in ("missing", "days")}
     return {**metadata, "dagster/row_count": figures["rows"],
             "dagster/column_schema": dg.MetadataValue.table_schema(shown_in_ui.column_schema(path)), "path": dg.MetadataValue.path(str(path))}
-
-
-def _schema_check(context: dg.AssetExecutionContext, key: dg.AssetKey, schema: dg.TableSchema) -> dg.AssetCheckResult:
-    """Compare with the column schema of the asset's previous materialization (any partition)."""
-    previous = context.instance.get_latest_materialization_event(key)
-    value = previous.asset_materialization.metadata.get("dagster/column_schema") if previous and previous.asset_materialization else None
-    gone, changed = shown_in_ui.schema_changes(value.schema if value is not None else None, schema)
-    return dg.AssetCheckResult(
-        check_name="schema_unchanged", passed=not (gone or changed),
-        severity=dg.AssetCheckSeverity.ERROR if gone else dg.AssetCheckSeverity.WARN,
-        metadata={"columns_gone": ", ".join(gone) or "none", "types_changed": "; ".join(changed) or "none",
-                  "compared_with": "previous materialization" if value is not None else "nothing (first materialization)"},
-    )
 
 
 def _key_health(path, keys: list[str]) -> tuple[int, int]:
@@ -308,26 +297,6 @@ def _records_with_discrepancies(table: pa.Table) -> int:
     return pc.count_distinct(compared.column("key")).as_py()
 
 
-def mismatch_rate_check(spec: ReconciliationSpec, metadata: dict) -> dg.AssetCheckResult:
-    limit = spec.expect.max_mismatch_rate
-    rate = metadata["records_with_discrepancies"] / max(metadata["records_compared"], 1)
-    return dg.AssetCheckResult(
-        check_name="mismatch_rate", passed=limit is None or rate <= limit, severity=dg.AssetCheckSeverity.WARN,
-        metadata={"mismatch_rate": rate, "max_mismatch_rate": "no limit" if limit is None else f"{limit:g}",
-                  "records_with_discrepancies": metadata["records_with_discrepancies"],
-                  "records_compared": metadata["records_compared"]},
-    )
-
-
-def freshness_policy(spec: ReconciliationSpec):
-    """Results of a daily reconciliation go stale when no run produced them for a day and a grace:
-    the daily schedule missed a run or is not running. Other reconciliations run on demand."""
-    if spec.incremental is None:
-        return None
-    return dg.FreshnessPolicy.time_window(fail_window=timedelta(days=1) + FRESHNESS_GRACE,
-                                          warn_window=timedelta(days=1) + FRESHNESS_GRACE / 3)
-
-
 # --------------------------------------------------------------------------- tracker state
 
 
@@ -384,26 +353,3 @@ def tracker_metadata(recon: ReconResource, spec: ReconciliationSpec, outcome) ->
 
 def _with_state(rows: list[dict]) -> tuple[list[dict], dict[str, dict]]:
     return rows, {r["id"]: {"status": r["status"], "first_seen": r["first_seen"]} for r in rows}
-
-
-def open_discrepancies_check(spec: ReconciliationSpec, open_by_severity: dict[str, int]) -> dg.AssetCheckResult:
-    """Red while critical discrepancies are open past the spec's limit, yellow past the warning limit."""
-    expect = spec.expect
-    critical, warning = open_by_severity.get("critical", 0), open_by_severity.get("warning", 0)
-    too_many_critical = critical > expect.max_open_critical
-    too_many_warnings = expect.max_open_warning is not None and warning > expect.max_open_warning
-    if too_many_critical:
-        summary = f"{critical} critical discrepancies open (at most {expect.max_open_critical} allowed)"
-    elif too_many_warnings:
-        summary = f"{warning} warnings open (at most {expect.max_open_warning} allowed)"
-    else:
-        summary = "within expectations"
-    return dg.AssetCheckResult(
-        check_name="open_discrepancies", passed=not (too_many_critical or too_many_warnings),
-        severity=dg.AssetCheckSeverity.ERROR if too_many_critical else dg.AssetCheckSeverity.WARN,
-        description=summary,
-        # The limits as text: numbers would be plotted as flat lines beside the counts.
-        metadata={"open_critical": critical, "open_warning": warning, "open_info": open_by_severity.get("info", 0),
-                  "max_open_critical": str(expect.max_open_critical),
-                  "max_open_warning": "no limit" if expect.max_open_warning is None else str(expect.max_open_warning)},
-    )

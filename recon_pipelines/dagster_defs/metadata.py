@@ -93,9 +93,8 @@ def discrepancy_table(rows: list[dict], tracked: dict[str, dict]) -> dg.TableMet
 def kind_table(table: pa.Table) -> dg.TableMetadataValue:
     """One row per kind: how many of each severity."""
     counts: dict[str, dict[str, int]] = {}
-    for row in pc.value_counts(pc.binary_join_element_wise(table.column("kind"), pc.fill_null(table.column("severity"), ""), "\x1f")).to_pylist():
-        kind, severity = row["values"].split("\x1f")
-        counts.setdefault(kind, {})[severity] = row["counts"]
+    for row in table.group_by(["kind", "severity"]).aggregate([("id", "count")]).to_pylist():
+        counts.setdefault(row["kind"], {})[row["severity"]] = row["id_count"]
     records = [dg.TableRecord({"kind": kind, **{s: by.get(s, 0) for s in SEVERITY_ORDER}, "total": sum(by.values())})
                for kind, by in sorted(counts.items())]
     schema = dg.TableSchema(columns=[dg.TableColumn("kind", "string"), *(dg.TableColumn(s, "int") for s in SEVERITY_ORDER),
