@@ -587,6 +587,21 @@ def test_match_and_field_stats_on_a_hand_built_case():
     assert summary["discrepancies"] == 9 and summary["matched"] == 6
 
 
+def test_value_mapped_aliases_are_counted_as_mapped_not_as_drift():
+    """An alias the rule's ``values`` maps is the same value under another name: ``mapped``, not
+    ``within_tolerance``; normalisation absorbed by a string rule still counts as drift."""
+    spec = make_spec(fields={
+        "status": {"compare": "exact", "values": {"active": ["ACTIVE"], "churned": ["CANCELLED"]}},
+        "name": {"compare": "string", "normalize": ["lower"], "values": {"acme": ["ACME Corp"]}},
+    })
+    a = {"id": [1, 2, 3, 4], "status": ["active", "active", "churned", "active"], "name": ["acme", "Bob", "x", "x"]}
+    b = {"id": [1, 2, 3, 4], "status": ["ACTIVE", "active", "CANCELLED", "CANCELLED"], "name": ["ACME Corp", "bob", "x", "x"]}
+    result = run(spec, a, b)
+    status, name = result.fields["status"], result.fields["name"]
+    assert (status.mismatches, status.mapped, status.within_tolerance) == (1, 2, 0)
+    assert (name.mismatches, name.mapped, name.within_tolerance) == (0, 1, 1)  # 'ACME Corp' mapped, 'bob' lowered
+
+
 def test_within_tolerance_counts_timestamp_drift_but_not_a_change_of_zone():
     rule = {"compare": "timestamp", "lag": "60s", "timezone_a": "Europe/Paris"}
     spec = make_spec(fields={"ts": rule, "plan": "exact"})

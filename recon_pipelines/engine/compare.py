@@ -103,9 +103,14 @@ class MatchStats:
 
 @dataclass
 class FieldStats:
+    """Per field, over the candidate pairs: ``mismatches`` disagree; of the pairs whose raw values
+    differ but agree under the rule, ``mapped`` agree through the rule's value mapping (an alias,
+    not drift) and ``within_tolerance`` through its tolerance, lag or string normalisation."""
+
     mismatches: int = 0
     within_tolerance: int = 0
     max_within_tolerance: float | None = None
+    mapped: int = 0
 
 
 @dataclass
@@ -415,8 +420,9 @@ def evaluate(con: duckdb.DuckDBPyConnection, spec: ReconciliationSpec, pairs: st
 
     computed = "".join(
         f", {f.reason} AS {q('r__' + f.name)}, {f.difference} AS {q('d__' + f.name)}, "
-        f"{f.relative} AS {q('p__' + f.name)}, {f.raw_differs} AS {q('x__' + f.name)}, {f.detail} AS {q('t__' + f.name)}"
-        for f in fields
+        f"{f.relative} AS {q('p__' + f.name)}, {f.raw_differs} AS {q('x__' + f.name)}, {f.detail} AS {q('t__' + f.name)}, "
+        f"{_differs_unmapped(rule, types)} AS {q('u__' + f.name)}"
+        for f, rule in zip(fields, spec.fields)
     )
     con.execute(f"CREATE OR REPLACE TEMP TABLE __eval AS SELECT *{computed} FROM {pairs} WHERE __status = 'pair'")
 
@@ -448,16 +454,30 @@ def evaluate(con: duckdb.DuckDBPyConnection, spec: ReconciliationSpec, pairs: st
     return table, _field_stats(con, [f.name for f in fields])
 
 
+def _differs_unmapped(rule, types: dict) -> str:
+    """SQL true when the pair would disagree without the rule's value mapping (FALSE for rules without one)."""
+    if not getattr(rule, "values", None):
+        return "FALSE"
+    a, b = q("a__" + rule.name), q("b__" + rule.name)
+    plain = compile_rule(rule.model_copy(update={"values": {}}), a, b, types["a__" + rule.name], types["b__" + rule.name])
+    return f"({plain.reason}) IS NOT NULL"
+
+
 def _field_stats(con, names: list[str]) -> dict[str, FieldStats]:
     if not names:
         return {}
+    stats = 4
     selects = ", ".join(
-        f"count({q('r__' + n)}), count(*) FILTER ({q('x__' + n)} AND {q('r__' + n)} IS NULL), "
-        f"max({q('d__' + n)}) FILTER ({q('x__' + n)} AND {q('r__' + n)} IS NULL)"
+        f"count({q('r__' + n)}), count(*) FILTER ({q('x__' + n)} AND {q('r__' + n)} IS NULL AND NOT {q('u__' + n)}), "
+        f"max({q('d__' + n)}) FILTER ({q('x__' + n)} AND {q('r__' + n)} IS NULL AND NOT {q('u__' + n)}), "
+        f"count(*) FILTER ({q('r__' + n)} IS NULL AND {q('u__' + n)})"
         for n in names
     )
     row = con.execute(f"SELECT {selects} FROM __eval").fetchone()
-    return {n: FieldStats(int(row[3 * i]), int(row[3 * i + 1]), row[3 * i + 2]) for i, n in enumerate(names)}
+    return {
+        n: FieldStats(int(row[stats * i]), int(row[stats * i + 1]), row[stats * i + 2], int(row[stats * i + 3]))
+        for i, n in enumerate(names)
+    }
 
 
 # --------------------------------------------------------------------------- helpers

@@ -61,6 +61,16 @@ from recon_pipelines.spec.sources import FileSource, HttpAuth, HttpSource, Pagin
 # --------------------------------------------------------------------------- the spec
 
 
+class ExpectSpec(StrictModel):
+    """What a healthy reconciliation looks like; the Dagster asset checks turn red or yellow past it."""
+
+    max_open_critical: int = Field(0, ge=0, description="More open critical discrepancies than this: the check fails (ERROR).")
+    max_open_warning: int | None = Field(None, ge=0, description="More open warnings than this: the check warns (none: no limit).")
+    max_mismatch_rate: float | None = Field(
+        None, ge=0, le=1, description="Share of compared records with a discrepancy above which a run warns (none: no limit)."
+    )
+
+
 class ReconciliationSpec(StrictModel):
     name: str = Field(pattern=NAME_PATTERN, description="Identifier; names the Dagster asset group.")
     description: str = ""
@@ -83,11 +93,20 @@ class ReconciliationSpec(StrictModel):
     change_feed: ChangeFeedSpec | None = None
     guard: GuardSpec = GuardSpec()
     tags: dict[str, str] = Field(default_factory=dict)
+    env_allowlist: list[str] = Field(
+        default_factory=list,
+        description="Environment variables that ${VAR} may expand in free text (name, description, owner, tags).",
+    )
+    max_runtime: Duration = Field(
+        7200.0, gt=0,
+        description="Longest a Dagster run of this reconciliation may take (the dagster/max_runtime run tag); default 2h.",
+    )
+    expect: ExpectSpec = ExpectSpec()
     # Push-down (engine/pushdown.py): two SQL tables are compared inside their database(s) and
     # only what differs is fetched; false always reads both sides whole and compares locally.
     pushdown: bool = Field(True, description="Compare two PostgreSQL tables in the database when possible.")
 
-    @field_validator("propagation_lag", mode="before")
+    @field_validator("propagation_lag", "max_runtime", mode="before")
     @classmethod
     def _lag(cls, value: Any) -> float:
         return parse_duration(value)
