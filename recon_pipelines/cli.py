@@ -70,8 +70,8 @@ def validate(paths: tuple[Path, ...], offline: bool) -> None:
 
 @main.command()
 @click.argument("spec_file", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
-              help="How discrepancies are written (json: one JSON object per line).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "html"]), default="table", show_default=True,
+              help="How discrepancies are written (json: one JSON object per line; html: a report file, needs --output).")
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write discrepancies to this file instead of stdout.")
 @click.option("--limit", type=int, default=50, show_default=True, help="Rows shown by --format table on stdout.")
 @click.option("--track", is_flag=True, help="Also fold the result into the tracker, as a deep scan does (export guard "
@@ -81,6 +81,8 @@ def run(spec_file: Path, fmt: str, output: Path | None, limit: int, track: bool,
     """Run one reconciliation without Dagster and report what disagrees. Exit 1 when anything does."""
     from recon_pipelines.runner import run_reconciliation, run_tracked
 
+    if fmt == "html" and output is None:
+        raise ValueError("--format html writes a report file: give --output report.html")
     _prepare_demo_data(spec_file)
     spec = load_spec(spec_file)
     check_sources(spec, spec_file)  # a missing column is named by its spec field, before any work
@@ -102,7 +104,11 @@ def run(spec_file: Path, fmt: str, output: Path | None, limit: int, track: bool,
         o = tracked.outcome
         click.echo(f"  tracker         {len(o.new_ids) + len(o.reopened_ids):,} opened, {len(o.resolved_ids):,} resolved, "
                    f"{o.open_count:,} open (run {o.run_id})", err=output is None and fmt != "table")
-    if output is not None:
+    if fmt == "html":
+        from recon_pipelines.cli_web import write_one_off_report
+
+        write_one_off_report(spec.name, summary, rows, output)
+    elif output is not None:
         with output.open("w", encoding="utf-8", newline="") as handle:
             _write(rows, "json" if fmt == "table" else fmt, handle)
         click.echo(f"{len(rows)} discrepancies written to {output}")
@@ -352,3 +358,7 @@ def _text(value, width: int | None = None) -> str:
 from recon_pipelines.cli_notifications import notifications  # noqa: E402  (a group of its own module)
 
 main.add_command(notifications)
+
+from recon_pipelines.cli_web import register as _register_web  # noqa: E402  (web, users, report)
+
+_register_web(main)
