@@ -290,3 +290,8 @@ def _text(value, width: int | None = None) -> str:
     """A value for a table cell or a line: terminal-safe (escaped), then cut to ``width``."""
     text = for_terminal(value.isoformat(sep=" ", timespec="seconds") if hasattr(value, "isoformat") else value)
     return text if width is None or len(text) <= width else text[: width - 1] + "…"
+
+
+from recon_pipelines.cli_notifications import notifications  # noqa: E402  (a group of its own module)
+
+main.add_command(notifications)

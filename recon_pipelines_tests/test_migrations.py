@@ -20,7 +20,7 @@ def test_two_processes_migrating_at_once(tracker_url):
     assert [p.returncode for p in procs] == [0, 0], outputs
     engine = create_tracker_engine(tracker_url)
     with engine.connect() as conn:
-        assert conn.scalar(sa.text("SELECT version_num FROM recon_alembic_version")) == "0003"
+        assert conn.scalar(sa.text("SELECT version_num FROM recon_alembic_version")) == "0004"
         assert conn.scalar(sa.text("SELECT count(*) FROM recon_alembic_version")) == 1
     tables = set(sa.inspect(engine).get_table_names())
     assert {"recon_discrepancies", "recon_discrepancy_events", "recon_runs"} <= tables

@@ -31,6 +31,7 @@ from recon_pipelines.tracker import lifecycle
 from recon_pipelines.tracker.db import create_tracker_engine, migrate
 from recon_pipelines.tracker.lifecycle import TransitionError
 from recon_pipelines.tracker.schema import OPEN_STATUSES, discrepancies, events, runs, scope_keys, staging
+from recon_pipelines.tracker.values import encode_column
 
 RUN_ACTOR = "recon-run"
 STAGED_COLUMNS = ("id", "kind", "key", "field", "reason", "value_a", "value_b", "difference", "severity", "detail")
@@ -369,16 +370,16 @@ class Tracker:
             return
         table = found.select(list(STAGED_COLUMNS)).add_column(0, "run_id", pa.array([run_id] * found.num_rows, pa.string()))
         if conn.dialect.name == "postgresql":
-            _copy_into(conn, staging.name, table)
+            _copy_into(conn, staging.name, _encoded(table, ("key", "value_a", "value_b", "detail")))
         else:
-            conn.execute(sa.insert(staging), table.to_pylist())
+            conn.execute(sa.insert(staging), table.to_pylist())  # the column types encode
 
     def _stage_keys(self, conn: sa.Connection, run_id: str, keys: tuple[str, ...]) -> None:
         if not keys:
             return
         table = pa.table({"run_id": pa.array([run_id] * len(keys)), "key": pa.array(keys, pa.string())})
         if conn.dialect.name == "postgresql":
-            _copy_into(conn, scope_keys.name, table)
+            _copy_into(conn, scope_keys.name, _encoded(table, ("key",)))
         else:
             conn.execute(sa.insert(scope_keys), table.to_pylist())
 
@@ -405,6 +406,13 @@ class Tracker:
                 for i in ids
             ],
         )
+
+
+def _encoded(table: pa.Table, columns: tuple[str, ...]) -> pa.Table:
+    """COPY bypasses the column types, so their encoding (NUL bytes) is applied here."""
+    for name in columns:
+        table = table.set_column(table.column_names.index(name), name, encode_column(table.column(name)))
+    return table
 
 
 def _copy_into(conn: sa.Connection, table_name: str, table: pa.Table) -> None:
