@@ -55,11 +55,15 @@ class NotifierResource(dg.ConfigurableResource):
                          retry_delay=self.retry_delay_seconds, lease=self.lease_seconds, log=log)
 
 
-def build_remediation_definitions(specs: Sequence[ReconciliationSpec], notifier: NotifierResource | None = None) -> dict:
-    """{assets, jobs, schedules, sensors, resources} for these specs (empty lists when none routes or fixes)."""
+def remediation_assets(spec: ReconciliationSpec) -> list[dg.AssetsDefinition]:
+    """The spec's own remediation assets: ``notifications`` when it routes, ``fixes`` when it declares any."""
+    return ([notifications_asset(spec)] if spec.routing else []) + ([fixes_asset(spec)] if spec.fixes else [])
+
+
+def shared_remediation_definitions(specs: Sequence[ReconciliationSpec]) -> dict:
+    """{jobs, schedules, sensors} that serve every spec of the code location (empty when none routes)."""
     routed = [spec for spec in specs if spec.routing]
     digested = [spec for spec in routed if _digest_destinations(spec)]
-    assets = [notifications_asset(spec) for spec in routed] + [fixes_asset(spec) for spec in specs if spec.fixes]
     jobs, schedules, sensors = [], [], []
     if routed:
         deliver = deliver_notifications_job(routed)
@@ -69,8 +73,7 @@ def build_remediation_definitions(specs: Sequence[ReconciliationSpec], notifier:
         digest = daily_digest_job(digested)
         jobs.append(digest)
         schedules += [daily_digest_schedule(spec, digest) for spec in digested]
-    return {"assets": assets, "jobs": jobs, "schedules": schedules, "sensors": sensors,
-            "resources": {"notifier": notifier or NotifierResource()}}
+    return {"jobs": jobs, "schedules": schedules, "sensors": sensors}
 
 
 # --------------------------------------------------------------------------- assets

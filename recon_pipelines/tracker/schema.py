@@ -68,7 +68,10 @@ events = sa.Table(
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
 )
 
-# Append-only: one row per reconciliation run that wrote to the tracker.
+# One row per reconciliation run that wrote to the tracker. A run the export guard held is
+# ``suspicious`` (its discrepancies wait in staging) until an operator accepts it.
+RUN_OUTCOMES = ("ok", "suspicious", "accepted")
+APPLIED_OUTCOMES = ("ok", "accepted")
 runs = sa.Table(
     "recon_runs",
     metadata,
@@ -84,11 +87,17 @@ runs = sa.Table(
     sa.Column("new", sa.BigInteger),
     sa.Column("resolved", sa.BigInteger),
     sa.Column("summary", sa.JSON),
-    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),  # RUN_OUTCOMES
+    # The export guard (migration 0005): why a run was held, what it saw, who let it through.
+    sa.Column("guard_note", sa.Text),
+    sa.Column("key_sample", sa.JSON),
+    sa.Column("accepted_by", sa.String(128)),
+    sa.Column("accepted_at", sa.DateTime(timezone=True)),
 )
 
 # Scratch space for one run's discrepancies and scope; rows are tagged by run and removed in
-# the same transaction that writes them, so they never outlive the run.
+# the same transaction that writes them, so they never outlive the run, except for a run held
+# by the export guard: its rows stay until it is accepted (they are what accepting applies).
 staging = sa.Table(
     "recon_staging",
     metadata,
