@@ -18,6 +18,7 @@ import click
 from recon_pipelines.engine import ComparisonError
 from recon_pipelines.identity import os_user
 from recon_pipelines.numbers import display_number
+from recon_pipelines.redact import redact
 from recon_pipelines.sources.base import SourceError
 from recon_pipelines.spec import SpecError, load_spec, load_spec_dir
 from recon_pipelines.spec.checks import check_sources
@@ -40,7 +41,7 @@ class ReconGroup(click.Group):
         try:
             return super().invoke(ctx)
         except (SpecError, SourceError, ComparisonError, LookupError, ValueError) as exc:  # TransitionError too
-            click.echo(f"error: {for_terminal(exc, keep=chr(10))}", err=True)
+            click.echo(f"error: {for_terminal(redact(exc), keep=chr(10))}", err=True)  # a driver's message may echo a DSN
             sys.exit(EXIT_ERROR)
 
 
