@@ -6,7 +6,6 @@ Exit codes follow diff tools: 0 the sides agree, 1 discrepancies were found, 2 a
 from __future__ import annotations
 
 import csv
-import getpass
 import io
 import json
 import os
@@ -17,12 +16,14 @@ from pathlib import Path
 import click
 
 from recon_pipelines.engine import ComparisonError
+from recon_pipelines.identity import os_user
 from recon_pipelines.numbers import display_number
 from recon_pipelines.redact import redact
 from recon_pipelines.sources.base import SourceError
 from recon_pipelines.spec import SpecError, load_spec, load_spec_dir
 from recon_pipelines.spec.checks import check_sources
 from recon_pipelines.spec.models import parse_duration
+from recon_pipelines.terminal import for_terminal, json_for_terminal, stream_is_terminal
 from recon_pipelines.tracker.schema import STATUSES
 
 SPEC_DIR_ENV = "RECON_SPEC_DIR"
@@ -40,7 +41,7 @@ class ReconGroup(click.Group):
         try:
             return super().invoke(ctx)
         except (SpecError, SourceError, ComparisonError, LookupError, ValueError) as exc:  # TransitionError too
-            click.echo(f"error: {redact(exc)}", err=True)  # a driver's message may echo a DSN
+            click.echo(f"error: {for_terminal(redact(exc), keep=chr(10))}", err=True)  # a driver's message may echo a DSN
             sys.exit(EXIT_ERROR)
 
 
@@ -62,7 +63,8 @@ def validate(paths: tuple[Path, ...], offline: bool) -> None:
         for spec in loaded:
             if not offline:
                 check_sources(spec, _spec_file(target, spec))
-            click.echo(f"ok  {spec.name}  ({spec.source_names[0]} vs {spec.source_names[1]}, "
+            click.echo(f"ok  {for_terminal(spec.name)}  ({for_terminal(spec.source_names[0])} vs "
+                       f"{for_terminal(spec.source_names[1])}, "
                        f"{len(spec.key)} key field(s), {len(spec.fields)} compared field(s))")
             count += 1
     click.echo(f"{count} spec(s) valid")
@@ -91,7 +93,7 @@ def run(spec_file: Path, fmt: str, output: Path | None, limit: int, track: bool,
 
         tracked = run_tracked(spec, Tracker(tracker_url))
         if tracked.outcome.held:
-            click.echo(tracked.outcome.held, err=True)
+            click.echo(for_terminal(tracked.outcome.held, keep=chr(10)), err=True)
             sys.exit(EXIT_ERROR)
         rows, summary = tracked.discrepancies.to_pylist(), tracked.summary
     else:
@@ -147,9 +149,9 @@ def trigger(reconciliation, keys, date_from, date_to, full, url, local, wait, tr
                         verbose=verbose)
     except TriggerError as exc:
         raise ValueError(str(exc)) from None
-    click.echo(f"run {result.run_id}: {result.status}")
+    click.echo(for_terminal(f"run {result.run_id}: {result.status}"))
     if result.url:
-        click.echo(f"  {result.url}")
+        click.echo(f"  {for_terminal(result.url)}")
     if result.status in ("FAILURE", "CANCELED"):
         sys.exit(EXIT_ERROR)
     if wait or local:
@@ -203,12 +205,13 @@ def show(ctx, discrepancy_id: str) -> None:
         raise LookupError(f"no discrepancy with id {discrepancy_id!r}")
     width = max(map(len, row))
     for name, value in row.items():
-        click.echo(f"{name.ljust(width)}  {_text(value)}")
+        click.echo(f"{_text(name).ljust(width)}  {_text(value)}")
     click.echo("\nhistory:")
     for event in tracker.history(discrepancy_id):
         transition = f"{event['from_status'] or '-'} -> {event['to_status'] or '-'}"
-        click.echo(f"  {_text(event['at'])}  {event['action']:<12} {transition:<26} by {event['actor']}"
-                   f"{'  run ' + event['run_id'] if event['run_id'] else ''}{'  (' + event['note'] + ')' if event['note'] else ''}")
+        click.echo(for_terminal(
+            f"  {_text(event['at'])}  {event['action']:<12} {transition:<26} by {event['actor']}"
+            f"{'  run ' + event['run_id'] if event['run_id'] else ''}{'  (' + event['note'] + ')' if event['note'] else ''}"))
 
 
 ACTION_COMMANDS = {
@@ -226,16 +229,18 @@ ACTION_COMMANDS = {
 def _action_command(command: str, action: str, help_text: str) -> None:
     @discrepancies.command(command, help=help_text)
     @click.argument("ids", nargs=-1, required=True)
-    @click.option("--actor", envvar="RECON_ACTOR", default=getpass.getuser, show_default="$RECON_ACTOR or your user name",
-                  help="Who is acting; recorded in the audit trail.")
+    @click.option("--actor", "on_behalf_of", default=None, metavar="NAME",
+                  help="Acting on behalf of NAME: recorded in the note. The audit trail's actor is always "
+                       "the OS account running recon.")
     @click.option("--note", default=None, help="Why; recorded in the audit trail.")
     @click.option("--until", "until", default=None, help="mute: a duration from now (7d, 12h) or an ISO date/time.")
     @click.option("--to", "assignee", default=None, help="assign: who takes it.")
     @click.pass_context
-    def run_action(ctx, ids, actor, note, until, assignee):
-        rows = _tracker(ctx).act(ids, action, actor, note=note, until=_until(until), assignee=assignee)
+    def run_action(ctx, ids, on_behalf_of, note, until, assignee):
+        rows = _tracker(ctx).act(ids, action, os_user(), note=note, until=_until(until), assignee=assignee,
+                                 on_behalf_of=on_behalf_of)
         for row in rows:
-            click.echo(f"{row['id']}  {row['status']}")
+            click.echo(for_terminal(f"{row['id']}  {row['status']}"))
 
 
 for _command, (_action, _help) in ACTION_COMMANDS.items():
@@ -278,7 +283,7 @@ def _tracker_at(url: str | None):
 def _echo_run_discrepancies(tracker, run_id: str) -> None:
     """What one Dagster run found, as the tracker recorded it (its runs are ``<run id>:<scope>``)."""
     if not tracker.runs_of(run_id):
-        click.echo(f"the tracker at {tracker.url} has no record of run {run_id}: read it with the webserver's "
+        click.echo(f"the tracker at {tracker.url} has no record of run {for_terminal(run_id)}: read it with the webserver's "
                    "DAGSTER_HOME or RECON_TRACKER_URL (or open the run's page)")
         return
     rows = tracker.seen_in_run(run_id)
@@ -312,7 +317,7 @@ def _spec_file(target: Path, spec) -> Path:
 
 
 def _summary_text(name: str, sources: tuple[str, str], s: dict) -> str:
-    a, b = sources
+    name, a, b = for_terminal(name), for_terminal(sources[0]), for_terminal(sources[1])
     both = lambda key: f"{a}={s[f'{key}_a']:,}  {b}={s[f'{key}_b']:,}"  # noqa: E731
     lines = [("rows", f"{a}={s['rows_a']:,}  {b}={s['rows_b']:,}"),
              ("matched", f"{s['matched']:,} ({s['identical']:,} identical)"),
@@ -323,17 +328,23 @@ def _summary_text(name: str, sources: tuple[str, str], s: dict) -> str:
             lines.append((label, both(key)))
     mismatched = {f: st["mismatches"] for f, st in s["fields"].items() if st["mismatches"]}
     if mismatched:
-        lines.append(("field mismatches", ", ".join(f"{f}={n:,}" for f, n in mismatched.items())))
+        lines.append(("field mismatches", ", ".join(f"{for_terminal(f)}={n:,}" for f, n in mismatched.items())))
     lines.append(("discrepancies", f"{s['discrepancies']:,}"))
     width = max(len(label) for label, _ in lines)  # source names vary in length: align on the longest label
     return "\n".join([f"reconciliation {name}: {a} vs {b}", *(f"  {label.ljust(width)}  {value}" for label, value in lines)])
 
 
 def _write(rows: list[dict], fmt: str, handle, columns=OUTPUT_COLUMNS) -> None:
+    """JSON lines or CSV, lossless: JSON writes control, bidi and format characters as \\u
+    escapes (the same strings to any reader); CSV keeps every value byte for byte for files and
+    pipes, and is escaped like the table only when it is written straight to a terminal."""
     if fmt == "json":
         for row in rows:
-            handle.write(json.dumps({c: row.get(c) for c in columns}, default=str, ensure_ascii=False) + "\n")
+            handle.write(json_for_terminal(json.dumps({c: row.get(c) for c in columns}, default=str,
+                                                      ensure_ascii=False)) + "\n")
     else:
+        if stream_is_terminal(handle):
+            rows = [{c: for_terminal(row.get(c)) for c in columns} for row in rows]
         writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
@@ -350,8 +361,8 @@ def _table(rows: list[dict], columns=("severity", "kind", "key", "field", "value
 
 
 def _text(value, width: int | None = None) -> str:
-    text = "" if value is None else value.isoformat(sep=" ", timespec="seconds") if hasattr(value, "isoformat") else str(value)
-    text = text.replace("\n", " ")
+    """A value for a table cell or a line: terminal-safe (escaped), then cut to ``width``."""
+    text = for_terminal(value.isoformat(sep=" ", timespec="seconds") if hasattr(value, "isoformat") else value)
     return text if width is None or len(text) <= width else text[: width - 1] + "…"
 
 

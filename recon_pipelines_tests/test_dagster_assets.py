@@ -133,17 +133,20 @@ def test_operator_action_job_goes_through_the_tracker(setup):
         tracker = Tracker(recon.tracker_url)
         target = tracker.discrepancies("orders", status="new")[0]["id"]
         config = {"ops": {"apply_discrepancy_action": {"config": {
-            "ids": [target], "action": "mute", "actor": "ana@finance", "note": "known rounding", "mute_for": "7d"}}}}
+            "ids": [target], "action": "mute", "on_behalf_of": "ana@finance", "note": "known rounding", "mute_for": "7d"}}}}
         result = defs.resolve_job_def("discrepancy_action").execute_in_process(instance=instance, run_config=config)
         assert result.success
         refused = defs.resolve_job_def("discrepancy_action").execute_in_process(
             instance=instance, raise_on_error=False,
             run_config={"ops": {"apply_discrepancy_action": {"config": {"ids": [target], "action": "resolve",
-                                                                        "actor": "ana", "note": "x"}}}})
+                                                                        "note": "x"}}}})
         assert not refused.success
     assert tracker.get(target)["status"] == "muted"
     last = tracker.history(target)[-1]
-    assert (last["action"], last["actor"]) == ("mute", "ana@finance") and "known rounding" in last["note"]
+    # the actor is what launched the run (OSS: nobody authenticated), the typed name only a note
+    assert (last["action"], last["actor"], last["run_id"]) == ("mute", "dagster-ui (unauthenticated)", result.run_id)
+    assert last["note"].startswith("on behalf of ana@finance: muted until ") and "known rounding" in last["note"]
+
 
 
 def test_field_figures_separate_agreement_drift_and_mismatch(setup):
