@@ -31,7 +31,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recon_pipelines.engine.rules import WHITESPACE, compile_rule, hash_operand, unsettled
+from recon_pipelines.engine.rules import WHITESPACE, compile_rule, hash_operand, stages, unsettled
 from recon_pipelines.engine.severity import severity_sql
 from recon_pipelines.spec.models import ReconciliationSpec
 from recon_pipelines.sqlutil import duckdb_connect as connect
@@ -414,14 +414,15 @@ def evaluate(con: duckdb.DuckDBPyConnection, spec: ReconciliationSpec, pairs: st
         fields.append(compile_rule(rule, a, b, types["a__" + rule.name], types["b__" + rule.name]))
 
     # Helper columns of the rules (a number's class, mantissa, ...), computed once per pair.
-    prepared = "".join(f", {expr} AS {q(name)}" for f in fields for name, expr in f.prepared)
+    relation = f"(SELECT * FROM {pairs} WHERE __status = 'pair')"
+    for level in stages([column for f in fields for column in f.prepared]):
+        relation = f"(SELECT *{''.join(f', {expr} AS {q(name)}' for name, expr in level)} FROM {relation})"
     computed = "".join(
         f", {f.reason} AS {q('r__' + f.name)}, {f.difference} AS {q('d__' + f.name)}, "
         f"{f.relative} AS {q('p__' + f.name)}, {f.raw_differs} AS {q('x__' + f.name)}, {f.detail} AS {q('t__' + f.name)}"
         for f in fields
     )
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE __eval AS SELECT *{computed}
-        FROM (SELECT *{prepared} FROM {pairs} WHERE __status = 'pair')""")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE __eval AS SELECT *{computed} FROM {relation}")
 
     parts = [
         f"""SELECT 'field_mismatch' AS kind, __key AS key, {sql_literal(f.name)} AS field, {q('r__' + f.name)} AS reason,

@@ -24,8 +24,10 @@ _INT_DIGITS = {  # most decimal digits an integer type holds
     "UTINYINT": 3, "USMALLINT": 5, "UINTEGER": 10, "UBIGINT": 20, "UHUGEINT": 39,
 }
 _FLOAT_TYPES = ("FLOAT", "DOUBLE", "REAL")
-# Exact arithmetic runs on 128-bit integer mantissas: at most this many digits per operand.
+# Exact arithmetic runs on 128-bit integers: a pair is compared exactly when both values,
+# written as integers over their common last decimal place, have at most 37 digits.
 EXACT_DIGITS = 38
+_TOO_WIDE = f"CAST('1{'0' * 37}' AS HUGEINT)"
 # A float side's allowance: this many ulps (gaps to the next double) of the larger of |a|, |b|
 # and the tolerance, for the rounding of the double arithmetic, plus one ulp of a FLOAT side's
 # own 32-bit precision (its representation error).
@@ -47,8 +49,23 @@ class FieldSql:
     raw_differs: str
     relative: str
     detail: str
-    # Columns computed first, in order; each may use the ones before it (DuckDB's lateral aliases).
+    # Columns computed first, in order; each may use the ones before it (see ``stages``).
     prepared: tuple[tuple[str, str], ...] = ()
+
+
+def stages(prepared: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """Group prepared columns into nesting levels: a column goes one level above the deepest
+    prepared column it uses. Each level is its own SELECT, so every value is computed once
+    (a lateral alias would be inlined into each use, and nested uses multiply)."""
+    level: dict[str, int] = {}
+    out: list[list[tuple[str, str]]] = []
+    for name, expr in prepared:
+        depth = 1 + max((level[n] for n in level if q(n) in expr), default=-1)
+        level[name] = depth
+        while len(out) <= depth:
+            out.append([])
+        out[depth].append((name, expr))
+    return out
 
 
 def compile_rule(rule, a: str, b: str, type_a: str, type_b: str) -> FieldSql:
@@ -110,7 +127,7 @@ class _NumericSql:
         Each value becomes an integer mantissa and a power of ten (HUGEINT, from its decimal
         text), the scales are applied as exact decimals, both are written over their common
         last decimal place and the tolerance is checked in integers: no digit is rounded.
-        A pair that needs more than 38 digits is compared by its text instead.
+        A pair that needs 38 digits or more there is compared by its text instead.
     float (a FLOAT or DOUBLE side)
         In double precision, with an allowance for the representation error of doubles:
         ``FLOAT_ULPS`` ulps of the larger of |a|, |b| and the tolerance, plus one 32-bit ulp
@@ -200,7 +217,8 @@ class _NumericSql:
         ib = add("ib", f"CASE WHEN {mb} = 0 THEN 0::HUGEINT ELSE TRY({mb} * {_pow10(f'{eb} - {e}')}) END")
         d = add("d", f"TRY(abs({ia} - {ib}))")
         m = add("m", f"TRY(greatest(abs({ia}), abs({ib})))")
-        tests, overflow = [], [f"{x} IS NULL" for x in (ia, ib, d, m)]
+        # Each value over the common place must stay below 10^37, so |a - b| fits 128 bits.
+        tests, overflow = [], [f"{ia} IS NULL", f"{ib} IS NULL", f"abs({ia}) >= {_TOO_WIDE}", f"abs({ib}) >= {_TOO_WIDE}"]
         t_int, t_exp = _mantissa(rule.abs_tol)
         if t_int == 0:
             tests.append(f"{d} = 0")
@@ -223,8 +241,9 @@ class _NumericSql:
         for side in "ab":
             add(f"{side}_class", f"CASE WHEN {too_wide} THEN 'wide' ELSE {col(side + '_cls')} END")
         add("agree", agree)
-        add("diff", f"TRY_CAST(CAST({d} AS VARCHAR) || 'e' || {e} AS DOUBLE)")
-        add("mag", f"TRY_CAST(CAST({m} AS VARCHAR) || 'e' || {e} AS DOUBLE)")
+        for what, integer in (("diff", d), ("mag", m)):  # as doubles, for severity rules (none beyond their range)
+            value = f"TRY_CAST(CAST({integer} AS VARCHAR) || 'e' || {e} AS DOUBLE)"
+            add(what, f"CASE WHEN isfinite({value}) THEN {value} END")
         add("diff_text", _decimal_text(d, e))
         add("tol_text", _tolerance_text(rule, col("mag")))
 
@@ -342,8 +361,16 @@ def _exact_equal(a: str, b: str, type_a: str, type_b: str) -> str:
         return f"{_canonical_number(a, type_a)} = {_canonical_number(b, type_b)}"
     if families <= {"int", "decimal", "float"}:
         precision = "FLOAT" if "FLOAT" in (type_a, type_b) or "REAL" in (type_a, type_b) else "DOUBLE"
-        return f"CAST({a} AS {precision}) = CAST({b} AS {precision})"
+        return f"{_rounded(a, type_a, precision)} = {_rounded(b, type_b, precision)}"
     return f"CAST({a} AS VARCHAR) = CAST({b} AS VARCHAR)"
+
+
+def _rounded(x: str, duck_type: str, precision: str) -> str:
+    """``x`` rounded to the nearest FLOAT/DOUBLE: decimals and 128-bit integers through their
+    text, which DuckDB converts with correct rounding."""
+    if duck_type.startswith("DECIMAL") or duck_type in ("HUGEINT", "UHUGEINT"):
+        return f"CAST(CAST({x} AS VARCHAR) AS {precision})"
+    return f"CAST({x} AS {precision})"
 
 
 def _family(duck_type: str) -> str:
