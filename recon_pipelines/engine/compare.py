@@ -31,7 +31,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recon_pipelines.engine.rules import WHITESPACE, compile_rule, hash_operand, unreadable
+from recon_pipelines.engine.rules import WHITESPACE, compile_rule, hash_operand, stages, unsettled
 from recon_pipelines.engine.severity import severity_sql
 from recon_pipelines.spec.models import ReconciliationSpec
 from recon_pipelines.sqlutil import duckdb_connect as connect
@@ -244,7 +244,7 @@ def _row_hash(spec: ReconciliationSpec, own: dict, other: dict, side: str) -> tu
     fields = [f.name for f in spec.fields]
     operands = [hash_operand(spec.rule(f), q(f), own[f], other[f], side) for f in fields] or ["0"]
     strict = [f"{q(f)} IS NULL" for f in fields if spec.rule(f).nulls.both_null == "differ"]
-    strict += [c for f in fields if (c := unreadable(spec.rule(f), q(f), own[f], side))]
+    strict += [c for f in fields if (c := unsettled(spec.rule(f), q(f), own[f], other[f], side))]
     return f"hash({', '.join(operands)})", f"({' OR '.join(strict)})" if strict else "FALSE"
 
 
@@ -418,13 +418,17 @@ def evaluate(con: duckdb.DuckDBPyConnection, spec: ReconciliationSpec, pairs: st
         a, b = q("a__" + rule.name), q("b__" + rule.name)
         fields.append(compile_rule(rule, a, b, types["a__" + rule.name], types["b__" + rule.name]))
 
+    # Helper columns of the rules (a number's class, mantissa, ...), computed once per pair.
+    relation = f"(SELECT * FROM {pairs} WHERE __status = 'pair')"
+    for level in stages([column for f in fields for column in f.prepared]):
+        relation = f"(SELECT *{''.join(f', {expr} AS {q(name)}' for name, expr in level)} FROM {relation})"
     computed = "".join(
         f", {f.reason} AS {q('r__' + f.name)}, {f.difference} AS {q('d__' + f.name)}, "
         f"{f.relative} AS {q('p__' + f.name)}, {f.raw_differs} AS {q('x__' + f.name)}, {f.detail} AS {q('t__' + f.name)}, "
         f"{_differs_unmapped(rule, types)} AS {q('u__' + f.name)}"
         for f, rule in zip(fields, spec.fields)
     )
-    con.execute(f"CREATE OR REPLACE TEMP TABLE __eval AS SELECT *{computed} FROM {pairs} WHERE __status = 'pair'")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE __eval AS SELECT *{computed} FROM {relation}")
 
     parts = [
         f"""SELECT 'field_mismatch' AS kind, __key AS key, {sql_literal(f.name)} AS field, {q('r__' + f.name)} AS reason,
@@ -436,11 +440,12 @@ def evaluate(con: duckdb.DuckDBPyConnection, spec: ReconciliationSpec, pairs: st
     record_a = _record_json([f.name for f in spec.fields], "a__")
     record_b = _record_json([f.name for f in spec.fields], "b__")
     reasons = " ".join(f"WHEN {sql_literal(k)} THEN {sql_literal(v)}" for k, v in RECORD_REASONS.items())
-    parts.append(f"""SELECT __status, __key, NULL, CASE __status {reasons} END,
-        CASE WHEN __status = 'only_in_a' THEN {record_a} WHEN __status LIKE '%\\_a' ESCAPE '\\' THEN CAST(__count AS VARCHAR) || ' record(s)' END,
-        CASE WHEN __status = 'only_in_b' THEN {record_b} WHEN __status LIKE '%\\_b' ESCAPE '\\' THEN CAST(__count AS VARCHAR) || ' record(s)' END,
-        NULL::DOUBLE, NULL::DOUBLE,
-        CASE WHEN __status LIKE 'only_in_%' THEN NULL ELSE CAST(__count AS VARCHAR) || ' record(s) with this key' END
+    # Named columns: with no fields (a presence-only spec) this part alone names the union's columns.
+    parts.append(f"""SELECT __status AS kind, __key AS key, NULL::VARCHAR AS field, CASE __status {reasons} END AS reason,
+        CASE WHEN __status = 'only_in_a' THEN {record_a} WHEN __status LIKE '%\\_a' ESCAPE '\\' THEN CAST(__count AS VARCHAR) || ' record(s)' END AS value_a,
+        CASE WHEN __status = 'only_in_b' THEN {record_b} WHEN __status LIKE '%\\_b' ESCAPE '\\' THEN CAST(__count AS VARCHAR) || ' record(s)' END AS value_b,
+        NULL::DOUBLE AS difference, NULL::DOUBLE AS relative_difference,
+        CASE WHEN __status LIKE 'only_in_%' THEN NULL ELSE CAST(__count AS VARCHAR) || ' record(s) with this key' END AS detail
         FROM {pairs} WHERE __status <> 'pair'""")
     union = "\nUNION ALL\n".join(parts)
     name = sql_literal(spec.name)

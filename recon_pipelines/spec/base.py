@@ -62,4 +62,6 @@ def check_zone(value: str) -> str:
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan: a tolerance, scale, lag or threshold of .inf / .nan / 1e400 is refused at load,
+    # naming the field (an infinite tolerance would make every pair agree).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
