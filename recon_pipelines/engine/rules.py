@@ -10,14 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from recon_pipelines.instants import WHITESPACE, instant_sql
 from recon_pipelines.spec.models import ExactRule, NumericRule, StringRule, TimestampRule
 from recon_pipelines.sqlutil import sql_literal
 
 # Float noise below this share of the magnitude is not a difference (10.71 - 10.70 = 0.010000000000001563).
 FLOAT_EPSILON = 1e-9
-WHITESPACE = " \t\n\r\x0b\x0c\u00a0"
-# An offset counts only after a time of day: the "-01" ending a bare date "2026-01-01" is not one.
-_OFFSET_SUFFIX = r"\d:\d{2}(:\d{2}(\.\d*)?)?\s*(Z|z|[+-]\d{2}(:?\d{2})?)$"
 _TEXT_TYPES = ("VARCHAR", "CHAR", "TEXT", "STRING")
 _NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "REAL")
 
@@ -46,7 +44,7 @@ def compile_rule(rule, a: str, b: str, type_a: str, type_b: str) -> FieldSql:
         relative = f"{difference} / nullif(greatest(abs({va}), abs({vb})), 0)"
         kind = "a number"
     elif isinstance(rule, TimestampRule):
-        va, vb = instant_sql(a, type_a, rule.timezone_a), instant_sql(b, type_b, rule.timezone_b)
+        va, vb = _instant(rule, a, type_a, "a"), _instant(rule, b, type_b, "b")
         difference = f"abs(epoch_us({va}) - epoch_us({vb})) / 1e6"
         equal = f"{difference} <= {rule.lag!r} + 1e-6"
         detail = f"format('{{}} s apart (lag tolerance {{}} s)', round({difference}, 6), {rule.lag!r})"
@@ -79,7 +77,7 @@ def compile_rule(rule, a: str, b: str, type_a: str, type_b: str) -> FieldSql:
     raw_differs = (
         f"{a} IS DISTINCT FROM {b}" if _same_family(type_a, type_b) else f"CAST({a} AS VARCHAR) IS DISTINCT FROM CAST({b} AS VARCHAR)"
     )
-    if isinstance(rule, TimestampRule) and rule.timezone_a != rule.timezone_b:
+    if isinstance(rule, TimestampRule) and _sides_read_differently(rule):
         raw_differs = f"{va} IS DISTINCT FROM {vb}"  # as hashed: the same instant is no drift
     return FieldSql(rule.name, reason, difference, raw_differs, relative, detail)
 
@@ -89,8 +87,8 @@ def hash_operand(rule, column: str, own_type: str, other_type: str, side: str) -
     so both sides hash the same representation: text when the types differ, and the
     instant (not the wall-clock reading) for naive timestamps read in different zones, and the
     scaled number when the sides count in different units."""
-    if isinstance(rule, TimestampRule) and rule.timezone_a != rule.timezone_b:
-        return instant_sql(column, own_type, rule.timezone_a if side == "a" else rule.timezone_b)
+    if isinstance(rule, TimestampRule) and _sides_read_differently(rule):
+        return _instant(rule, column, own_type, side)
     if isinstance(rule, NumericRule) and rule.scale_a != rule.scale_b:  # 4250 cents == 42.50 dollars
         return _scaled(_numeric(column, own_type), rule.scale_a if side == "a" else rule.scale_b)
     return column if _same_family(own_type, other_type) else f"CAST({column} AS VARCHAR)"
@@ -103,10 +101,8 @@ def unreadable(rule, column: str, own_type: str, side: str) -> str | None:
     timestamps (or one facing a null) would otherwise hash as the same null instant."""
     if isinstance(rule, NumericRule) and not _is_number_type(own_type):
         value = _numeric(column, own_type)
-    elif isinstance(rule, TimestampRule) and not (
-        _is_number_type(own_type) or own_type.startswith("TIMESTAMP") or own_type == "DATE"
-    ):
-        value = instant_sql(column, own_type, rule.timezone_a if side == "a" else rule.timezone_b)
+    elif isinstance(rule, TimestampRule) and not (own_type.startswith("TIMESTAMP") or own_type == "DATE"):
+        value = _instant(rule, column, own_type, side)  # epochs too: out of range, NaN or inf
     else:
         return None
     return f"({column} IS NOT NULL AND {value} IS NULL)"
@@ -132,22 +128,15 @@ def _scaled(expr: str, factor: float) -> str:
     return expr if factor == 1.0 else f"({expr} * {factor!r})"
 
 
-def instant_sql(x: str, duck_type: str, zone: str) -> str:
-    """SQL reading ``x`` (of DuckDB type ``duck_type``) as an instant: offsets honoured,
-    naive values read in ``zone``, numbers as epoch seconds; NULL when unreadable."""
-    tz = sql_literal(zone)
-    if duck_type.startswith("TIMESTAMP WITH TIME ZONE") or duck_type == "TIMESTAMPTZ":
-        return x
-    if duck_type.startswith("TIMESTAMP") or duck_type == "DATE":
-        return f"timezone({tz}, CAST({x} AS TIMESTAMP))"
-    if _is_number_type(duck_type):
-        return f"to_timestamp(CAST({x} AS DOUBLE))"  # epoch seconds
-    text = f"trim(CAST({x} AS VARCHAR), {sql_literal(WHITESPACE)})"
-    # An explicit offset wins; a naive value is read in the side's declared zone.
-    return (
-        f"CASE WHEN regexp_matches({text}, {sql_literal(_OFFSET_SUFFIX)}) THEN TRY_CAST({text} AS TIMESTAMPTZ) "
-        f"ELSE timezone({tz}, TRY_CAST({text} AS TIMESTAMP)) END"
-    )
+def _instant(rule: TimestampRule, x: str, duck_type: str, side: str) -> str:
+    if side == "a":
+        return instant_sql(x, duck_type, rule.timezone_a, rule.epoch_unit_a)
+    return instant_sql(x, duck_type, rule.timezone_b, rule.epoch_unit_b)
+
+
+def _sides_read_differently(rule: TimestampRule) -> bool:
+    """Equal raw values can then be different instants (naive times in two zones, epochs in two units)."""
+    return rule.timezone_a != rule.timezone_b or (rule.epoch_unit_a or "s") != (rule.epoch_unit_b or "s")
 
 
 def _text(x: str, steps) -> str:
