@@ -97,7 +97,7 @@ def window_mask(batch: pa.RecordBatch | pa.Table, column: str, zone: str,
     with duckdb_connect() as con:
         con.execute("SET preserve_insertion_order = true")  # the mask must line up with the rows
         con.register("__batch", pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch)
-        duck_type = con.execute(f"SELECT typeof({quote_ident(column)}) FROM __batch LIMIT 1").fetchone()
-        clauses = window_sql(column, duck_type[0] if duck_type else "VARCHAR", zone, start, end)
+        described = con.execute(f"DESCRIBE SELECT {quote_ident(column)} FROM __batch").fetchall()
+        clauses = window_sql(column, described[0][1], zone, start, end)
         condition = " AND ".join(clauses) or "TRUE"
-        return con.execute(f"SELECT coalesce({condition}, false) AS keep FROM __batch").to_arrow_table().column(0).combine_chunks()
+        return con.sql(f"SELECT coalesce({condition}, false) AS keep FROM __batch").to_arrow_table().column(0).combine_chunks()

@@ -13,7 +13,6 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from recon_pipelines.engine.rules import instant_sql
 from recon_pipelines.sources.base import Connector, RecordFilter, SourceError, require_columns
 from recon_pipelines.sources.types import declared_schema
 from recon_pipelines.spec.models import FileSource
@@ -80,13 +79,7 @@ def filter_sql(record_filter: RecordFilter | None, types: dict[str, str]) -> str
     if record_filter is None:
         return ""
     f = record_filter
-    clauses = []
-    if f.updated_column and (f.modified_from is not None or f.modified_to is not None):
-        instant = instant_sql(quote_ident(f.updated_column), types.get(f.updated_column, "VARCHAR"), f.updated_timezone)
-        if f.modified_from is not None:
-            clauses.append(f"{instant} >= {sql_literal(f.modified_from.isoformat())}::TIMESTAMPTZ")
-        if f.modified_to is not None:
-            clauses.append(f"{instant} < {sql_literal(f.modified_to.isoformat())}::TIMESTAMPTZ")
+    clauses = f.window_clauses(types.get(f.updated_column, "VARCHAR")) if f.updated_column else []
     if f.key_column and f.keys is not None:
         values = ", ".join(sql_literal(str(k)) for k in f.keys) or "NULL"
         clauses.append(f"CAST({quote_ident(f.key_column)} AS VARCHAR) IN ({values})")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import os
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 from collections.abc import Iterator, Sequence
 
@@ -67,26 +67,29 @@ class SqlConnector(Connector):
         return [sa.column(name) for name in names]
 
     def _window_clauses(self, f: RecordFilter | None) -> list:
-        """Bounds typed like the column, so an index on it is used: aware for a timestamp with
-        zone, the source's local wall clock for a naive one (and for text holding such times)."""
-        if f is None or not f.updated_column:
+        """The window pushed down, so an index on the column is used, only where the column is a
+        timestamp (text compares as text, not as instants). It only narrows the read: the
+        batches are filtered by ``RecordFilter.window_mask`` like every connector's. Naive
+        columns get the bounds in the source's wall clock, widened by a day so that no DST
+        fold can drop a record the mask would keep."""
+        if f is None or not f.has_window:
             return []
         (column,) = self.columns_of([f.updated_column])
-        aware = bool(getattr(getattr(column, "type", None), "timezone", False))
+        column_type = getattr(column, "type", None)
+        if not isinstance(column_type, sa.DateTime):
+            return []
+        aware = bool(column_type.timezone)
         zone = ZoneInfo(f.updated_timezone)
 
-        def bound(value: datetime) -> datetime | str:
+        def bound(value: datetime, margin: timedelta) -> datetime:
             value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-            if aware:
-                return value
-            local = value.astimezone(zone).replace(tzinfo=None)
-            return local if isinstance(getattr(column, "type", None), sa.DateTime) else local.isoformat(sep=" ")
+            return value if aware else (value.astimezone(zone) + margin).replace(tzinfo=None)
 
         clauses = []
         if f.modified_from is not None:
-            clauses.append(column >= bound(f.modified_from))
+            clauses.append(column >= bound(f.modified_from, -timedelta(days=1)))
         if f.modified_to is not None:
-            clauses.append(column < bound(f.modified_to))
+            clauses.append(column < bound(f.modified_to, timedelta(days=1)))
         return clauses
 
     def _key_chunks(self, base: sa.Select, f: RecordFilter | None) -> Iterator[sa.Select]:
@@ -141,14 +144,19 @@ class SqlConnector(Connector):
         self, columns: Sequence[str] | None = None, record_filter: RecordFilter | None = None
     ) -> Iterator[pa.RecordBatch]:
         schema = self.schema()
-        columns = list(columns or schema.names)
-        require_columns(schema, columns, self.label)
-        out_schema = pa.schema([schema.field(c) for c in columns])
+        wanted = list(columns or schema.names)
+        window = record_filter is not None and record_filter.has_window
+        read = wanted + ([record_filter.updated_column] if window and record_filter.updated_column not in wanted else [])
+        require_columns(schema, read, self.label)
+        out_schema = pa.schema([schema.field(c) for c in read])
         source = self.selectable()
-        base = sa.select(*self.columns_of(columns)).select_from(source)
+        base = sa.select(*self.columns_of(read)).select_from(source)
         base = base.where(*self._window_clauses(record_filter))
         for statement in self._key_chunks(base, record_filter):
-            yield from self._stream(statement, out_schema)
+            for batch in self._stream(statement, out_schema):
+                if window:
+                    batch = batch.filter(record_filter.window_mask(batch))
+                yield batch.select(wanted) if len(read) > len(wanted) else batch
 
     def _stream(self, statement: sa.Select, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
         try:
