@@ -8,9 +8,12 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from recon_pipelines.engine import ComparisonResult, Side, compare, side_columns
+import duckdb
+
+from recon_pipelines.engine import ComparisonError, ComparisonResult, Side, compare, side_columns
 from recon_pipelines.snapshots import direct_side, snapshot_side, write_snapshot
 from recon_pipelines.spec.models import ReconciliationSpec
+from recon_pipelines.sqlutil import duckdb_connect
 
 
 def open_side(spec: ReconciliationSpec, side: str, workdir: Path) -> Side:
@@ -42,4 +45,22 @@ def run_reconciliation(spec: ReconciliationSpec, workdir: Path | None = None) ->
     with tempfile.TemporaryDirectory(prefix="recon-") as tmp:
         work = Path(workdir or tmp)
         side_a, side_b = open_side(spec, "a", work), open_side(spec, "b", work)
-        return compare(spec, side_a, side_b, open_mapping(spec, work))
+        mapping = open_mapping(spec, work)
+        try:
+            return compare(spec, side_a, side_b, mapping)
+        except duckdb.Error as exc:
+            raise ComparisonError(_blame(exc, [side_a, side_b, mapping])) from None
+
+
+def _blame(exc: duckdb.Error, sides: list[Side | None]) -> str:
+    """DuckDB does not always say which input failed (a corrupt Parquet page reads as "don't
+    know what type"): read each side whole, once the comparison has failed, to name it."""
+    with duckdb_connect() as con:
+        for side in sides:
+            if side is None:
+                continue
+            try:
+                con.execute(f"SELECT bit_xor(hash(COLUMNS(*))) FROM {side.scan}").fetchall()
+            except duckdb.Error as side_exc:
+                return f"{side.label}: {side_exc}"
+    return str(exc)

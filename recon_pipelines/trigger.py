@@ -42,7 +42,7 @@ class Triggered:
 
 
 def recheck_op_name(name: str) -> str:
-    return f"reconcile_{name}_scope"
+    return f"{name}__recheck"  # "__": no job, schedule or asset op of another spec can have this name
 
 
 def recheck_run_config(name: str, keys=None, date_from=None, date_to=None, full: bool = False) -> dict:

@@ -36,7 +36,9 @@ class FileConnector(Connector):
             return f"read_parquet({sql_literal(path)})"
         declared = declared_schema(self.spec.columns, "columns")
         # Undeclared columns stay text; declared ones get their type.
-        options = [f"delim={sql_literal(self.spec.delimiter)}", "header=true", "all_varchar=true"]
+        # The RFC 4180 quote and escape, given rather than sniffed: with them a malformed row deep
+        # in a file is reported by its line number instead of "could not sniff the dialect".
+        options = [f"delim={sql_literal(self.spec.delimiter)}", "quote='\"'", "escape='\"'", "header=true", "all_varchar=true"]
         if declared is not None:
             types = ", ".join(f"{sql_literal(n)}: {sql_literal(_duck_type(t))}" for n, t in zip(declared.names, declared.types))
             options.append(f"types={{{types}}}")
