@@ -96,7 +96,7 @@ def validate(paths: tuple[Path, ...], offline: bool) -> None:
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
     if problems:
-        click.echo(f"{len(problems)} problem(s); {len(loaded)} spec(s) loaded", err=True)
+        click.echo(f"{len(problems)} problem(s); {len(loaded)} spec(s) loaded")  # stdout: stderr holds only the errors
         sys.exit(EXIT_ERROR)
     click.echo(f"{len(loaded)} spec(s) valid")
 

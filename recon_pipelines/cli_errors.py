@@ -77,8 +77,8 @@ def duckdb_message(text: str) -> str:
     match = _DUCKDB_CLASS.search(first)
     prefix = first[: match.start()] if match else ""
     line = _CSV_LINE.search(text)
-    if line is None:
-        return _first_line(first)
+    if line is None:  # "Invalid Input Error: " says nothing to a person; what follows does
+        return prefix + _first_line(first[match.end():]) if match else _first_line(first)
     if _COLUMNS.search(text):
         expected, found = _COLUMNS.search(text).groups()
         problem = f"expected {expected} columns, found {found}"
@@ -103,4 +103,5 @@ def _first_line(text: str) -> str:
 
 
 def _single_line(text: str) -> str:
-    return " ".join(text.split())
+    text = " ".join(text.split())
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)  # bytes from a corrupt file

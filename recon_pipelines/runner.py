@@ -62,5 +62,5 @@ def _blame(exc: duckdb.Error, sides: list[Side | None]) -> str:
             try:
                 con.execute(f"SELECT bit_xor(hash(COLUMNS(*))) FROM {side.scan}").fetchall()
             except duckdb.Error as side_exc:
-                return f"{side.label}: {side_exc}"
+                return f"{side.label}: cannot read: {side_exc}"
     return str(exc)

@@ -18,7 +18,7 @@ from recon_pipelines_tests.http_fakes import FakeServer
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "s3cr3t-pw"
-ROWS = 6000  # "deep in a file": far past any sniffer's sample
+ROWS = 30_000  # "deep in a file": past the 20,480 rows DuckDB samples to sniff a CSV
 
 
 @dataclass
@@ -55,7 +55,7 @@ def _parquet_bytes(tmp: Path) -> bytes:
 
 def _latin1_csv() -> bytes:
     lines = ["id,amount"] + [f"{i},{i}.5" for i in range(1, ROWS)]
-    lines[4999] = "5000,caf\xe9"
+    lines[24_999] = "25000,caf\xe9"
     return ("\n".join(lines) + "\n").encode("latin-1")
 
 
@@ -66,12 +66,13 @@ CASES: dict[str, Case] = {
     "corrupt-parquet": Case({"spec.yaml": _spec("{type: file, path: b.parquet, name: ledger}"), "a.csv": A_CSV,
                              "b.parquet": "<corrupt>"}, ["run", "{dir}/spec.yaml"], ["b.parquet"]),
     "ragged-csv-deep": Case({"spec.yaml": _spec("{type: file, path: b.csv, name: ledger}"), "a.csv": A_CSV,
-                             "b.csv": _csv(bad_line=4821, bad="4820,1.5,extra")}, ["run", "{dir}/spec.yaml"], ["b.csv", "4821"]),
+                             "b.csv": _csv(bad_line=24_821, bad="24820,1.5,extra")}, ["run", "{dir}/spec.yaml"],
+                            ["b.csv", "line 24821: expected 2 columns, found 3"]),
     "latin1-csv-deep": Case({"spec.yaml": _spec("{type: file, path: b.csv, name: ledger}"), "a.csv": A_CSV,
-                             "b.csv": _latin1_csv()}, ["run", "{dir}/spec.yaml"], ["b.csv", "UTF-8"]),
+                             "b.csv": _latin1_csv()}, ["run", "{dir}/spec.yaml"], ["b.csv", "line 25000", "UTF-8"]),
     "declared-type-does-not-fit": Case(
         {"spec.yaml": _spec("{type: file, path: b.csv, name: ledger, columns: {amount: integer}}"), "a.csv": A_CSV,
-         "b.csv": _csv(bad_line=3001, bad="3000,abc")}, ["run", "{dir}/spec.yaml"], ["b.csv", "amount"]),
+         "b.csv": _csv(bad_line=23_001, bad="23000,abc")}, ["run", "{dir}/spec.yaml"], ["b.csv", "line 23001", "amount"]),
     "abs-tol-1e400": Case({"spec.yaml": _spec("{type: file, path: a.csv}", "amount: {compare: numeric, abs_tol: 1e400}"),
                            "a.csv": A_CSV}, ["run", "{dir}/spec.yaml"], ["spec.yaml", "abs_tol"]),
     "abs-tol-inf": Case({"spec.yaml": _spec("{type: file, path: a.csv}", "amount: {compare: numeric, abs_tol: .inf}"),
