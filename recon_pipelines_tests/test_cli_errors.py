@@ -159,7 +159,15 @@ def test_broken_input_exits_2_with_one_line_naming_the_culprit(name, tmp_path, h
 def test_debug_shows_the_traceback(tmp_path):
     result = recon(["--debug", "run", str(tmp_path / "absent.yaml")], tmp_path)
     assert result.returncode == 2
-    assert "absent.yaml" in result.stderr
+    assert "Traceback" in result.stderr and result.stderr.strip().splitlines()[-1].endswith("absent.yaml: file not found")
+
+
+def test_a_spec_that_cannot_be_opened(tmp_path):
+    # Root (as CI runs) reads a file whatever its mode: a symlink loop is an OSError for everyone.
+    (tmp_path / "loop.yaml").symlink_to(tmp_path / "loop.yaml")
+    result = recon(["validate", str(tmp_path / "loop.yaml")], tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"error: {tmp_path / 'loop.yaml'}: cannot read: Too many levels of symbolic links"
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads files whatever their mode")

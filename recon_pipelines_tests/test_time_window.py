@@ -129,3 +129,18 @@ def test_postgresql_timestamp_columns_select_the_same_keys(tmp_path, pg_url):
         source = SqlSource(type="sql", url=pg_url, table=table, updated_at="updated", timezone=ZONE)
         assert _keys(source) == expected, table
     assert _keys(_csv(tmp_path, NAIVE_RECORDS)) == expected
+
+
+@pytest.mark.parametrize("column_type", ["TEXT", "DATETIME"])
+def test_sql_pushes_the_window_down_for_an_index(tmp_path, column_type):
+    """The bounds reach the database (so an index on the column is used); the mask decides."""
+    source = _sqlite(tmp_path, TEXT_RECORDS if column_type == "TEXT" else NAIVE_RECORDS, column_type)
+    window = RecordFilter(updated_column="updated", updated_timezone=ZONE, modified_from=START, modified_to=END)
+    statements: list[tuple[str, tuple]] = []
+    with connector_for(source) as connector:
+        sa.event.listen(connector.engine, "before_cursor_execute",
+                        lambda conn, cursor, statement, params, context, many: statements.append((statement, params)))
+        list(connector.batches(["id"], window))
+    (statement, params), = [s for s in statements if "FROM records" in s[0]]
+    assert "updated >=" in statement and "updated <" in statement
+    assert str(params[0]).startswith("2026-03-0")

@@ -67,29 +67,40 @@ class SqlConnector(Connector):
         return [sa.column(name) for name in names]
 
     def _window_clauses(self, f: RecordFilter | None) -> list:
-        """The window pushed down, so an index on the column is used, only where the column is a
-        timestamp (text compares as text, not as instants). It only narrows the read: the
-        batches are filtered by ``RecordFilter.window_mask`` like every connector's. Naive
-        columns get the bounds in the source's wall clock, widened by a day so that no DST
-        fold can drop a record the mask would keep."""
+        """The window pushed down, so an index on the column is used. It only narrows the read:
+        the batches are then filtered by ``RecordFilter.window_mask`` like every connector's,
+        so the bounds here are widened to keep every record the mask could keep.
+
+        - timestamp with zone: the bounds themselves;
+        - naive timestamp: the bounds in the source's wall clock, a day wider (DST folds);
+        - text: ISO-8601 text sorts as its time, give or take its offset (under a day), so the
+          day before the window's first local day up to two days after its last (a text that
+          is not ISO-8601, e.g. with leading blanks, can be missed here);
+        - anything else (epoch numbers): not pushed down."""
         if f is None or not f.has_window:
             return []
         (column,) = self.columns_of([f.updated_column])
         column_type = getattr(column, "type", None)
-        if not isinstance(column_type, sa.DateTime):
-            return []
-        aware = bool(column_type.timezone)
         zone = ZoneInfo(f.updated_timezone)
 
-        def bound(value: datetime, margin: timedelta) -> datetime:
-            value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-            return value if aware else (value.astimezone(zone) + margin).replace(tzinfo=None)
+        def local(value: datetime) -> datetime:
+            return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).astimezone(zone)
 
+        if isinstance(column_type, sa.DateTime) and column_type.timezone:
+            low, high = f.modified_from, f.modified_to
+        elif isinstance(column_type, sa.DateTime):
+            low = f.modified_from and (local(f.modified_from) - timedelta(days=1)).replace(tzinfo=None)
+            high = f.modified_to and (local(f.modified_to) + timedelta(days=1)).replace(tzinfo=None)
+        elif isinstance(column_type, sa.String):
+            low = f.modified_from and (local(f.modified_from).date() - timedelta(days=1)).isoformat()
+            high = f.modified_to and (local(f.modified_to).date() + timedelta(days=2)).isoformat()
+        else:
+            return []
         clauses = []
-        if f.modified_from is not None:
-            clauses.append(column >= bound(f.modified_from, -timedelta(days=1)))
-        if f.modified_to is not None:
-            clauses.append(column < bound(f.modified_to, timedelta(days=1)))
+        if low is not None:
+            clauses.append(column >= low)
+        if high is not None:
+            clauses.append(column < high)
         return clauses
 
     def _key_chunks(self, base: sa.Select, f: RecordFilter | None) -> Iterator[sa.Select]:
