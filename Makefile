@@ -3,30 +3,41 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# The demo's webserver port: `make demo PORT=3100`, or `export DAGSTER_PORT=3100`, which
+# `recon trigger` reads too. A port in use is an error, never a silent move to another one.
+PORT ?= $(or $(DAGSTER_PORT),3000)
 
-.PHONY: install demo test validate benchmark clean
+.PHONY: install install-dev demo test validate benchmark clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# What the demo needs (runtime dependencies only); install-dev adds the test tools.
 install: $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+
+install-dev: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
+# A dg project (pyproject.toml [tool.dg]): one ReconciliationComponent over recon_pipelines/demo/specs.
 demo: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -m recon_pipelines.definitions
+	@$(BIN)/python -c "import socket; socket.create_server(('127.0.0.1', $(PORT))).close()" 2>/dev/null || \
+		{ echo "make demo: port $(PORT) is in use; try make demo PORT=3100 (and DAGSTER_PORT=3100 for recon trigger)" >&2; exit 2; }
+	RECON_DAGSTER_URL="$${RECON_DAGSTER_URL:-http://127.0.0.1:$(PORT)}" $(BIN)/dg dev --port $(PORT)  # run links in notifications
 
-test: install
+test: install-dev
 	$(BIN)/pytest
 
 validate: install
+	$(BIN)/dg check defs
 	$(BIN)/dagster definitions validate -m recon_pipelines.definitions
 
-benchmark: install
+benchmark: install-dev
 	$(BIN)/python -m benchmarks.run
 
 clean:

@@ -18,14 +18,18 @@ from pathlib import Path
 import click
 
 from recon_pipelines.cli_errors import UserError, one_line, redact
+from recon_pipelines.numbers import display_number
 from recon_pipelines.spec import SpecError, load_spec
 from recon_pipelines.spec.checks import check_sources
 from recon_pipelines.spec.models import parse_duration
+from recon_pipelines.tracker.schema import STATUSES
 
 SPEC_DIR_ENV = "RECON_SPEC_DIR"
 
 OUTPUT_COLUMNS = ("id", "kind", "key", "field", "value_a", "value_b", "severity", "reason", "difference", "detail")
 EXIT_AGREE, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
+RUN_TABLE_COLUMNS = ("id", "severity", "kind", "key", "field", "value_a", "value_b", "difference", "detail")
+STATUS_CHOICE = click.Choice([*STATUSES, "open"])  # an unknown status is an error (exit 2), not an empty list
 
 
 class ReconGroup(click.Group):
@@ -128,24 +132,39 @@ def _definitions_problem(specs) -> str | None:
               help="How discrepancies are written (json: one JSON object per line).")
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write discrepancies to this file instead of stdout.")
 @click.option("--limit", type=int, default=50, show_default=True, help="Rows shown by --format table on stdout.")
-def run(spec_file: Path, fmt: str, output: Path | None, limit: int) -> None:
+@click.option("--track", is_flag=True, help="Also fold the result into the tracker, as a deep scan does (export guard "
+              "and notifications included); a run held as suspicious exits 2.")
+@click.option("--tracker-url", envvar="RECON_TRACKER_URL", default=None, help="With --track; default $RECON_TRACKER_URL, else SQLite under DAGSTER_HOME.")
+def run(spec_file: Path, fmt: str, output: Path | None, limit: int, track: bool, tracker_url: str | None) -> None:
     """Run one reconciliation without Dagster and report what disagrees. Exit 1 when anything does."""
-    from recon_pipelines.runner import run_reconciliation
+    from recon_pipelines.runner import run_reconciliation, run_tracked
 
+    _prepare_demo_data(spec_file)
     spec = load_spec(spec_file)
     check_sources(spec, spec_file)  # a missing column is named by its spec field, before any work
-    result = run_reconciliation(spec)
-    rows = result.discrepancies.to_pylist()
-    summary = result.summary()
+    if track:
+        tracked = run_tracked(spec, _tracker_at(tracker_url))
+        if tracked.outcome.held:
+            click.echo(tracked.outcome.held, err=True)
+            sys.exit(EXIT_ERROR)
+        rows, summary = tracked.discrepancies.to_pylist(), tracked.summary
+    else:
+        result = run_reconciliation(spec)
+        rows, summary = result.discrepancies.to_pylist(), result.summary()
+    rows = [_displayed(row) for row in rows]
     # With json/csv on stdout the summary goes to stderr, so stdout stays machine-readable.
     click.echo(_summary_text(spec.name, spec.source_names, summary), err=output is None and fmt != "table")
+    if track:
+        o = tracked.outcome
+        click.echo(f"  tracker         {len(o.new_ids) + len(o.reopened_ids):,} opened, {len(o.resolved_ids):,} resolved, "
+                   f"{o.open_count:,} open (run {o.run_id})", err=output is None and fmt != "table")
     if output is not None:
         with output.open("w", encoding="utf-8", newline="") as handle:
             _write(rows, "json" if fmt == "table" else fmt, handle)
         click.echo(f"{len(rows)} discrepancies written to {output}")
     elif rows:
         if fmt == "table":
-            click.echo(_table(rows[:limit]))
+            click.echo(_table(rows[:limit], RUN_TABLE_COLUMNS))
             if len(rows) > limit:
                 click.echo(f"... {len(rows) - limit} more (use --output FILE or --format json for all)")
         else:
@@ -159,26 +178,36 @@ def run(spec_file: Path, fmt: str, output: Path | None, limit: int) -> None:
 @click.option("--from", "date_from", default=None, help="First day (YYYY-MM-DD) of records modified in a range.")
 @click.option("--to", "date_to", default=None, help="Last day (YYYY-MM-DD, inclusive).")
 @click.option("--full", is_flag=True, help="Compare everything (a deep scan).")
-@click.option("--url", envvar="RECON_DAGSTER_URL", default=None, help="Dagster webserver (default $RECON_DAGSTER_URL, else http://127.0.0.1:3000).")
+@click.option("--url", default=None,
+              help="Dagster webserver. Default: $RECON_DAGSTER_URL, else http://127.0.0.1:$DAGSTER_PORT "
+              "(the port `make demo` serves on; 3000 when unset).")
 @click.option("--local", is_flag=True, help="Run here, in this process, instead of on the webserver.")
-@click.option("--wait", is_flag=True, help="Wait for the launched run to finish.")
-def trigger(reconciliation, keys, date_from, date_to, full, url, local, wait) -> None:
+@click.option("--wait", is_flag=True, help="Wait for the run to finish and list the discrepancies it found.")
+@click.option("--tracker-url", envvar="RECON_TRACKER_URL", default=None,
+              help="Tracker read by --wait. Default: $RECON_TRACKER_URL, else SQLite under DAGSTER_HOME (as the webserver).")
+@click.option("--verbose", is_flag=True, help="--local: show Dagster's warnings and event log.")
+def trigger(reconciliation, keys, date_from, date_to, full, url, local, wait, tracker_url, verbose) -> None:
     """Re-check keys, a date range or everything now (the run shows in the Dagster UI)."""
     from recon_pipelines.trigger import TriggerError
     from recon_pipelines.trigger import trigger as launch
 
     try:
         result = launch(reconciliation, keys=[k.strip() for k in keys.split(",") if k.strip()] if keys else None,
-                        date_from=date_from, date_to=date_to, full=full, url=url, local=local, wait=wait)
+                        date_from=date_from, date_to=date_to, full=full, url=url, local=local, wait=wait,
+                        verbose=verbose)
     except TriggerError as exc:
         raise UserError(str(exc)) from None
-    click.echo(f"run {result.run_id}: {result.status}" + (f"  {result.url}" if result.url else ""))
+    click.echo(f"run {result.run_id}: {result.status}")
+    if result.url:
+        click.echo(f"  {result.url}")
     if result.status in ("FAILURE", "CANCELED"):
         sys.exit(EXIT_ERROR)
+    if wait or local:
+        _echo_run_discrepancies(_tracker_at(tracker_url), result.run_id)
 
 
 @main.group(invoke_without_command=True)
-@click.option("--status", default=None, help="new, acknowledged, escalated, muted, resolved, or 'open' for all open states.")
+@click.option("--status", default=None, type=STATUS_CHOICE, help="One status, or 'open' for every open state.")
 @click.option("--reconciliation", "-r", default=None)
 @click.option("--severity", default=None, type=click.Choice(["critical", "warning", "info"]))
 @click.option("--tracker-url", envvar="RECON_TRACKER_URL", default=None, help="Default: $RECON_TRACKER_URL, else SQLite under DAGSTER_HOME.")
@@ -195,7 +224,7 @@ def discrepancies(ctx, status, reconciliation, severity, tracker_url, older_than
 
 
 @discrepancies.command("list")
-@click.option("--status", default=None, help="new, acknowledged, escalated, muted, resolved, or 'open'.")
+@click.option("--status", default=None, type=STATUS_CHOICE, help="One status, or 'open' for every open state.")
 @click.option("--reconciliation", "-r", default=None)
 @click.option("--severity", default=None, type=click.Choice(["critical", "warning", "info"]))
 @click.option("--older-than", default=None, help="Open for longer than this duration (e.g. 3d).")
@@ -263,6 +292,11 @@ for _command, (_action, _help) in ACTION_COMMANDS.items():
     _action_command(_command, _action, _help)
 
 
+from recon_pipelines.cli_runs import runs as _runs  # noqa: E402  (imports nothing from here at load time)
+
+main.add_command(_runs)
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -289,13 +323,17 @@ def _duration(option: str, text: str) -> timedelta:
 
 
 def _tracker(ctx):
+    return _tracker_at(ctx.obj.get("tracker_url") if ctx.obj else None)
+
+
+def _tracker_at(url: str | None):
     """The tracker, opened here so that a failure to reach it is named as the tracker's."""
     import sqlalchemy as sa
 
     from recon_pipelines.tracker import Tracker
     from recon_pipelines.tracker.db import default_tracker_url
 
-    url = (ctx.obj.get("tracker_url") if ctx.obj else None) or default_tracker_url()
+    url = url or default_tracker_url()
     try:
         return Tracker(url)
     except (sa.exc.SQLAlchemyError, OSError) as exc:
@@ -304,23 +342,50 @@ def _tracker(ctx):
         raise UserError(f"tracker {redact(url)}: {first}") from None
 
 
+def _echo_run_discrepancies(tracker, run_id: str) -> None:
+    """What one Dagster run found, as the tracker recorded it (its runs are ``<run id>:<scope>``)."""
+    if not tracker.runs_of(run_id):
+        click.echo(f"the tracker at {tracker.url} has no record of run {run_id}: read it with the webserver's "
+                   "DAGSTER_HOME or RECON_TRACKER_URL (or open the run's page)")
+        return
+    rows = tracker.seen_in_run(run_id)
+    click.echo(f"{len(rows)} discrepancies found" + (":" if rows else ""))
+    if rows:
+        click.echo(_table(rows, ("id", "status", "severity", "kind", "key", "field", "value_a", "value_b", "detail")))
+
+
+def _prepare_demo_data(spec_file: Path) -> None:
+    """A demo spec run by hand finds its data without RECON_DEMO_DATA: generated on first use,
+    where the demo keeps it (DAGSTER_HOME/demo_data, as `make demo`)."""
+    from recon_pipelines.demo import DEMO_DATA_ENV, DEMO_SPECS_DIR
+
+    if os.environ.get(DEMO_DATA_ENV) or not spec_file.resolve().is_relative_to(DEMO_SPECS_DIR):
+        return
+    from recon_pipelines.demo import prepare_demo
+
+    prepare_demo()
+
+
+def _displayed(row: dict) -> dict:
+    return {name: display_number(value) for name, value in row.items()}
+
+
 def _summary_text(name: str, sources: tuple[str, str], s: dict) -> str:
     a, b = sources
-    lines = [
-        f"reconciliation {name}: {a} vs {b}",
-        f"  rows            {a}={s['rows_a']:,}  {b}={s['rows_b']:,}",
-        f"  matched         {s['matched']:,} ({s['identical']:,} identical)",
-        f"  only in {a:<8}{s['only_in_a']:,}",
-        f"  only in {b:<8}{s['only_in_b']:,}",
-    ]
+    both = lambda key: f"{a}={s[f'{key}_a']:,}  {b}={s[f'{key}_b']:,}"  # noqa: E731
+    lines = [("rows", f"{a}={s['rows_a']:,}  {b}={s['rows_b']:,}"),
+             ("matched", f"{s['matched']:,} ({s['identical']:,} identical)"),
+             (f"only in {a}", f"{s['only_in_a']:,}"),
+             (f"only in {b}", f"{s['only_in_b']:,}")]
     for label, key in (("duplicate keys", "duplicate_keys"), ("invalid keys", "invalid_key_rows"), ("unmapped", "unmapped_rows")):
         if s[f"{key}_a"] or s[f"{key}_b"]:
-            lines.append(f"  {label:<16}{a}={s[f'{key}_a']:,}  {b}={s[f'{key}_b']:,}")
+            lines.append((label, both(key)))
     mismatched = {f: st["mismatches"] for f, st in s["fields"].items() if st["mismatches"]}
     if mismatched:
-        lines.append("  field mismatches " + ", ".join(f"{f}={n:,}" for f, n in mismatched.items()))
-    lines.append(f"  discrepancies   {s['discrepancies']:,}")
-    return "\n".join(lines)
+        lines.append(("field mismatches", ", ".join(f"{f}={n:,}" for f, n in mismatched.items())))
+    lines.append(("discrepancies", f"{s['discrepancies']:,}"))
+    width = max(len(label) for label, _ in lines)  # source names vary in length: align on the longest label
+    return "\n".join([f"reconciliation {name}: {a} vs {b}", *(f"  {label.ljust(width)}  {value}" for label, value in lines)])
 
 
 def _write(rows: list[dict], fmt: str, handle, columns=OUTPUT_COLUMNS) -> None:
@@ -347,6 +412,11 @@ def _text(value, width: int | None = None) -> str:
     text = "" if value is None else value.isoformat(sep=" ", timespec="seconds") if hasattr(value, "isoformat") else str(value)
     text = text.replace("\n", " ")
     return text if width is None or len(text) <= width else text[: width - 1] + "…"
+
+
+from recon_pipelines.cli_notifications import notifications  # noqa: E402  (a group of its own module)
+
+main.add_command(notifications)
 
 
 if __name__ == "__main__":  # python -m recon_pipelines.cli (tests run the real command this way)

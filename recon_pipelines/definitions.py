@@ -1,7 +1,9 @@
 """The code location: ``dagster dev -m recon_pipelines.definitions``.
 
 Loads every spec of ``$RECON_SPEC_DIR``; without it, the demo (CRM vs billing, billing vs
-warehouse), whose generated data is written under DAGSTER_HOME on first load.
+warehouse), whose generated data is written under DAGSTER_HOME on first load. The demo is also
+a ``dg`` project (``recon_pipelines.demo.definitions``, what ``make demo`` serves): both load
+the same definitions.
 """
 
 import os

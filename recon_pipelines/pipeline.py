@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -31,8 +32,15 @@ from recon_pipelines.sources.base import RecordFilter
 from recon_pipelines.spec.models import ReconciliationSpec
 from recon_pipelines.sqlutil import duckdb_connect, quote_ident, sql_literal
 from recon_pipelines.tracker import Scope, Tracker
+from recon_pipelines.tracker.guard import SAMPLE_SIZE, Guard, Observation, SideSample, baseline_sample
+
+# DuckDB's hash() is about ten times faster than md5() but may change between DuckDB versions:
+# samples made by another version are not compared (the row counts still are).
+KEY_HASH = f"duckdb-{duckdb.__version__}-hash"
+_HASH_MAX = 2**64 - 1  # hash() is a UBIGINT
 
 MATCH_STATS_KEY = "recon_match_stats"
+TRACKER_RUN_ID_MAX = 64  # recon_runs.run_id is VARCHAR(64)
 FILES = {
     "snapshot_a": "snapshot_a.parquet",
     "snapshot_b": "snapshot_b.parquet",
@@ -273,18 +281,70 @@ def in_flight_keys(spec: ReconciliationSpec, folder: RunFolder, as_of: datetime)
 
 def update_tracker(spec: ReconciliationSpec, folder: RunFolder, scope: RunScope, tracker: Tracker, run_id: str,
                    on_outcome: Callable | None = None, started_at: datetime | None = None):
-    """Fold the run's discrepancies into the tracker, resolving only what the run compared."""
+    """Fold the run's discrepancies into the tracker, resolving only what the run compared;
+    a full run whose side is empty or shrank too far is held instead (``outcome.held``)."""
     found = pq.read_table(folder["discrepancies"])
     in_flight = read_keys(folder["in_flight"])
+    summary = read_match_stats(folder["pairs"])
     if scope.is_full:
         tracker_scope = Scope.full(exclude=in_flight, label=scope.label)
     else:
         judged = set(read_keys(folder["scope_keys"])) - set(in_flight)
         tracker_scope = Scope.of_keys(sorted(judged), label=scope.label)
     return tracker.apply_run(
-        spec.name, run_id=run_id, found=found, scope=tracker_scope, summary=read_match_stats(folder["pairs"]),
+        spec.name, run_id=tracker_run_id(spec.name, run_id), found=found, scope=tracker_scope, summary=summary,
         started_at=started_at, escalation=spec.escalation, on_outcome=on_outcome,
+        guard=export_guard(spec, folder, scope, tracker, summary),
     )
+
+
+def export_guard(spec: ReconciliationSpec, folder: RunFolder, scope: RunScope, tracker: Tracker,
+                 summary: dict) -> Guard | None:
+    """Full runs only: a window or a list of keys varies in size by nature (tracker/guard.py)."""
+    if not scope.is_full:
+        return None
+    baseline = tracker.baseline(spec.name, scope.label)
+    return Guard(spec.guard, spec.source_names, key_samples(spec, folder, summary, baseline))
+
+
+def key_samples(spec: ReconciliationSpec, folder: RunFolder, summary: dict, baseline: dict | None) -> Observation:
+    """Each side's bottom-k key hashes, and how many of the baseline's it still has.
+
+    One pass over the key column collects only the hashes below a cut that about 4k of them
+    fall under (and any up to the baseline's largest sampled hash, for the membership test):
+    a filter, not a top-k, about 0.1 s per million rows per side here. When duplicate or null
+    keys leave too few below the cut, the exact top-k is taken instead."""
+    keys = ", ".join(quote_ident(k.name) for k in spec.key)
+    present = " AND ".join(f"{quote_ident(k.name)} IS NOT NULL" for k in spec.key)
+    sides = {}
+    with duckdb_connect() as con:
+        for side in "ab":
+            hashed = (f"SELECT hash({keys}) AS h FROM read_parquet({sql_literal(str(folder[f'snapshot_{side}']))}) "
+                      f"WHERE {present}")
+            rows = int(summary[f"rows_{side}"])
+            old = baseline_sample(baseline, side, KEY_HASH)
+            cut = min(_HASH_MAX, _HASH_MAX * 4 * SAMPLE_SIZE // max(rows, 1))
+            below = set(con.execute(f"SELECT list(h) FROM ({hashed}) WHERE h <= {max([cut, *old])}").fetchone()[0] or ())
+            sample = sorted(h for h in below if h <= cut)[:SAMPLE_SIZE]
+            if len(sample) < SAMPLE_SIZE and cut < _HASH_MAX:
+                sample = sorted(set(con.execute(f"SELECT min_by(h, h, {SAMPLE_SIZE}) FROM ({hashed})").fetchone()[0] or ()))
+            kept = len(below & set(old)) if old else None
+            sides[side] = SideSample(rows, tuple(sample), kept, len(old))
+    return Observation(KEY_HASH, sides, (baseline or {}).get("run_id"))
+
+
+def tracker_run_id(reconciliation: str, run_id: str) -> str:
+    """The tracker's id of one reconciliation's run: ``<run_id>:<reconciliation>``.
+
+    The tracker applies a run id once (a retried step changes nothing), so one Dagster run that
+    materializes several reconciliations (the UI's "Materialize all", ``dg launch --assets '*'``)
+    needs one id per reconciliation, or only the first would be recorded. Ids longer than the
+    tracker's column (64) keep the Dagster run id and hash the rest."""
+    composed = f"{run_id}:{reconciliation}"
+    if len(composed) <= TRACKER_RUN_ID_MAX:
+        return composed
+    head, _, rest = composed.partition(":")
+    return f"{head}:{hashlib.sha256(rest.encode()).hexdigest()}"[:TRACKER_RUN_ID_MAX]
 
 
 def _utc(value: datetime) -> datetime:

@@ -1,4 +1,5 @@
-"""Run one reconciliation end to end without Dagster (``recon run``, tests, the benchmark).
+"""Run one reconciliation end to end without Dagster (``recon run``, tests, the benchmark);
+``run_tracked`` also folds it into the tracker (``recon run --track``).
 
 The Dagster assets run the same steps one asset at a time (see dagster_defs/assets.py).
 """
@@ -6,14 +7,21 @@ The Dagster assets run the same steps one asset at a time (see dagster_defs/asse
 from __future__ import annotations
 
 import tempfile
+import uuid
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
+import pyarrow as pa
 
 from recon_pipelines.engine import ComparisonError, ComparisonResult, Side, compare, side_columns
 from recon_pipelines.snapshots import direct_side, snapshot_side, write_snapshot
 from recon_pipelines.spec.models import ReconciliationSpec
 from recon_pipelines.sqlutil import duckdb_connect
+
+if TYPE_CHECKING:  # the tracker (SQLAlchemy, Alembic) is loaded only by runs that track
+    from recon_pipelines.tracker import RunOutcome, Tracker
 
 
 def open_side(spec: ReconciliationSpec, side: str, workdir: Path) -> Side:
@@ -64,3 +72,34 @@ def _blame(exc: duckdb.Error, sides: list[Side | None]) -> str:
             except duckdb.Error as side_exc:
                 return f"{side.label}: cannot read: {side_exc}"
     return str(exc)
+
+
+@dataclass
+class TrackedRun:
+    """``recon run --track``: what the run found, and what the tracker made of it."""
+
+    summary: dict
+    discrepancies: pa.Table
+    outcome: RunOutcome
+
+
+def run_tracked(spec: ReconciliationSpec, tracker: Tracker, run_id: str | None = None) -> TrackedRun:
+    """The Dagster run's steps in this process (a full scope), then the tracker, with the export
+    guard and the notification outbox, as a deep scan would update it."""
+    from recon_pipelines import pipeline
+    from recon_pipelines.remediation.notifications import notification_writer
+
+    scope = pipeline.RunScope.full()
+    run_id = run_id or f"cli-{uuid.uuid4().hex[:12]}:{scope.label}"
+    with tempfile.TemporaryDirectory(prefix="recon-") as tmp:  # a held run's discrepancies stay in the tracker
+        folder = pipeline.RunFolder.of(tmp, spec, scope)
+        for side in "ab":
+            missing = pipeline.take_snapshot(spec, side, scope, folder)["missing"]
+            if missing:
+                raise ComparisonError(f"{spec.name}: side {side.upper()} lacks column(s) {', '.join(missing)}")
+        stats = pipeline.match_pairs(spec, folder)
+        found = pipeline.find_discrepancies(spec, folder)
+        outcome = pipeline.update_tracker(spec, folder, scope, tracker, run_id, on_outcome=notification_writer(spec))
+    summary = {**stats, "discrepancies": found.table.num_rows,
+               "fields": {name: asdict(field_stats) for name, field_stats in found.fields.items()}}
+    return TrackedRun(summary, found.table, outcome)

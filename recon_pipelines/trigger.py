@@ -1,33 +1,27 @@
 """On-demand re-checks: specific keys, a date range, or everything, for one reconciliation.
 
-Launches ``recheck_<name>`` on a running Dagster webserver through its GraphQL API (so the run
-shows up in the UI and goes through the instance's run queue), or in this process with
-``local=True``. The same function serves ``recon trigger`` and Python callers.
+Launches ``recheck_<name>`` on a running Dagster webserver through Dagster's own GraphQL
+client (``dagster_graphql.DagsterGraphQLClient``: the run shows up in the UI and goes through
+the instance's run queue), or in this process with ``local=True``. The same function serves
+``recon trigger`` and Python callers.
+
+Which webserver: ``url``, else ``$RECON_DAGSTER_URL``, else ``http://127.0.0.1:$DAGSTER_PORT``
+(the port ``make demo`` serves on; 3000 when unset).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+import warnings
 from dataclasses import dataclass
-
-import httpx
+from urllib.parse import urlsplit
 
 DAGSTER_URL_ENV = "RECON_DAGSTER_URL"
-DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"
+DAGSTER_PORT_ENV = "DAGSTER_PORT"
+DEFAULT_DAGSTER_PORT = 3000
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
-
-_FIND_JOB = """
-query { workspaceOrError { __typename ... on Workspace { locationEntries { name locationOrLoadError {
-  __typename ... on RepositoryLocation { name repositories { name jobs { name } } } ... on PythonError { message } } } } } }
-"""
-_LAUNCH = """
-mutation($params: ExecutionParams!) { launchRun(executionParams: $params) { __typename
-  ... on LaunchRunSuccess { run { runId status } }
-  ... on RunConfigValidationInvalid { errors { message } }
-  ... on Error { message } } }
-"""
-_STATUS = "query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status } ... on Error { message } } }"
 
 
 class TriggerError(RuntimeError):
@@ -39,6 +33,16 @@ class Triggered:
     run_id: str
     status: str
     url: str | None = None  # the run's page, when launched on a webserver
+
+
+def dagster_url(url: str | None = None) -> str:
+    """The webserver to talk to (see the module docstring)."""
+    if url or os.environ.get(DAGSTER_URL_ENV):
+        return (url or os.environ[DAGSTER_URL_ENV]).rstrip("/")
+    port = os.environ.get(DAGSTER_PORT_ENV) or str(DEFAULT_DAGSTER_PORT)
+    if not port.isdigit():
+        raise TriggerError(f"{DAGSTER_PORT_ENV}={port!r} is not a port number")
+    return f"http://127.0.0.1:{port}"
 
 
 def recheck_op_name(name: str) -> str:
@@ -59,66 +63,74 @@ def recheck_run_config(name: str, keys=None, date_from=None, date_to=None, full:
 
 
 def trigger(name: str, *, keys=None, date_from=None, date_to=None, full: bool = False, url: str | None = None,
-            local: bool = False, wait: bool = False, timeout: float = 600.0) -> Triggered:
+            local: bool = False, wait: bool = False, timeout: float = 600.0, verbose: bool = False) -> Triggered:
     run_config = recheck_run_config(name, keys, date_from, date_to, full)
     if local:
-        return _run_here(name, run_config)
-    return _launch(url or os.environ.get(DAGSTER_URL_ENV) or DEFAULT_DAGSTER_URL, name, run_config, wait, timeout)
+        return _run_here(name, run_config, verbose)
+    return _launch(dagster_url(url), name, run_config, wait, timeout)
 
 
-def _run_here(name: str, run_config: dict) -> Triggered:
-    import dagster as dg
+def _run_here(name: str, run_config: dict, verbose: bool) -> Triggered:
+    # Quiet unless asked: Dagster's Beta/Preview warnings and its DEBUG event log say nothing
+    # an operator needs; failures still come back as the status (and the run's logs in the UI).
+    with contextlib.ExitStack() as quiet:
+        if not verbose:
+            quiet.enter_context(warnings.catch_warnings())
+            warnings.simplefilter("ignore")
+            run_config = {**run_config, "loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+        import dagster as dg
 
-    from recon_pipelines.definitions import defs
+        from recon_pipelines.definitions import defs
 
-    try:
-        job = defs.resolve_job_def(f"recheck_{name}")
-    except Exception:
-        raise TriggerError(f"no reconciliation named {name!r} in this code location") from None
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
-    result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
+        try:
+            job = defs.resolve_job_def(f"recheck_{name}")
+        except Exception:
+            raise TriggerError(f"no reconciliation named {name!r} in this code location") from None
+        instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+        result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
     return Triggered(result.run_id, "SUCCESS" if result.success else "FAILURE")
 
 
 def _launch(base_url: str, name: str, run_config: dict, wait: bool, timeout: float) -> Triggered:
+    from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
+
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise TriggerError(f"not a webserver URL: {base_url!r} (e.g. http://127.0.0.1:3000)")
+    client = DagsterGraphQLClient(parts.hostname, port_number=parts.port, use_https=parts.scheme == "https",
+                                  timeout=30, path_prefix=parts.path.rstrip("/"))
     job = f"recheck_{name}"
-    with httpx.Client(base_url=base_url.rstrip("/"), timeout=30) as client:
-        location, repository = _find_job(client, job)
-        result = _graphql(client, _LAUNCH, {"params": {
-            "selector": {"repositoryLocationName": location, "repositoryName": repository, "jobName": job},
-            "runConfigData": run_config,
-        }})["launchRun"]
-        if result["__typename"] != "LaunchRunSuccess":
-            detail = "; ".join(e["message"] for e in result.get("errors", [])) or result.get("message", "")
-            raise TriggerError(f"{job} was not launched ({result['__typename']}): {detail}")
-        run_id, status = result["run"]["runId"], result["run"]["status"]
+    try:
+        run_id = client.submit_job_execution(job, run_config=run_config)
+        status = client.get_run_status(run_id).value
         deadline = time.monotonic() + timeout
         while wait and status not in FINISHED:
             if time.monotonic() > deadline:
                 raise TriggerError(f"run {run_id} still {status} after {timeout:g} s")
             time.sleep(1.0)
-            status = _graphql(client, _STATUS, {"id": run_id})["runOrError"].get("status", status)
-    return Triggered(run_id, status, f"{base_url.rstrip('/')}/runs/{run_id}")
+            status = client.get_run_status(run_id).value
+    except DagsterGraphQLClientError as exc:
+        raise TriggerError(_explain(exc, job, base_url)) from None
+    return Triggered(run_id, status, f"{base_url}/runs/{run_id}")
 
 
-def _find_job(client: httpx.Client, job: str) -> tuple[str, str]:
-    workspace = _graphql(client, _FIND_JOB)["workspaceOrError"]
-    for entry in workspace.get("locationEntries", []):
-        location = entry["locationOrLoadError"] or {}
-        for repository in location.get("repositories", []):
-            if any(j["name"] == job for j in repository["jobs"]):
-                return location["name"], repository["name"]
-    raise TriggerError(f"no job {job} on this Dagster webserver: is the reconciliation's spec loaded?")
+def _explain(exc: Exception, job: str, base_url: str) -> str:
+    """One line for the client's errors (they carry whole GraphQL documents otherwise)."""
+    kind, *detail = exc.args or ("error",)
+    if str(kind).endswith("NotFoundError"):
+        return f"no job {job} on the Dagster webserver at {base_url}: is the reconciliation's spec loaded?"
+    if _caused_by(exc, OSError):  # refused, unknown host, timeout: the client wraps them in gql errors
+        return (f"cannot reach Dagster at {base_url}: is it running (make demo)? Otherwise pass --url, "
+                f"or set {DAGSTER_URL_ENV} or {DAGSTER_PORT_ENV}")
+    message = "; ".join(e.get("message", str(e)) if isinstance(e, dict) else str(e) for d in detail
+                        for e in (d if isinstance(d, list) else [d]))
+    return f"{job} was not launched ({kind}){': ' + message if message else ''}"
 
 
-def _graphql(client: httpx.Client, query: str, variables: dict | None = None) -> dict:
-    try:
-        response = client.post("/graphql", json={"query": query, "variables": variables or {}})
-    except httpx.HTTPError as exc:
-        raise TriggerError(f"cannot reach Dagster at {client.base_url}: {exc}") from None
-    if response.status_code != 200:
-        raise TriggerError(f"Dagster at {client.base_url} answered {response.status_code}")
-    body = response.json()
-    if body.get("errors"):
-        raise TriggerError("; ".join(e.get("message", str(e)) for e in body["errors"]))
-    return body["data"]
+def _caused_by(exc: BaseException, kind: type) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

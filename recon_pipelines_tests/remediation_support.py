@@ -73,6 +73,7 @@ class Sleeps(list):
 def deliverer(engine, spec, slack=None, sleeps: Sleeps | None = None, environ: dict | None = None, **options):
     env = {"SLACK_BOT_TOKEN": TOKEN} if slack is not None else {}
     env.update(environ or {})
+    options = {"backoff": 0.01, "retry_delay": 0, **options}
     return Deliverer(engine, [spec], slack_base_url=slack.base_url if slack is not None else None,
-                     sleep=sleeps if sleeps is not None else Sleeps(), environ=env, backoff=0.01, retry_delay=0,
+                     sleep=sleeps if sleeps is not None else Sleeps(), environ=env,
                      log=logging.getLogger("recon_pipelines.tests.notifications"), **options)

@@ -4,6 +4,8 @@ job and its schedule, all against the local fake Slack."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -79,7 +81,8 @@ def test_reconciliation_run_delivers_its_notifications_visibly(folder):
     assert [m["text"] for m in slack.replies(header["ts"])] == [
         '[CRITICAL] orders: only_in_a key 4: shop={"amount":40.0,"status":"open"}, ledger=∅']
     assert (meta["attempts/delivered"], meta["outbox/ops/delivered"], meta["outbox/ops_digest/in_digest"]) == (2, 2, 1)
-    assert any(line.startswith("ops: opened open:") and "delivered (1700000000." in line for line in logs)
+    reply_ts = slack.replies(header["ts"])[0]["ts"]
+    assert any(line.startswith("ops: opened open:") and f"delivered ({reply_ts})" in line for line in logs)
 
 
 def test_sensor_retries_what_a_down_slack_left_pending(folder):
@@ -113,3 +116,19 @@ def test_daily_digest_groups_what_is_open_by_field_and_sends_once_a_day(folder):
     shown = FakeSlack.rendered_text(message)
     assert "daily digest" in shown and "1 discrepancy opened in the last day or still open" in shown
     assert "*amount*: 1 open, 0 resolved\n• key 2: shop 20.0 / ledger 20.50 (new)" in shown
+
+
+def test_refused_notifications_are_counted_in_the_delivery_metadata(folder):
+    with FakeSlack(channels={"#general"}) as slack:  # #ops does not exist: Slack refuses for good
+        defs, recon = definitions(folder, slack.base_url)
+        with dg.instance_for_test() as instance:
+            run = defs.resolve_job_def("reconcile_orders").execute_in_process(instance=instance)
+            meta = {e.materialization.asset_key.path[-1]: {k: v.value for k, v in e.materialization.metadata.items()}
+                    for e in run.get_asset_materialization_events()}["notifications"]
+            assert (meta["outbox/failed"], meta["outbox/ops/failed"]) == (2, 2)
+            slack.channels.add("#ops")
+            outbox.requeue(recon.tracker().engine, datetime.now(timezone.utc), destination="ops")
+            job = defs.resolve_job_def("deliver_notifications").execute_in_process(instance=instance)
+    [output] = [e.step_output_data.metadata for e in job.all_events if e.event_type_value == "STEP_OUTPUT"]
+    assert (output["outbox/failed"].value, output["attempts/delivered"].value) == (0, 2)
+    assert len(slack.messages) == 2

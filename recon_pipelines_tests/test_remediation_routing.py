@@ -129,12 +129,18 @@ def test_notification_defaults():
 
 @pytest.mark.parametrize("hostile, shown", [
     ("<!channel> pay now", "&lt;!channel&gt; pay now"),
-    ("<https://evil.example/login|Reset your password>", f"&lt;https:{ZWSP}//evil.example/login|Reset your password&gt;"),
+    ("<https://evil.example/login|Reset your password>",
+     f"&lt;https:{ZWSP}//evil.{ZWSP}example/login|Reset your password&gt;"),
     ("@here look", f"@{ZWSP}here look"),
     ("@Everyone", f"@{ZWSP}Everyone"),
     ("<@U024BE7LH>", "&lt;@U024BE7LH&gt;"),
     ("AT&T", "AT&amp;T"),
-    ("http://bare.example", f"http:{ZWSP}//bare.example"),
+    ("http://bare.example", f"http:{ZWSP}//bare.{ZWSP}example"),
+    ("see evil.com or a@b.io", f"see evil.{ZWSP}com or a@b.{ZWSP}io"),  # Slack links bare domains and addresses
+    ("12.50 and v1.2", "12.50 and v1.2"),  # numbers stay as they are
+    ("*bold* _it_", f"{ZWSP}*{ZWSP}bold{ZWSP}*{ZWSP} {ZWSP}_{ZWSP}it{ZWSP}_{ZWSP}"),
+    ("~x~ `y`", f"{ZWSP}~{ZWSP}x{ZWSP}~{ZWSP} {ZWSP}`{ZWSP}y{ZWSP}`{ZWSP}"),
+    ("nul\x00here", "nul\ufffdhere"),
     (None, "∅"),
 ])
 def test_escape_neutralises_mentions_and_links(hostile, shown):

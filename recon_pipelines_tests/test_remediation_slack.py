@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import sys
 import textwrap
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 
 from recon_pipelines.remediation import notification_writer, outbox
 from recon_pipelines.remediation.queue import IncidentQueue
+from recon_pipelines.remediation.slack import ZWSP
 from recon_pipelines.tracker import Tracker
 from recon_pipelines.tracker.schema import outbox as outbox_table
 from recon_pipelines_tests.remediation_support import RECON, Sleeps, deliverer, disc, found, make_spec
@@ -135,8 +137,29 @@ def test_hostile_values_cannot_ping_or_forge_links(tracker, slack):
         # The only <...> Slack would interpret is the run link we built from the configured URL.
         assert FakeSlack.control_tokens(message) == ["http://127.0.0.1:3000/runs/r1|Dagster run"]
     shown = FakeSlack.rendered_text(slack.messages[1])
-    assert "&lt;!channel&gt;" in shown and "&lt;https:\u200b//evil.example/pay|Click to confirm&gt;" in shown
+    assert "&lt;!channel&gt;" in shown and "&lt;https:\u200b//evil.\u200bexample/pay|Click to confirm&gt;" in shown
     assert "@\u200beveryone" in shown
+
+
+def _unformatted(text: str) -> bool:
+    """No formatting character Slack could pair: each has an invisible space on both sides."""
+    return all(text[i - 1:i] == ZWSP and text[i + 1:i + 2] == ZWSP for i, c in enumerate(text) if c in "*_~`")
+
+
+def test_formatting_characters_and_bare_links_in_values_stay_literal(tracker, slack):
+    spec = make_spec()
+    value_a = "*bold* _it_ ~gone~ `code` ```block```"
+    value_b = "pay at evil.example or www.evil.example/x, mail ceo@evil.example, 12.50 EUR"
+    run(tracker, spec, "r1", disc("k*1*", "plan", "critical", value_a=value_a, value_b=value_b))
+    deliverer(tracker.engine, spec, slack).deliver()
+    reply = slack.messages[1]
+    fields = {f["text"].split("\n")[0]: f["text"].split("\n", 1)[1] for f in reply["blocks"][1]["fields"]}
+    for label in ("*Key*", "*crm*", "*billing*"):  # the labels are ours; the values are data
+        assert _unformatted(fields[label]), fields[label]
+        assert fields[label].replace(ZWSP, "") in ("k*1*", value_a, value_b)  # nothing lost but the invisible marks
+    assert re.search(r"\b(?:www\.)?evil\.example\b", fields["*billing*"]) is None  # no domain Slack would link
+    assert "ceo@evil.\u200bexample" in fields["*billing*"] and "12.50 EUR" in fields["*billing*"]
+    assert _unformatted(reply["text"].replace("[CRITICAL] crm_vs_billing: field_mismatch", ""))
 
 
 def test_rate_limit_honours_retry_after_and_5xx_backs_off(tracker, slack):
@@ -149,7 +172,10 @@ def test_rate_limit_honours_retry_after_and_5xx_backs_off(tracker, slack):
     assert report.count("delivered") == 2 + 1  # thread parent and reply, and the incident
     assert len(slack.requests_to(POST)) == 4  # 429, 500, then the parent; then the reply
     assert sleeps[0] == 7  # Retry-After, as asked
-    assert sleeps[1] == pytest.approx(0.02)  # backoff 0.01 * 2 ** attempt (second attempt)
+    assert sleeps[1] == pytest.approx(0.01)  # backoff 0.01 * 2 ** attempt
+    # A 500 may come after Slack posted: it was looked up (not there) before posting again.
+    assert [r.path for r in slack.requests][:5] == [POST, POST, "/api/conversations.list",
+                                                    "/api/conversations.history", POST]
     assert len(slack.messages) == 2
 
 

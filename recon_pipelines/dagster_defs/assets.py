@@ -249,9 +249,19 @@ def _md_cell(value) -> str:
 
 
 def _tracker_state_asset(spec: ReconciliationSpec) -> dg.AssetsDefinition:
+    key = asset_key(spec, "tracker_state")
+    # The guard judges full runs only (tracker/guard.py), so partitioned graphs have no check.
+    guarded = partitions_def(spec) is None
+    checks = [dg.AssetCheckSpec(
+        "export_guard", asset=key, blocking=True,
+        description="No side is empty or shrank by more than guard.max_shrink since the previous run "
+        "(otherwise the run is held as suspicious: nothing is resolved or opened until `recon runs accept`).",
+    )] if guarded else None
+
     @dg.asset(
-        key=asset_key(spec, "tracker_state"),
+        key=key,
         deps=[asset_key(spec, "discrepancies")],
+        check_specs=checks,
         kinds={"sql"},
         # One writer per reconciliation at a time, across runs (the tracker also locks).
         pool=f"recon_{spec.name}",
@@ -264,9 +274,18 @@ def _tracker_state_asset(spec: ReconciliationSpec) -> dg.AssetsDefinition:
         outcome = pipeline.update_tracker(spec, recon.folder(spec, scope), scope, recon.tracker(),
                                           run_id=f"{context.run.run_id}:{scope.label}",
                                           on_outcome=notification_writer(spec))  # the outbox, in the same transaction
-        return dg.MaterializeResult(metadata=tracker_metadata(recon, spec, outcome))
+        results = [export_guard_result(outcome)] if guarded else []
+        return dg.MaterializeResult(metadata=tracker_metadata(recon, spec, outcome), check_results=results)
 
     return tracker_state
+
+
+def export_guard_result(outcome) -> dg.AssetCheckResult:
+    """Blocking and ERROR: a held run fails, and says in one line why and how to accept it."""
+    return dg.AssetCheckResult(
+        check_name="export_guard", passed=not outcome.held, severity=dg.AssetCheckSeverity.ERROR,
+        description=outcome.held, metadata={"held": outcome.held or "no", "run_id": outcome.run_id},
+    )
 
 
 def tracker_metadata(recon: ReconResource, spec: ReconciliationSpec, outcome) -> dict:
@@ -274,6 +293,7 @@ def tracker_metadata(recon: ReconResource, spec: ReconciliationSpec, outcome) ->
     counts = tracker.status_counts(spec.name)
     open_by_severity = tracker.open_severity_counts(spec.name)
     return {
+        "held": outcome.held or "no",
         "new": len(outcome.new_ids),
         "reopened": len(outcome.reopened_ids),
         "seen_again": outcome.seen_again,

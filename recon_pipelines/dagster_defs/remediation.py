@@ -15,7 +15,9 @@ Shared by the code location:
   ``default_status: running``).
 
 Every delivery attempt is a line in the run's logs; the ``notifications`` asset's metadata
-counts the outbox per destination and status.
+counts the outbox per destination and status, and both it and the ``deliver_notifications``
+step show ``failed`` (refused for good until ``recon notifications retry``) as a number the UI
+plots over time.
 """
 
 import logging
@@ -29,10 +31,10 @@ from recon_pipelines.dagster_defs.assets import asset_key, common_asset_args
 from recon_pipelines.dagster_defs.resources import ReconResource
 from recon_pipelines.remediation import Deliverer, DeliveryReport, enqueue_digests, outbox, run_fixes
 from recon_pipelines.spec.models import ReconciliationSpec
+from recon_pipelines.tracker.schema import OUTBOX_STATUSES
 
 DELIVER_JOB = "deliver_notifications"
 DIGEST_JOB = "daily_digest"
-_OUTBOX_STATUSES = ("pending", "delivered", "logged", "covered", "in_digest", "failed")
 
 
 class NotifierResource(dg.ConfigurableResource):
@@ -44,18 +46,24 @@ class NotifierResource(dg.ConfigurableResource):
     backoff_seconds: float = Field(default=1.0, description="First backoff between retries; doubles each time.")
     max_retry_after_seconds: float = Field(default=60.0, description="Longest Retry-After honoured within a run.")
     retry_delay_seconds: float = Field(default=60.0, description="Wait before the next attempt of a destination that is down.")
+    lease_seconds: float = Field(default=300.0, description="Lease on claimed notifications, renewed every third of it "
+                                 "while a delivery runs; a deliverer that dies loses its rows after this long.")
 
     def deliverer(self, recon: ReconResource, specs: Sequence[ReconciliationSpec], log: logging.Logger) -> Deliverer:
         return Deliverer(recon.tracker().engine, specs, slack_base_url=self.slack_base_url, max_retries=self.max_retries,
                          backoff=self.backoff_seconds, max_retry_after=self.max_retry_after_seconds,
-                         retry_delay=self.retry_delay_seconds, log=log)
+                         retry_delay=self.retry_delay_seconds, lease=self.lease_seconds, log=log)
 
 
-def build_remediation_definitions(specs: Sequence[ReconciliationSpec], notifier: NotifierResource | None = None) -> dict:
-    """{assets, jobs, schedules, sensors, resources} for these specs (empty lists when none routes or fixes)."""
+def remediation_assets(spec: ReconciliationSpec) -> list[dg.AssetsDefinition]:
+    """The spec's own remediation assets: ``notifications`` when it routes, ``fixes`` when it declares any."""
+    return ([notifications_asset(spec)] if spec.routing else []) + ([fixes_asset(spec)] if spec.fixes else [])
+
+
+def shared_remediation_definitions(specs: Sequence[ReconciliationSpec]) -> dict:
+    """{jobs, schedules, sensors} that serve every spec of the code location (empty when none routes)."""
     routed = [spec for spec in specs if spec.routing]
     digested = [spec for spec in routed if _digest_destinations(spec)]
-    assets = [notifications_asset(spec) for spec in routed] + [fixes_asset(spec) for spec in specs if spec.fixes]
     jobs, schedules, sensors = [], [], []
     if routed:
         deliver = deliver_notifications_job(routed)
@@ -65,8 +73,7 @@ def build_remediation_definitions(specs: Sequence[ReconciliationSpec], notifier:
         digest = daily_digest_job(digested)
         jobs.append(digest)
         schedules += [daily_digest_schedule(spec, digest) for spec in digested]
-    return {"assets": assets, "jobs": jobs, "schedules": schedules, "sensors": sensors,
-            "resources": {"notifier": notifier or NotifierResource()}}
+    return {"jobs": jobs, "schedules": schedules, "sensors": sensors}
 
 
 # --------------------------------------------------------------------------- assets
@@ -96,9 +103,13 @@ def notifications_asset(spec: ReconciliationSpec) -> dg.AssetsDefinition:
 
 def delivery_metadata(recon: ReconResource, report: DeliveryReport, reconciliation: str | None = None) -> dict:
     metadata: dict = {f"attempts/{outcome}": report.count(outcome)
-                      for outcome in ("delivered", "logged", "pending", "failed", "waiting")}
-    for destination, counts in sorted(outbox.status_counts(recon.tracker().engine, reconciliation).items()):
-        for status in _OUTBOX_STATUSES:
+                      for outcome in ("delivered", "logged", "pending", "failed", "waiting", "taken_over")}
+    counts_by_destination = sorted(outbox.status_counts(recon.tracker().engine, reconciliation).items())
+    # Always present (0 too), so the UI plots it: refused notifications wait for `recon notifications retry`.
+    metadata["outbox/failed"] = sum(counts.get("failed", 0) for _, counts in counts_by_destination)
+    metadata["outbox/pending"] = sum(counts.get("pending", 0) for _, counts in counts_by_destination)
+    for destination, counts in counts_by_destination:
+        for status in OUTBOX_STATUSES:
             if counts.get(status):
                 metadata[f"outbox/{destination}/{status}"] = counts[status]
     if report.attempts:
@@ -153,10 +164,11 @@ class DeliverConfig(dg.Config):
 
 
 def deliver_notifications_job(specs: Sequence[ReconciliationSpec]) -> dg.JobDefinition:
-    @dg.op(name="deliver_pending_notifications",
-           description="Send every due notification of the outbox; a destination still down keeps its rows pending.")
+    @dg.op(name="deliver_pending_notifications", out=dg.Out(dict, description="Attempts per outcome."),
+           description="Send every due notification of the outbox; a destination still down keeps its rows pending. "
+           "Output metadata: attempts per outcome and the outbox's failed and pending counts.")
     def deliver(context: dg.OpExecutionContext, config: DeliverConfig, recon: ReconResource,
-                notifier: NotifierResource) -> None:
+                notifier: NotifierResource) -> dg.Output:
         deliverer = notifier.deliverer(recon, specs, context.log)
         try:
             report = deliverer.deliver(config.reconciliation)
@@ -164,6 +176,7 @@ def deliver_notifications_job(specs: Sequence[ReconciliationSpec]) -> dg.JobDefi
             deliverer.close()
         counts = {outcome: report.count(outcome) for outcome in ("delivered", "logged", "pending", "failed", "waiting")}
         context.log.info("delivery pass: " + ", ".join(f"{n} {outcome}" for outcome, n in counts.items()))
+        return dg.Output(counts, metadata=delivery_metadata(recon, report, config.reconciliation))
 
     @dg.job(name=DELIVER_JOB, description="Deliver pending notifications (launched by deliver_pending_notifications).")
     def job():

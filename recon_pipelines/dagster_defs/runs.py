@@ -85,6 +85,8 @@ def recheck_job(spec: ReconciliationSpec) -> dg.JobDefinition:
         metadata = {"scope": scope.label, **{k: stats[k] for k in ("rows_a", "rows_b", "matched", "only_in_a", "only_in_b")},
                     **discrepancy_metadata(found, folder), **tracker_metadata(recon, spec, outcome)}
         context.add_output_metadata(metadata)
+        if outcome.held:  # the alert is already in the outbox, keyed so the failure sensor adds none
+            raise dg.Failure(outcome.held, metadata={"held": outcome.held})
 
     @dg.job(name=f"recheck_{spec.name}", tags={RECON_TAG: spec.name},
             description="Re-check keys, a date range, or everything (the deep scan), outside the daily partitions.")

@@ -43,7 +43,10 @@ def notification_writer(spec: ReconciliationSpec) -> Hook | None:
         return None
 
     def write(conn: sa.Connection, outcome: RunOutcome, now: datetime) -> None:
-        outbox.enqueue(conn, spec.name, plan_notifications(conn, spec, outcome), now)
+        if outcome.held:  # nothing was applied: one alert instead of a message per discrepancy
+            outbox.enqueue(conn, spec.name, held_run_notifications(spec, outcome.run_id, outcome.held), now)
+        else:
+            outbox.enqueue(conn, spec.name, plan_notifications(conn, spec, outcome), now)
 
     return write
 
@@ -73,6 +76,12 @@ def run_failure_notifications(spec: ReconciliationSpec, run_id: str, job_name: s
         for name in destinations_for(spec.routing, "critical")
         if spec.notifications.destinations[name].type not in DIGEST_TYPES
     ]
+
+
+def held_run_notifications(spec: ReconciliationSpec, run_id: str, line: str) -> list[Notification]:
+    """A run the export guard held is announced as a failed run, once per destination: keyed by
+    its Dagster run id, so the run-failure sensor's own message for that run is not sent again."""
+    return run_failure_notifications(spec, run_id.split(":", 1)[0], "export guard", line)
 
 
 def plan_notifications(conn: sa.Connection, spec: ReconciliationSpec, outcome: RunOutcome) -> list[Notification]:

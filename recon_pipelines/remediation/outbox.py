@@ -4,11 +4,18 @@ delivered afterwards, once per destination.
 Statuses: ``pending`` (to send), ``delivered``, ``logged`` (Slack without a token: written
 to the log, clearly marked), ``covered`` (part of an aggregated Slack message, not sent on its
 own), ``in_digest`` (waits for the daily digest), ``failed`` (refused by the destination:
-retrying cannot help; the error says why).
+retrying cannot help until someone fixes the cause; ``recon notifications retry`` requeues it).
 
-Delivery claims rows with a lease (``locked_by``/``locked_until``, ``FOR UPDATE SKIP LOCKED``
-on PostgreSQL), so two deliverers never send the same row; a deliverer that dies mid-way
-loses its lease and the rows become claimable again.
+Claims:
+
+- **Order.** Only the oldest unfinished event of a (discrepancy, destination) is claimable: a
+  ``resolve`` waits while its ``trigger`` is pending or failed, so it can never overtake it.
+- **Leases.** A claim leases rows (``locked_by``/``locked_until``, ``FOR UPDATE SKIP LOCKED``
+  on PostgreSQL) and the deliverer renews the lease while it works; a deliverer that dies
+  loses it and the rows become claimable again.
+- **Fencing.** Each claim increments ``claims``; its new value is the claim's token. Marking
+  a row, renewing its lease and the check right before sending all require the token, so a
+  deliverer whose lease was taken over can neither send nor overwrite the new holder's result.
 """
 
 from __future__ import annotations
@@ -57,14 +64,21 @@ class OutboxRow:
     occurrence: int | None = None
     run_id: str | None = None
     parent_key: str | None = None
+    token: int = 0  # this claim's fencing token (the row's ``claims`` after it)
+    created_at: datetime | None = None
     extra: dict = field(default_factory=dict)
+
+    @property
+    def claimed_before(self) -> bool:
+        """Another claim came first: it may have sent the message before it died or lost the lease."""
+        return self.token > 1
 
     @classmethod
     def from_row(cls, row: sa.Row) -> "OutboxRow":
         m = row._mapping
         return cls(m["id"], m["reconciliation"], m["destination"], m["destination_type"], m["event"],
                    m["idempotency_key"], m["tier"], m["payload"], m["attempts"], m["discrepancy_id"],
-                   m["occurrence"], m["run_id"], m["parent_key"])
+                   m["occurrence"], m["run_id"], m["parent_key"], m["claims"], m["created_at"])
 
 
 def enqueue(conn: sa.Connection, reconciliation: str, notifications: Sequence[Notification], now: datetime) -> None:
@@ -102,56 +116,118 @@ def openings(conn: sa.Connection, discrepancy_ids: Iterable[str]) -> list[sa.Row
     return rows
 
 
-def claim(engine: sa.Engine, owner: str, now: datetime, lease: float, reconciliation: str | None = None,
-          limit: int = 1000) -> list[OutboxRow]:
-    """Due pending rows, oldest first, leased to ``owner`` for ``lease`` seconds."""
-    o = outbox
-    due = [o.c.status == "pending", o.c.next_attempt_at <= now, sa.or_(o.c.locked_until.is_(None), o.c.locked_until < now)]
+UNFINISHED = ("pending", "failed")  # statuses that hold back the later events of the same discrepancy
+
+
+def claimable(now: datetime, reconciliation: str | None = None, skip_destinations: Iterable[str] = ()) -> list:
+    """Due pending rows nobody holds whose earlier events (same discrepancy and destination) are all finished."""
+    o, earlier = outbox, outbox.alias("earlier")
+    where = [o.c.status == "pending", o.c.next_attempt_at <= now,
+             sa.or_(o.c.locked_until.is_(None), o.c.locked_until < now),
+             ~sa.exists().where(earlier.c.destination == o.c.destination, earlier.c.discrepancy_id == o.c.discrepancy_id,
+                                earlier.c.id < o.c.id, earlier.c.status.in_(UNFINISHED))]
     if reconciliation is not None:
-        due.append(o.c.reconciliation == reconciliation)
+        where.append(o.c.reconciliation == reconciliation)
+    skip = list(skip_destinations)
+    if skip:
+        where.append(o.c.destination.not_in(skip))
+    return where
+
+
+def claim(engine: sa.Engine, owner: str, now: datetime, lease: float, reconciliation: str | None = None,
+          limit: int = 1000, skip_destinations: Iterable[str] = ()) -> list[OutboxRow]:
+    """Claimable rows, oldest first, leased to ``owner`` for ``lease`` seconds, each with a new fencing token."""
+    o = outbox
     with engine.begin() as conn:
-        ids = list(conn.scalars(sa.select(o.c.id).where(*due).order_by(o.c.id).limit(limit)
-                                .with_for_update(skip_locked=True)))
+        ids = list(conn.scalars(sa.select(o.c.id).where(*claimable(now, reconciliation, skip_destinations))
+                                .order_by(o.c.id).limit(limit).with_for_update(skip_locked=True)))
         if not ids:
             return []
         for chunk in chunks(ids):
-            conn.execute(sa.update(o).where(o.c.id.in_(chunk)).values(locked_by=owner,
-                                                                      locked_until=now + timedelta(seconds=lease)))
+            conn.execute(sa.update(o).where(o.c.id.in_(chunk)).values(
+                locked_by=owner, locked_until=now + timedelta(seconds=lease), claims=o.c.claims + 1))
         rows = [r for chunk in chunks(ids) for r in conn.execute(sa.select(o).where(o.c.id.in_(chunk)))]
     return sorted((OutboxRow.from_row(r) for r in rows), key=lambda r: r.id)
 
 
-def _mine(row_id: int, owner: str):
-    return sa.and_(outbox.c.id == row_id, outbox.c.locked_by == owner)
+def _held(row_id: int, token: int):
+    return sa.and_(outbox.c.id == row_id, outbox.c.claims == token, outbox.c.status == "pending")
 
 
-def mark_done(engine: sa.Engine, row_id: int, owner: str, status: str, now: datetime,
-              external_ref: str | None = None, thread_ref: str | None = None) -> None:
+def holds(engine: sa.Engine, row_id: int, token: int) -> bool:
+    """Whether this claim is still the row's latest (checked right before sending)."""
+    with engine.connect() as conn:
+        return conn.execute(sa.select(outbox.c.id).where(_held(row_id, token))).first() is not None
+
+
+def renew(engine: sa.Engine, held: dict[int, int], until: datetime) -> list[int]:
+    """Extend the leases of the rows still held (id -> token); returns the ids that were lost."""
+    lost = []
     with engine.begin() as conn:
-        conn.execute(sa.update(outbox).where(_mine(row_id, owner)).values(
-            status=status, external_ref=external_ref, thread_ref=thread_ref, delivered_at=now,
-            attempts=outbox.c.attempts + 1, locked_by=None, locked_until=None, last_error=None))
+        for row_id, token in held.items():
+            if conn.execute(sa.update(outbox).where(_held(row_id, token)).values(locked_until=until)).rowcount == 0:
+                lost.append(row_id)
+    return lost
 
 
-def mark_retry(engine: sa.Engine, row_id: int, owner: str, error: str, next_attempt_at: datetime) -> None:
+def mark_done(engine: sa.Engine, row_id: int, token: int, status: str, now: datetime,
+              external_ref: str | None = None, thread_ref: str | None = None) -> bool:
+    """False when the claim was taken over (the new holder decides)."""
+    return _mark(engine, row_id, token, status=status, external_ref=external_ref, thread_ref=thread_ref,
+                 delivered_at=now, last_error=None)
+
+
+def mark_retry(engine: sa.Engine, row_id: int, token: int, error: str, next_attempt_at: datetime) -> bool:
+    return _mark(engine, row_id, token, next_attempt_at=next_attempt_at, last_error=error[:2000])
+
+
+def mark_failed(engine: sa.Engine, row_id: int, token: int, error: str) -> bool:
+    return _mark(engine, row_id, token, status="failed", last_error=error[:2000])
+
+
+def _mark(engine: sa.Engine, row_id: int, token: int, **values) -> bool:
     with engine.begin() as conn:
-        conn.execute(sa.update(outbox).where(_mine(row_id, owner)).values(
-            attempts=outbox.c.attempts + 1, next_attempt_at=next_attempt_at, last_error=error[:2000],
-            locked_by=None, locked_until=None))
+        done = conn.execute(sa.update(outbox).where(_held(row_id, token)).values(
+            attempts=outbox.c.attempts + 1, locked_by=None, locked_until=None, **values))
+    return done.rowcount == 1
 
 
-def mark_failed(engine: sa.Engine, row_id: int, owner: str, error: str) -> None:
+def release(engine: sa.Engine, held: dict[int, int]) -> None:
+    """Give back rows this pass did not finish (destination down, thread not posted yet, an error)."""
     with engine.begin() as conn:
-        conn.execute(sa.update(outbox).where(_mine(row_id, owner)).values(
-            status="failed", attempts=outbox.c.attempts + 1, last_error=error[:2000], locked_by=None, locked_until=None))
+        for row_id, token in held.items():
+            conn.execute(sa.update(outbox).where(_held(row_id, token)).values(locked_by=None, locked_until=None))
 
 
-def release(engine: sa.Engine, row_ids: Sequence[int], owner: str) -> None:
-    """Give back rows this pass did not try (their destination is down, or their thread is not posted yet)."""
+def requeue(engine: sa.Engine, now: datetime, destination: str | None = None, since: datetime | None = None,
+            reconciliation: str | None = None) -> int:
+    """Failed rows back to pending, due now (after the token or channel was fixed); how many."""
+    o = outbox
+    where = [o.c.status == "failed"]
+    if destination is not None:
+        where.append(o.c.destination == destination)
+    if since is not None:
+        where.append(o.c.created_at >= since)
+    if reconciliation is not None:
+        where.append(o.c.reconciliation == reconciliation)
     with engine.begin() as conn:
-        for chunk in chunks(list(row_ids)):
-            conn.execute(sa.update(outbox).where(outbox.c.id.in_(chunk), outbox.c.locked_by == owner)
-                         .values(locked_by=None, locked_until=None))
+        return conn.execute(sa.update(o).where(*where).values(status="pending", next_attempt_at=now, locked_by=None,
+                                                              locked_until=None)).rowcount
+
+
+def listing(engine: sa.Engine, status: str | None = None, destination: str | None = None,
+            reconciliation: str | None = None, limit: int | None = None) -> list[dict]:
+    """Outbox rows as dicts, oldest first (what ``recon notifications list`` shows)."""
+    o = outbox
+    query = sa.select(o.c.id, o.c.reconciliation, o.c.destination, o.c.event, o.c.idempotency_key, o.c.status,
+                      o.c.attempts, o.c.next_attempt_at, o.c.last_error, o.c.created_at).order_by(o.c.id)
+    for column, value in ((o.c.status, status), (o.c.destination, destination), (o.c.reconciliation, reconciliation)):
+        if value is not None:
+            query = query.where(column == value)
+    if limit:
+        query = query.limit(limit)
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]
 
 
 def find(engine: sa.Engine, destination: str, key: str) -> sa.Row | None:
@@ -174,12 +250,9 @@ def status_counts(engine: sa.Engine, reconciliation: str | None = None) -> dict[
 
 
 def due_count(engine: sa.Engine, now: datetime) -> int:
-    """Pending rows whose next attempt is due and that no live deliverer holds (the sensor's question)."""
-    o = outbox
+    """Rows a deliverer could claim now (the sensor's question)."""
     with engine.connect() as conn:
-        return conn.scalar(sa.select(sa.func.count()).select_from(o).where(
-            o.c.status == "pending", o.c.next_attempt_at <= now,
-            sa.or_(o.c.locked_until.is_(None), o.c.locked_until < now)))
+        return conn.scalar(sa.select(sa.func.count()).select_from(outbox).where(*claimable(now)))
 
 
 def chunks(items: list, size: int = CHUNK) -> Iterable[list]:

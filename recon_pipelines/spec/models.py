@@ -55,7 +55,7 @@ from recon_pipelines.spec.rules import (  # noqa: F401
     StringRule,
     TimestampRule,
 )
-from recon_pipelines.spec.runs import ChangeFeedSpec, DeepScanSpec, IncrementalSpec  # noqa: F401
+from recon_pipelines.spec.runs import ChangeFeedSpec, DeepScanSpec, GuardSpec, IncrementalSpec  # noqa: F401
 from recon_pipelines.spec.sources import FileSource, HttpAuth, HttpSource, Pagination, SourceSpec, SqlSource  # noqa: F401
 
 # --------------------------------------------------------------------------- the spec
@@ -90,6 +90,7 @@ class ReconciliationSpec(StrictModel):
     incremental: IncrementalSpec | None = None
     deep_scan: DeepScanSpec = DeepScanSpec()
     change_feed: ChangeFeedSpec | None = None
+    guard: GuardSpec = GuardSpec()
     tags: dict[str, str] = Field(default_factory=dict)
     # Push-down (engine/pushdown.py): two SQL tables are compared inside their database(s) and
     # only what differs is fetched; false always reads both sides whole and compares locally.

@@ -62,3 +62,14 @@ class ChangeFeedSpec(StrictModel):
     @classmethod
     def _window(cls, value: Any) -> float:
         return parse_duration(value)
+
+
+class GuardSpec(StrictModel):
+    """The export guard: a full run whose side shrank sharply since the previous full run (or
+    is empty) is held as suspicious instead of resolving and opening everything."""
+
+    max_shrink: float = Field(
+        0.5, gt=0, le=1,
+        description="Hold the run when a side has lost more than this share of the previous run's rows or keys.",
+    )
+    allow_empty: bool = Field(False, description="An empty side is legitimate (never held for being empty or shrinking to 0).")

@@ -16,6 +16,7 @@ from alembic import command
 from alembic.config import Config
 
 from recon_pipelines.sources.sql import normalize_url
+from recon_pipelines.tracker.values import json_dumps
 
 TRACKER_URL_ENV = "RECON_TRACKER_URL"
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -34,10 +35,10 @@ def default_tracker_url() -> str:
 def create_tracker_engine(url: str | None = None) -> sa.Engine:
     url = normalize_url(url or default_tracker_url())
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 60})
+        engine = sa.create_engine(url, connect_args={"timeout": 60}, json_serializer=json_dumps)
         _serialize_sqlite_writers(engine)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    return sa.create_engine(url, pool_pre_ping=True, json_serializer=json_dumps)
 
 
 def _serialize_sqlite_writers(engine: sa.Engine) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from recon_pipelines.tracker.values import LosslessText
+
 metadata = sa.MetaData()
 
 OPEN_STATUSES = ("new", "acknowledged", "escalated", "muted")
@@ -19,14 +21,14 @@ def _found(primary_key: bool) -> list[sa.Column]:
     return [
         sa.Column("id", sa.String(32), primary_key=primary_key, nullable=False),
         sa.Column("kind", sa.String(32), nullable=False),
-        sa.Column("key", sa.Text, nullable=False),
-        sa.Column("field", sa.String(128)),
+        sa.Column("key", LosslessText, nullable=False),
+        sa.Column("field", sa.Text),  # any column name (migration 0004 widened it from 128)
         sa.Column("reason", sa.String(64)),
-        sa.Column("value_a", sa.Text),
-        sa.Column("value_b", sa.Text),
+        sa.Column("value_a", LosslessText),
+        sa.Column("value_b", LosslessText),
         sa.Column("difference", sa.Float),
         sa.Column("severity", sa.String(16), nullable=False),
-        sa.Column("detail", sa.Text),
+        sa.Column("detail", LosslessText),
     ]
 
 
@@ -66,7 +68,10 @@ events = sa.Table(
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
 )
 
-# Append-only: one row per reconciliation run that wrote to the tracker.
+# One row per reconciliation run that wrote to the tracker. A run the export guard held is
+# ``suspicious`` (its discrepancies wait in staging) until an operator accepts it.
+RUN_OUTCOMES = ("ok", "suspicious", "accepted")
+APPLIED_OUTCOMES = ("ok", "accepted")
 runs = sa.Table(
     "recon_runs",
     metadata,
@@ -82,11 +87,17 @@ runs = sa.Table(
     sa.Column("new", sa.BigInteger),
     sa.Column("resolved", sa.BigInteger),
     sa.Column("summary", sa.JSON),
-    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),  # RUN_OUTCOMES
+    # The export guard (migration 0005): why a run was held, what it saw, who let it through.
+    sa.Column("guard_note", sa.Text),
+    sa.Column("key_sample", sa.JSON),
+    sa.Column("accepted_by", sa.String(128)),
+    sa.Column("accepted_at", sa.DateTime(timezone=True)),
 )
 
 # Scratch space for one run's discrepancies and scope; rows are tagged by run and removed in
-# the same transaction that writes them, so they never outlive the run.
+# the same transaction that writes them, so they never outlive the run, except for a run held
+# by the export guard: its rows stay until it is accepted (they are what accepting applies).
 staging = sa.Table(
     "recon_staging",
     metadata,
@@ -98,13 +109,14 @@ scope_keys = sa.Table(
     "recon_scope_keys",
     metadata,
     sa.Column("run_id", sa.String(64), nullable=False),
-    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("key", LosslessText, nullable=False),
 )
 
 # --------------------------------------------------------------------------- remediation (migration 0003)
 
 # Notifications waiting for, or done with, delivery; written in the run's transaction.
 # Unique per (destination, idempotency_key): a message exists once per destination.
+# ``claims`` (migration 0004) counts the claims of a row: the fencing token of the current one.
 OUTBOX_STATUSES = ("pending", "delivered", "logged", "covered", "in_digest", "failed")
 outbox = sa.Table(
     "recon_outbox",
@@ -126,6 +138,7 @@ outbox = sa.Table(
     sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("locked_by", sa.String(128)),
     sa.Column("locked_until", sa.DateTime(timezone=True)),
+    sa.Column("claims", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_error", sa.Text),
     sa.Column("external_ref", sa.String(255)),  # Slack ts, incident id, HTTP status
     sa.Column("thread_ref", sa.String(255)),
@@ -145,7 +158,7 @@ incidents = sa.Table(
     sa.Column("reconciliation", sa.String(128), nullable=False),
     sa.Column("discrepancy_id", sa.String(32)),
     sa.Column("severity", sa.String(16), nullable=False),
-    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("title", LosslessText, nullable=False),
     sa.Column("payload", sa.JSON, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
@@ -164,12 +177,12 @@ fixes = sa.Table(
     sa.Column("fix_id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("discrepancy_id", sa.String(32), nullable=False),
     sa.Column("reconciliation", sa.String(128), nullable=False),
-    sa.Column("key", sa.Text, nullable=False),
-    sa.Column("field", sa.String(128), nullable=False),
+    sa.Column("key", LosslessText, nullable=False),
+    sa.Column("field", sa.Text, nullable=False),
     sa.Column("action", sa.String(16), nullable=False),
     sa.Column("target", sa.Text, nullable=False),
-    sa.Column("value_before", sa.Text),
-    sa.Column("value_after", sa.Text),
+    sa.Column("value_before", LosslessText),
+    sa.Column("value_after", LosslessText),
     sa.Column("outcome", sa.String(16), nullable=False),  # applied, skipped, failed
     sa.Column("error", sa.Text),
     sa.Column("actor", sa.String(128), nullable=False),

@@ -11,6 +11,10 @@ whatever the number of discrepancies):
 - open but not seen by this run: resolved (``auto``), but only when the run compared
   that key (its scope), so a one-day or a few-keys run never resolves what it did not read.
 
+With the export guard (``guard=``, tracker/guard.py), a run whose side is empty or shrank
+too far since the previous run of its scope changes nothing: it is recorded ``suspicious``
+with its discrepancies kept staged, until an operator accepts it (``accept_run``).
+
 A run killed before commit leaves the tracker exactly as it was.
 """
 
@@ -30,7 +34,9 @@ from recon_pipelines.spec.models import EscalationSpec
 from recon_pipelines.tracker import lifecycle
 from recon_pipelines.tracker.db import create_tracker_engine, migrate
 from recon_pipelines.tracker.lifecycle import TransitionError
-from recon_pipelines.tracker.schema import OPEN_STATUSES, discrepancies, events, runs, scope_keys, staging
+from recon_pipelines.tracker.guard import Guard
+from recon_pipelines.tracker.schema import APPLIED_OUTCOMES, OPEN_STATUSES, discrepancies, events, runs, scope_keys, staging
+from recon_pipelines.tracker.values import encode_column
 
 RUN_ACTOR = "recon-run"
 STAGED_COLUMNS = ("id", "kind", "key", "field", "reason", "value_a", "value_b", "difference", "severity", "detail")
@@ -63,6 +69,7 @@ class RunOutcome:
     seen_again: int = 0
     open_count: int = 0
     already_applied: bool = False
+    held: str | None = None  # the export guard held the run: why, in one line (nothing else changed)
 
 
 def utcnow() -> datetime:
@@ -92,107 +99,165 @@ class Tracker:
         now: datetime | None = None,
         escalation: EscalationSpec | None = None,
         on_outcome: Callable[[sa.Connection, RunOutcome, datetime], None] | None = None,
+        guard: Guard | None = None,
     ) -> RunOutcome:
         """Fold one run's discrepancies (the engine's table) into the tracker, atomically.
 
         Applying the same ``run_id`` twice changes nothing the second time (a retried step).
         ``on_outcome`` runs inside the same transaction once the outcome is known (the
-        remediation outbox uses it, so a notification exists if and only if its change does)."""
+        remediation outbox uses it, so a notification exists if and only if its change does).
+        With a ``guard``, a run whose sides shrank too far since the previous applied run of
+        the same scope is held (``outcome.held`` says why): nothing changes but the run's row,
+        and its discrepancies stay staged until ``accept_run``."""
         now = now or utcnow()
-        d, s = discrepancies, staging
         outcome = RunOutcome(run_id)
         with self.engine.begin() as conn:
             self._lock(conn, reconciliation)
-            if conn.execute(sa.select(runs.c.run_id).where(runs.c.run_id == run_id)).first():
+            recorded = conn.execute(sa.select(runs.c.outcome, runs.c.guard_note).where(runs.c.run_id == run_id)).first()
+            if recorded:
                 outcome.already_applied = True
+                outcome.held = recorded.guard_note if recorded.outcome == "suspicious" else None
                 return outcome
             self._stage(conn, run_id, found)
-            staged = sa.select(s.c.id).where(s.c.run_id == run_id)
-            mine = d.c.reconciliation == reconciliation
-            self._expire_mutes(conn, reconciliation, run_id, now)
-
-            # Resolved before, seen again: reopen as a new occurrence of the same discrepancy.
-            reopened = sa.select(d.c.id).where(mine, d.c.status == "resolved", d.c.id.in_(staged))
-            outcome.reopened_ids = list(conn.scalars(reopened))
-            self._log(conn, reconciliation, outcome.reopened_ids, "resolved", "new", "reopened", run_id, now,
-                      note="seen again after it was resolved")
-            if outcome.reopened_ids:
-                conn.execute(
-                    sa.update(d).where(d.c.id.in_(reopened)).values(
-                        status="new", occurrence=d.c.occurrence + 1, consecutive_runs=0,
-                        resolved_at=None, resolution=None, opened_at=now,
-                    )
-                )
-
-            # Seen again: refresh, never re-report.
-            seen = conn.execute(
-                sa.update(d)
-                .where(mine, d.c.id == s.c.id, s.c.run_id == run_id)
-                .values(
-                    last_seen=now, times_seen=d.c.times_seen + 1, consecutive_runs=d.c.consecutive_runs + 1,
-                    value_a=s.c.value_a, value_b=s.c.value_b, difference=s.c.difference, reason=s.c.reason,
-                    severity=s.c.severity, detail=s.c.detail, last_run_id=run_id, updated_at=now,
-                )
+            self._stage_keys(conn, run_id, scope.keys if scope.keys is not None else scope.exclude)
+            row = dict(
+                run_id=run_id, reconciliation=reconciliation, scope=scope.label, started_at=started_at,
+                finished_at=now, rows_a=(summary or {}).get("rows_a"), rows_b=(summary or {}).get("rows_b"),
+                matched=(summary or {}).get("matched"), discrepancies=found.num_rows, summary=summary,
+                key_sample=guard.observation.to_json() if guard else None,
             )
-            outcome.seen_again = seen.rowcount - len(outcome.reopened_ids)
-
-            # Never seen: insert as new (the one anti-join against the table), then read back
-            # what was inserted: new, first sighting, first occurrence, by this run.
-            at = sa.literal(now, sa.DateTime(timezone=True))
-            conn.execute(
-                sa.insert(d).from_select(
-                    [*STAGED_COLUMNS, "reconciliation", "status", "first_seen", "last_seen", "opened_at", "times_seen",
-                     "consecutive_runs", "occurrence", "last_run_id", "updated_at"],
-                    sa.select(
-                        *[s.c[c] for c in STAGED_COLUMNS], sa.literal(reconciliation), sa.literal("new"), at, at, at,
-                        sa.literal(1), sa.literal(1), sa.literal(1), sa.literal(run_id), at,
-                    ).where(s.c.run_id == run_id, ~sa.exists().where(d.c.id == s.c.id)),
-                )
-            )
-            inserted = [mine, d.c.status == "new", d.c.last_run_id == run_id, d.c.times_seen == 1, d.c.occurrence == 1]
-            outcome.new_ids = list(conn.scalars(sa.select(d.c.id).where(*inserted)))
-            self._log_new(conn, reconciliation, run_id, now, inserted)
-
-            outcome.escalated_ids = self._escalate(conn, reconciliation, run_id, escalation, now)
-
-            # Open but not seen, within what this run compared: resolved.
-            gone = [mine, d.c.status.in_(OPEN_STATUSES), ~d.c.id.in_(staged)]
-            scoped = sa.select(scope_keys.c.key).where(scope_keys.c.run_id == run_id)
-            if scope.keys is not None:
-                self._stage_keys(conn, run_id, scope.keys)
-                gone.append(d.c.key.in_(scoped))
-            elif scope.exclude:
-                self._stage_keys(conn, run_id, scope.exclude)
-                gone.append(~d.c.key.in_(scoped))
-            for status in OPEN_STATUSES:
-                ids = list(conn.scalars(sa.select(d.c.id).where(*gone, d.c.status == status)))
-                self._log(conn, reconciliation, ids, status, "resolved", "resolved", run_id, now,
-                          note="auto: no longer seen by a run that compared this key")
-                outcome.resolved_ids += ids
-            if outcome.resolved_ids:
-                conn.execute(
-                    sa.update(d).where(*gone).values(
-                        status="resolved", resolution="auto", resolved_at=now, consecutive_runs=0, updated_at=now
-                    )
-                )
-
-            outcome.open_count = conn.scalar(
-                sa.select(sa.func.count()).select_from(d).where(mine, d.c.status.in_(OPEN_STATUSES))
-            )
-            conn.execute(
-                sa.insert(runs).values(
-                    run_id=run_id, reconciliation=reconciliation, scope=scope.label, started_at=started_at,
-                    finished_at=now, rows_a=(summary or {}).get("rows_a"), rows_b=(summary or {}).get("rows_b"),
-                    matched=(summary or {}).get("matched"), discrepancies=found.num_rows,
-                    new=len(outcome.new_ids) + len(outcome.reopened_ids), resolved=len(outcome.resolved_ids),
-                    summary=summary, outcome="ok",
-                )
-            )
+            if guard is not None:
+                outcome.held = guard.check(self._baseline(conn, reconciliation, scope.label), run_id)
+            if outcome.held:
+                conn.execute(sa.insert(runs).values(**row, new=0, resolved=0, outcome="suspicious", guard_note=outcome.held))
+                if on_outcome is not None:
+                    on_outcome(conn, outcome, now)
+                return outcome  # staged rows kept: they are what accepting the run applies
+            self._fold(conn, reconciliation, run_id, scope, now, escalation, outcome)
+            conn.execute(sa.insert(runs).values(
+                **row, new=len(outcome.new_ids) + len(outcome.reopened_ids), resolved=len(outcome.resolved_ids),
+                outcome="ok"))
             if on_outcome is not None:
                 on_outcome(conn, outcome, now)
-            conn.execute(sa.delete(s).where(s.c.run_id == run_id))
-            conn.execute(sa.delete(scope_keys).where(scope_keys.c.run_id == run_id))
+            self._unstage(conn, run_id)
         return outcome
+
+    def accept_run(
+        self,
+        run_id: str,
+        actor: str,
+        escalation: EscalationSpec | None = None,
+        on_outcome: Callable[[sa.Connection, RunOutcome, datetime], None] | None = None,
+        now: datetime | None = None,
+    ) -> RunOutcome:
+        """Apply a run the export guard held, exactly as it would have been applied, on an
+        operator's word: every transition it causes is recorded with ``actor``. Refused when a
+        later run of the same scope was applied since (accepting would undo it: run again)."""
+        now = now or utcnow()
+        with self.engine.begin() as conn:
+            held = self._run_row(conn, run_id)
+            self._lock(conn, held.reconciliation)
+            held = self._run_row(conn, run_id)  # again, under the lock
+            if held.outcome != "suspicious":
+                raise TransitionError(f"run {run_id} is {held.outcome}, not suspicious: there is nothing to accept")
+            later = conn.scalar(sa.select(runs.c.run_id).where(
+                runs.c.reconciliation == held.reconciliation, runs.c.scope == held.scope,
+                runs.c.outcome.in_(APPLIED_OUTCOMES), runs.c.finished_at > held.finished_at).limit(1))
+            if later:
+                raise TransitionError(f"run {run_id} was held before run {later} was applied; accepting it now would "
+                                      "undo that run: run the reconciliation again instead")
+            s = scope_keys
+            excluded = conn.scalars(sa.select(s.c.key).where(s.c.run_id == run_id))
+            outcome = RunOutcome(run_id)
+            self._fold(conn, held.reconciliation, run_id, Scope.full(excluded, held.scope), now, escalation, outcome,
+                       actor=actor)
+            conn.execute(sa.update(runs).where(runs.c.run_id == run_id).values(
+                outcome="accepted", accepted_by=actor, accepted_at=now,
+                new=len(outcome.new_ids) + len(outcome.reopened_ids), resolved=len(outcome.resolved_ids)))
+            if on_outcome is not None:
+                on_outcome(conn, outcome, now)
+            self._unstage(conn, run_id)
+        return outcome
+
+    def baseline(self, reconciliation: str, scope_label: str) -> dict | None:
+        """The latest applied run of this reconciliation and scope: what the guard compares with."""
+        with self.engine.connect() as conn:
+            return self._baseline(conn, reconciliation, scope_label)
+
+    def _fold(self, conn: sa.Connection, reconciliation: str, run_id: str, scope: Scope, now: datetime,
+              escalation: EscalationSpec | None, outcome: RunOutcome, actor: str = RUN_ACTOR) -> None:
+        """The run's staged discrepancies into the tracker: reopen, refresh, insert, escalate, resolve."""
+        d, s = discrepancies, staging
+        staged = sa.select(s.c.id).where(s.c.run_id == run_id)
+        mine = d.c.reconciliation == reconciliation
+        self._expire_mutes(conn, reconciliation, run_id, now)
+
+        # Resolved before, seen again: reopen as a new occurrence of the same discrepancy.
+        reopened = sa.select(d.c.id).where(mine, d.c.status == "resolved", d.c.id.in_(staged))
+        outcome.reopened_ids = list(conn.scalars(reopened))
+        self._log(conn, reconciliation, outcome.reopened_ids, "resolved", "new", "reopened", run_id, now,
+                  actor=actor, note="seen again after it was resolved")
+        if outcome.reopened_ids:
+            conn.execute(
+                sa.update(d).where(d.c.id.in_(reopened)).values(
+                    status="new", occurrence=d.c.occurrence + 1, consecutive_runs=0,
+                    resolved_at=None, resolution=None, opened_at=now,
+                )
+            )
+
+        # Seen again: refresh, never re-report.
+        seen = conn.execute(
+            sa.update(d)
+            .where(mine, d.c.id == s.c.id, s.c.run_id == run_id)
+            .values(
+                last_seen=now, times_seen=d.c.times_seen + 1, consecutive_runs=d.c.consecutive_runs + 1,
+                value_a=s.c.value_a, value_b=s.c.value_b, difference=s.c.difference, reason=s.c.reason,
+                severity=s.c.severity, detail=s.c.detail, last_run_id=run_id, updated_at=now,
+            )
+        )
+        outcome.seen_again = seen.rowcount - len(outcome.reopened_ids)
+
+        # Never seen: insert as new (the one anti-join against the table), then read back
+        # what was inserted: new, first sighting, first occurrence, by this run.
+        at = sa.literal(now, sa.DateTime(timezone=True))
+        conn.execute(
+            sa.insert(d).from_select(
+                [*STAGED_COLUMNS, "reconciliation", "status", "first_seen", "last_seen", "opened_at", "times_seen",
+                 "consecutive_runs", "occurrence", "last_run_id", "updated_at"],
+                sa.select(
+                    *[s.c[c] for c in STAGED_COLUMNS], sa.literal(reconciliation), sa.literal("new"), at, at, at,
+                    sa.literal(1), sa.literal(1), sa.literal(1), sa.literal(run_id), at,
+                ).where(s.c.run_id == run_id, ~sa.exists().where(d.c.id == s.c.id)),
+            )
+        )
+        inserted = [mine, d.c.status == "new", d.c.last_run_id == run_id, d.c.times_seen == 1, d.c.occurrence == 1]
+        outcome.new_ids = list(conn.scalars(sa.select(d.c.id).where(*inserted)))
+        self._log_new(conn, reconciliation, run_id, now, inserted, actor)
+
+        outcome.escalated_ids = self._escalate(conn, reconciliation, run_id, escalation, now)
+
+        # Open but not seen, within what this run compared: resolved.
+        gone = [mine, d.c.status.in_(OPEN_STATUSES), ~d.c.id.in_(staged)]
+        scoped = sa.select(scope_keys.c.key).where(scope_keys.c.run_id == run_id)
+        if scope.keys is not None:
+            gone.append(d.c.key.in_(scoped))
+        elif scope.exclude:
+            gone.append(~d.c.key.in_(scoped))
+        for status in OPEN_STATUSES:
+            ids = list(conn.scalars(sa.select(d.c.id).where(*gone, d.c.status == status)))
+            self._log(conn, reconciliation, ids, status, "resolved", "resolved", run_id, now, actor=actor,
+                      note="auto: no longer seen by a run that compared this key")
+            outcome.resolved_ids += ids
+        if outcome.resolved_ids:
+            conn.execute(
+                sa.update(d).where(*gone).values(
+                    status="resolved", resolution="auto", resolved_at=now, consecutive_runs=0, updated_at=now
+                )
+            )
+
+        outcome.open_count = conn.scalar(
+            sa.select(sa.func.count()).select_from(d).where(mine, d.c.status.in_(OPEN_STATUSES))
+        )
 
     # ------------------------------------------------------------------ operator actions
 
@@ -314,6 +379,23 @@ class Tracker:
         with self.engine.connect() as conn:
             return [_aware(dict(r._mapping)) for r in conn.execute(query)]
 
+    def run(self, run_id: str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).first()
+        return _aware(dict(row._mapping)) if row else None
+
+    def runs_of(self, dagster_run_id: str) -> list[dict]:
+        """The tracker runs one Dagster run recorded (their ids are ``<dagster run id>:<scope>``)."""
+        with self.engine.connect() as conn:
+            return [_aware(dict(r._mapping)) for r in conn.execute(sa.select(runs).where(_of_run(runs.c.run_id, dagster_run_id)))]
+
+    def seen_in_run(self, dagster_run_id: str) -> list[dict]:
+        """The discrepancies one Dagster run found (it is the last run that saw them), by key and field."""
+        d = discrepancies
+        query = sa.select(d).where(_of_run(d.c.last_run_id, dagster_run_id)).order_by(d.c.key, d.c.field, d.c.kind)
+        with self.engine.connect() as conn:
+            return [_aware(dict(row._mapping)) for row in conn.execute(query)]
+
     # ------------------------------------------------------------------ internals
 
     def _expire_mutes(self, conn: sa.Connection, reconciliation: str, run_id: str, now: datetime) -> None:
@@ -360,27 +442,47 @@ class Tracker:
             return
         table = found.select(list(STAGED_COLUMNS)).add_column(0, "run_id", pa.array([run_id] * found.num_rows, pa.string()))
         if conn.dialect.name == "postgresql":
-            _copy_into(conn, staging.name, table)
+            _copy_into(conn, staging.name, _encoded(table, ("key", "value_a", "value_b", "detail")))
         else:
-            conn.execute(sa.insert(staging), table.to_pylist())
+            conn.execute(sa.insert(staging), table.to_pylist())  # the column types encode
+
+    def _unstage(self, conn: sa.Connection, run_id: str) -> None:
+        conn.execute(sa.delete(staging).where(staging.c.run_id == run_id))
+        conn.execute(sa.delete(scope_keys).where(scope_keys.c.run_id == run_id))
+
+    def _baseline(self, conn: sa.Connection, reconciliation: str, scope_label: str) -> dict | None:
+        r = runs
+        row = conn.execute(
+            sa.select(r.c.run_id, r.c.rows_a, r.c.rows_b, r.c.key_sample)
+            .where(r.c.reconciliation == reconciliation, r.c.scope == scope_label, r.c.outcome.in_(APPLIED_OUTCOMES))
+            .order_by(r.c.finished_at.desc()).limit(1)
+        ).first()
+        return dict(row._mapping) if row else None
+
+    def _run_row(self, conn: sa.Connection, run_id: str) -> sa.Row:
+        row = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).first()
+        if row is None:
+            raise LookupError(f"no run with id {run_id!r} in the tracker")
+        return row
 
     def _stage_keys(self, conn: sa.Connection, run_id: str, keys: tuple[str, ...]) -> None:
         if not keys:
             return
         table = pa.table({"run_id": pa.array([run_id] * len(keys)), "key": pa.array(keys, pa.string())})
         if conn.dialect.name == "postgresql":
-            _copy_into(conn, scope_keys.name, table)
+            _copy_into(conn, scope_keys.name, _encoded(table, ("key",)))
         else:
             conn.execute(sa.insert(scope_keys), table.to_pylist())
 
-    def _log_new(self, conn: sa.Connection, reconciliation: str, run_id: str, now: datetime, inserted: list) -> None:
+    def _log_new(self, conn: sa.Connection, reconciliation: str, run_id: str, now: datetime, inserted: list,
+                 actor: str = RUN_ACTOR) -> None:
         d = discrepancies
         conn.execute(
             sa.insert(events).from_select(
                 ["discrepancy_id", "reconciliation", "from_status", "to_status", "action", "actor", "note", "run_id", "at"],
                 sa.select(
                     d.c.id, sa.literal(reconciliation), sa.null(), sa.literal("new"), sa.literal("detected"),
-                    sa.literal(RUN_ACTOR), d.c.reason, sa.literal(run_id), sa.literal(now, sa.DateTime(timezone=True)),
+                    sa.literal(actor), d.c.reason, sa.literal(run_id), sa.literal(now, sa.DateTime(timezone=True)),
                 ).where(*inserted),
             )
         )
@@ -396,6 +498,13 @@ class Tracker:
                 for i in ids
             ],
         )
+
+
+def _encoded(table: pa.Table, columns: tuple[str, ...]) -> pa.Table:
+    """COPY bypasses the column types, so their encoding (NUL bytes) is applied here."""
+    for name in columns:
+        table = table.set_column(table.column_names.index(name), name, encode_column(table.column(name)))
+    return table
 
 
 def _copy_into(conn: sa.Connection, table_name: str, table: pa.Table) -> None:
@@ -431,3 +540,7 @@ def _aware(row: dict) -> dict:
         if isinstance(value, datetime) and value.tzinfo is None:
             row[name] = value.replace(tzinfo=timezone.utc)
     return row
+
+
+def _of_run(column, dagster_run_id: str):
+    return sa.or_(column == dagster_run_id, column.startswith(f"{dagster_run_id}:", autoescape=True))

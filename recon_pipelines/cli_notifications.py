@@ -1,0 +1,82 @@
+"""``recon notifications``: see what the outbox holds and requeue what a destination refused.
+
+A refusal (``invalid_auth``, ``channel_not_found``, another 4xx) marks a notification
+``failed`` for good, because retrying cannot help until someone fixes the token, the channel
+or the receiver. Once fixed, ``recon notifications retry`` puts them back in the queue; the
+next delivery pass (the sensor, within a minute) sends them, in their original order.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timedelta, timezone
+
+import click
+
+from recon_pipelines.spec.models import parse_duration
+from recon_pipelines.tracker.schema import OUTBOX_STATUSES
+COLUMNS = ("id", "reconciliation", "destination", "event", "idempotency_key", "status", "attempts", "last_error",
+           "created_at")
+
+
+@click.group()
+@click.option("--tracker-url", envvar="RECON_TRACKER_URL", default=None,
+              help="Default: $RECON_TRACKER_URL, else SQLite under DAGSTER_HOME.")
+@click.pass_context
+def notifications(ctx, tracker_url) -> None:
+    """The notification outbox: list it, retry what failed."""
+    ctx.ensure_object(dict)
+    ctx.obj["tracker_url"] = tracker_url
+
+
+@notifications.command("list")
+@click.option("--status", type=click.Choice(OUTBOX_STATUSES), default=None, help="Only this status (e.g. failed).")
+@click.option("--destination", "-d", default=None)
+@click.option("--reconciliation", "-r", default=None)
+@click.option("--limit", type=int, default=200, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.pass_context
+def list_notifications(ctx, status, destination, reconciliation, limit, fmt) -> None:
+    """Notifications oldest first, with the destination's last error."""
+    from recon_pipelines.cli import _table, _write
+    from recon_pipelines.remediation import outbox
+
+    rows = outbox.listing(_engine(ctx), status, destination, reconciliation, limit)
+    if fmt == "table":
+        click.echo(_table(rows, COLUMNS) if rows else "no notifications")
+    else:
+        _write(rows, fmt, sys.stdout, COLUMNS)
+
+
+@notifications.command("retry")
+@click.option("--destination", "-d", default=None, help="Only this destination (e.g. after fixing its channel).")
+@click.option("--reconciliation", "-r", default=None)
+@click.option("--since", default=None, help="Only notifications written since: a duration (2h, 3d) or an ISO date/time.")
+@click.pass_context
+def retry(ctx, destination, reconciliation, since) -> None:
+    """Requeue failed notifications; the next delivery pass sends them."""
+    from recon_pipelines.remediation import outbox
+
+    now = datetime.now(timezone.utc)
+    count = outbox.requeue(_engine(ctx), now, destination, _since(since, now), reconciliation)
+    click.echo(f"{count} failed notification(s) requeued")
+
+
+def _since(text: str | None, now: datetime) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return now - timedelta(seconds=parse_duration(text))
+    except ValueError:
+        pass
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--since {text!r} is neither a duration (2h, 3d) nor an ISO date/time") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _engine(ctx):
+    from recon_pipelines.cli import _tracker_at  # an unreachable tracker is named as such
+
+    return _tracker_at(ctx.obj.get("tracker_url")).engine
