@@ -17,8 +17,9 @@ from pathlib import Path
 
 import click
 
-from recon_pipelines.cli_errors import UserError, one_line, redact
+from recon_pipelines.cli_errors import UserError, one_line
 from recon_pipelines.numbers import display_number
+from recon_pipelines.redact import redact
 from recon_pipelines.spec import SpecError, load_spec
 from recon_pipelines.spec.checks import check_sources
 from recon_pipelines.spec.models import parse_duration
@@ -45,7 +46,7 @@ class ReconGroup(click.Group):
         except Exception as exc:
             if ctx.params.get("debug"):
                 traceback.print_exc()
-            click.echo(f"error: {one_line(exc)}", err=True)
+            click.echo(f"error: {one_line(exc)}", err=True)  # redacted: a driver's message may echo a DSN
             sys.exit(EXIT_ERROR)
 
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import re
 
-# scheme://user:password@host -> scheme://user:***@host, wherever a URL appears in a message.
-# (A local helper: the connectors' own labels already hide passwords through SQLAlchemy.)
-_URL_PASSWORD = re.compile(r"\b([a-z][a-z0-9+.-]*://[^\s/:@]*:)[^\s/@]+@", re.IGNORECASE)
+from recon_pipelines.redact import redact
+
 _DUCKDB_CLASS = re.compile(r"\b[A-Z][A-Za-z ]*? Error: ")
 _CSV_LINE = re.compile(r"CSV Error on Line: (\d+)")
 _CSV_FILE = re.compile(r"^\s*file = (.+)$", re.MULTILINE)
@@ -24,12 +23,8 @@ class UserError(Exception):
     """An error already phrased for the person at the command line."""
 
 
-def redact(text: str) -> str:
-    return _URL_PASSWORD.sub(r"\1***@", text)
-
-
 def one_line(exc: BaseException) -> str:
-    """The message for ``exc``: one line, no secret."""
+    """The message for ``exc``: one line, no secret (the project's one redaction rule)."""
     return redact(_single_line(_describe(exc)))
 
 

@@ -27,7 +27,14 @@ import pyarrow.parquet as pq
 
 from recon_pipelines.engine import MatchStats, evaluate, match, side_columns
 from recon_pipelines.instants import instant_sql
-from recon_pipelines.snapshots import UPDATED_AT, connector_for, snapshot_columns, snapshot_side, write_snapshot
+from recon_pipelines.snapshots import (
+    UPDATED_AT,
+    connector_for,
+    partial_path,
+    snapshot_columns,
+    snapshot_side,
+    write_snapshot,
+)
 from recon_pipelines.sources.base import RecordFilter
 from recon_pipelines.spec.models import ReconciliationSpec
 from recon_pipelines.sqlutil import duckdb_connect, quote_ident, sql_literal
@@ -148,10 +155,11 @@ def _by_keys(key_column: str, keys: set[str]) -> RecordFilter:
 
 def _concat(parts: list[Path], out: Path) -> None:
     files = ", ".join(sql_literal(str(p)) for p in parts)
+    partial = partial_path(out)
     with duckdb_connect() as con:
         con.execute(f"COPY (SELECT * FROM read_parquet([{files}], union_by_name = true)) "
-                    f"TO {sql_literal(str(out.with_suffix('.partial')))} (FORMAT parquet)")
-    out.with_suffix(".partial").replace(out)
+                    f"TO {sql_literal(str(partial))} (FORMAT parquet)")
+    partial.replace(out)
     for part in parts:
         part.unlink(missing_ok=True)
 
@@ -188,7 +196,7 @@ def match_pairs(spec: ReconciliationSpec, folder: RunFolder, memory_limit: str |
             mapping = snapshot_side(info.path, ["a", "b"], info.label)
         stats = match(con, spec, sides[0], sides[1], mapping)
     metadata = {**asdict(stats), **summaries, "summary_skip": skip}
-    partial = folder["pairs"].with_suffix(".partial")
+    partial = partial_path(folder["pairs"])
     con.execute(f"COPY __pairs TO {sql_literal(str(partial))} (FORMAT parquet, "
                 f"KV_METADATA {{{MATCH_STATS_KEY}: {sql_literal(json.dumps(metadata))}}})")
     partial.replace(folder["pairs"])
@@ -251,7 +259,7 @@ def find_discrepancies(spec: ReconciliationSpec, folder: RunFolder, as_of: datet
     if in_flight:
         table = table.filter(pc.invert(pc.is_in(table.column("key"), pa.array(in_flight, pa.string()))))
     write_keys(folder["in_flight"], in_flight)
-    partial = folder["discrepancies"].with_suffix(".partial")
+    partial = partial_path(folder["discrepancies"])
     pq.write_table(table, partial)
     partial.replace(folder["discrepancies"])
     return Found(table, fields, in_flight)

@@ -8,6 +8,8 @@ batches; no side is ever held whole in memory.
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recon_pipelines.engine import Side, side_columns
+from recon_pipelines.redact import redact
 from recon_pipelines.sources.base import Connector, RecordFilter, SourceError, require_columns
 from recon_pipelines.sources.files import FileConnector, duck_types, filter_sql
 from recon_pipelines.spec.models import FileSource, HttpSource, ReconciliationSpec, SqlSource
@@ -33,6 +36,12 @@ class SnapshotInfo:
     rows: int
     label: str
     missing: tuple[str, ...] = ()  # spec names whose source column does not exist
+
+
+def partial_path(path: Path) -> Path:
+    """A temporary name beside ``path``, unique to this writer: two runs of the same scope at
+    once each write their own file, and the atomic rename makes the last complete one win."""
+    return path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.partial")
 
 
 def connector_for(source) -> Connector:
@@ -68,18 +77,21 @@ def write_snapshot(
     With ``skip_missing`` a column the source lacks is left out and listed in ``missing``
     (the Dagster asset check then flags the side); otherwise it is an error naming it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    with connector_for(source) as connector:
-        available = set(connector.schema().names)
-        missing = tuple(name for name, src in columns.items() if src not in available)
-        if skip_missing:
-            columns = {name: src for name, src in columns.items() if name not in missing}
-        if isinstance(connector, FileConnector):
-            rows = _copy_file(connector, columns, partial, record_filter)
-        else:
-            rows = _stream(connector, columns, partial, record_filter)
-        partial.replace(path)
-        return SnapshotInfo(path, rows, connector.label, missing)
+    partial = partial_path(path)
+    try:
+        with connector_for(source) as connector:
+            available = set(connector.schema().names)
+            missing = tuple(name for name, src in columns.items() if src not in available)
+            if skip_missing:
+                columns = {name: src for name, src in columns.items() if name not in missing}
+            if isinstance(connector, FileConnector):
+                rows = _copy_file(connector, columns, partial, record_filter)
+            else:
+                rows = _stream(connector, columns, partial, record_filter)
+            partial.replace(path)
+            return SnapshotInfo(path, rows, connector.label, missing)
+    finally:
+        partial.unlink(missing_ok=True)  # after a failure; renamed away after success
 
 
 def _copy_file(connector: FileConnector, columns: Mapping[str, str], out: Path, record_filter) -> int:
@@ -93,7 +105,7 @@ def _copy_file(connector: FileConnector, columns: Mapping[str, str], out: Path, 
             )
             return con.execute(f"SELECT count(*) FROM read_parquet({sql_literal(str(out))})").fetchone()[0]
         except duckdb.Error as exc:
-            raise SourceError(f"{connector.label}: cannot read: {str(exc).splitlines()[0]}") from None
+            raise SourceError(f"{connector.label}: cannot read: {redact(str(exc).splitlines()[0])}") from None
 
 
 def _stream(connector: Connector, columns: Mapping[str, str], out: Path, record_filter) -> int:

@@ -18,6 +18,8 @@ import warnings
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from recon_pipelines.redact import redact
+
 DAGSTER_URL_ENV = "RECON_DAGSTER_URL"
 DAGSTER_PORT_ENV = "DAGSTER_PORT"
 DEFAULT_DAGSTER_PORT = 3000
@@ -110,7 +112,7 @@ def _launch(base_url: str, name: str, run_config: dict, wait: bool, timeout: flo
             time.sleep(1.0)
             status = client.get_run_status(run_id).value
     except DagsterGraphQLClientError as exc:
-        raise TriggerError(_explain(exc, job, base_url)) from None
+        raise TriggerError(redact(_explain(exc, job, base_url))) from None
     return Triggered(run_id, status, f"{base_url}/runs/{run_id}")
 
 

@@ -299,7 +299,7 @@ def test_the_asset_check_fails_and_the_run_holds(tmp_path):
     assert not second.success  # blocking: the run is marked failed
     assert open_ids(tracker) == before
     assert [(r.destination, r.event) for r in outbox_rows(tracker)[count:]] == [("alerts", "run_failed"), ("pager", "run_failed")]
-    assert tracker.runs("crm_vs_billing")[-1]["run_id"] == f"{second.run_id}:full"
+    assert tracker.runs("crm_vs_billing")[-1]["run_id"] == f"{second.run_id}:full:crm_vs_billing"
 
 
 def test_the_deep_scan_job_fails_with_the_line(tmp_path):

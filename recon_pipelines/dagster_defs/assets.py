@@ -26,6 +26,13 @@ from recon_pipelines.sqlutil import duckdb_connect, quote_ident, sql_literal
 
 STEPS = ("snapshot_a", "snapshot_b", "matched_pairs", "discrepancies", "tracker_state")
 RECON_TAG = "recon/reconciliation"
+# Dagster's run monitoring (run_monitoring.enabled in dagster.yaml) ends a run older than this many seconds.
+MAX_RUNTIME_TAG = "dagster/max_runtime"
+
+
+def run_tags(spec: ReconciliationSpec) -> dict[str, str]:
+    """Tags of every job of a reconciliation, and so of the runs launched from them."""
+    return {RECON_TAG: spec.name, MAX_RUNTIME_TAG: str(int(spec.max_runtime))}
 SAMPLE_ROWS = 20
 _SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
@@ -75,7 +82,7 @@ def reconciliation_job(spec: ReconciliationSpec):
         f"reconcile_{spec.name}",
         selection=dg.AssetSelection.groups(spec.name),
         description=spec.description or f"Compare {spec.source_names[0]} with {spec.source_names[1]} and update the tracker.",
-        tags={RECON_TAG: spec.name},
+        tags=run_tags(spec),
     )
 
 

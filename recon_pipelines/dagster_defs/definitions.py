@@ -60,6 +60,6 @@ def shared_definitions(specs: Sequence[ReconciliationSpec], recon: ReconResource
         jobs=[discrepancy_action, *remediation["jobs"]],
         schedules=remediation["schedules"],
         sensors=[failure_sensor(specs), *remediation["sensors"]],
-        resources={"recon": recon or ReconResource(tracker_url=os.environ.get("RECON_TRACKER_URL")),
+        resources={"recon": recon or ReconResource(),
                    "notifier": notifier or NotifierResource()},
     )

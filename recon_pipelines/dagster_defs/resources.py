@@ -26,7 +26,9 @@ class ReconResource(dg.ConfigurableResource):
         default=None, description="Folder for Parquet snapshots and results; default DAGSTER_HOME/recon_storage."
     )
     tracker_url: str | None = Field(
-        default=None, description=f"SQLAlchemy URL of the tracker; default ${TRACKER_URL_ENV} or SQLite under DAGSTER_HOME."
+        default=None,
+        description=f"SQLAlchemy URL of the tracker; default ${TRACKER_URL_ENV}, read at run time, or SQLite under "
+        f"DAGSTER_HOME. Config is shown in the UI: set it as dg.EnvVar(...) when it holds a password.",
     )
     duckdb_memory_limit: str | None = Field(
         default=None, description="DuckDB memory limit for comparisons (e.g. '8GB'); larger work spills to disk."

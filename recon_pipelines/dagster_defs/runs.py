@@ -22,7 +22,14 @@ import dagster as dg
 from pydantic import Field
 
 from recon_pipelines import pipeline
-from recon_pipelines.dagster_defs.assets import RECON_TAG, discrepancy_metadata, partitions_def, reconciliation_job, tracker_metadata
+from recon_pipelines.dagster_defs.assets import (
+    RECON_TAG,
+    discrepancy_metadata,
+    partitions_def,
+    reconciliation_job,
+    run_tags,
+    tracker_metadata,
+)
 from recon_pipelines.dagster_defs.resources import ReconResource
 from recon_pipelines.feeds import change_feed_for
 from recon_pipelines.remediation import outbox
@@ -88,7 +95,7 @@ def recheck_job(spec: ReconciliationSpec) -> dg.JobDefinition:
         if outcome.held:  # the alert is already in the outbox, keyed so the failure sensor adds none
             raise dg.Failure(outcome.held, metadata={"held": outcome.held})
 
-    @dg.job(name=f"recheck_{spec.name}", tags={RECON_TAG: spec.name},
+    @dg.job(name=f"recheck_{spec.name}", tags=run_tags(spec),
             description="Re-check keys, a date range, or everything (the deep scan), outside the daily partitions.")
     def job():
         recheck()

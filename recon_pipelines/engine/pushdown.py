@@ -40,8 +40,9 @@ not hold: two servers whose hash functions differ (another architecture, say) on
 buckets differ, a cost, never a wrong answer.
 
 Every statement is a ``SELECT`` in a ``READ ONLY`` transaction, built with SQLAlchemy
-constructs (identifiers quoted, values bound), so push-down also runs on read replicas and
-with read-only roles. URLs are only ever logged through the connectors' redacted labels.
+constructs (identifiers quoted, values bound), on the SQL connector's read-only engine
+(``sources/readonly.py``: read-only sessions, the source's statement timeout), so push-down
+also runs on read replicas and with read-only roles. URLs are only ever logged through the connectors' redacted labels.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ from recon_pipelines.engine.compare import (
     side_columns,
 )
 from recon_pipelines.engine.rules import WHITESPACE
+from recon_pipelines.redact import redact
 from recon_pipelines.sources.base import SourceError, require_columns
 from recon_pipelines.sources.sql import SqlConnector, normalize_url
 from recon_pipelines.spec.models import (
@@ -234,7 +236,7 @@ def _in_duckdb(spec: ReconciliationSpec, con) -> PushdownResult:
             try:
                 con.execute(f"ATTACH {sql_literal(path)} AS {q(aliases[path])} (READ_ONLY)")
             except duckdb.Error as exc:
-                raise SourceError(f"{source.name or 'sql'} (duckdb {path}): {str(exc).strip().splitlines()[0]}") from None
+                raise SourceError(f"{source.name or 'sql'} (duckdb {path}): {redact(str(exc).strip().splitlines()[0])}") from None
         scan = ".".join(q(part) for part in (aliases[path], source.db_schema or "main", source.table))
         sides[side] = Side(scan, side_columns(spec, side), f"{source.name or 'sql'} (duckdb {path} {source.table})")
     try:
@@ -471,7 +473,7 @@ def _run(side: _PgSide, what: str, fn: Callable[[sa.Connection], pa.Table]) -> p
             _begin(conn)
             return fn(conn)
     except (sa.exc.SQLAlchemyError, psycopg2.Error) as exc:
-        message = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
+        message = redact(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300])
         raise SourceError(f"{side.label}: {what}: {type(exc).__name__}: {message}") from None
 
 

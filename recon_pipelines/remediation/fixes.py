@@ -27,7 +27,9 @@ import httpx
 import sqlalchemy as sa
 
 from recon_pipelines.remediation.outbox import chunks
-from recon_pipelines.sources.sql import normalize_url, redact_url
+from recon_pipelines.redact import redact
+from recon_pipelines.sources.readonly import read_only_engine
+from recon_pipelines.sources.sql import normalize_url
 from recon_pipelines.spec.models import HttpCallFix, ReconciliationSpec, SqlUpdateFix
 from recon_pipelines.tracker.schema import discrepancies, events
 from recon_pipelines.tracker.schema import fixes as fixes_table
@@ -126,7 +128,7 @@ def _apply(report: FixReport, target) -> None:
         try:
             changed = target.write(change.key, change.before, change.after)
         except Exception as exc:  # the target's own error, recorded in the audit trail
-            report.failed.append((change, f"{type(exc).__name__}: {exc}"[:500]))
+            report.failed.append((change, redact(f"{type(exc).__name__}: {exc}")[:500]))
         else:
             if changed:
                 report.applied.append(change)
@@ -178,25 +180,37 @@ class _SqlTarget:
         self.schema = t.db_schema or (own.db_schema if own and not t.table else None)
         self.key_column = t.key_column or getattr(spec.key[0], side)
         self.column = t.column or getattr(spec.rule(fix.field), side)
-        where = redact_url(self._url) if self._url else f"${self._url_env}"
+        where = redact(self._url) if self._url else f"${self._url_env}"
         self.label = f"{source.name or side} {where} {self.table}.{self.column}"
         self._engine: sa.Engine | None = None
+        self._reader: sa.Engine | None = None
         self._t = sa.table(self.table, sa.column(self.key_column), sa.column(self.column), schema=self.schema)
+
+    def _resolved_url(self) -> str:
+        url = self._url or self._environ.get(self._url_env or "")
+        if not url:
+            raise RuntimeError(f"environment variable {self._url_env} is not set (the fix target's URL)")
+        return normalize_url(url)
 
     @property
     def engine(self) -> sa.Engine:
+        """For the fix's own allow-listed UPDATE, and nothing else."""
         if self._engine is None:
-            url = self._url or self._environ.get(self._url_env or "")
-            if not url:
-                raise RuntimeError(f"environment variable {self._url_env} is not set (the fix target's URL)")
-            self._engine = sa.create_engine(normalize_url(url))
+            self._engine = sa.create_engine(self._resolved_url())
         return self._engine
+
+    @property
+    def reader(self) -> sa.Engine:
+        """Reads go through a read-only session like any source's (``sources/readonly.py``)."""
+        if self._reader is None:
+            self._reader = read_only_engine(self._resolved_url())
+        return self._reader
 
     def read(self, candidates: list[_Candidate]) -> dict[str, object]:
         """The target's current value per key (a key missing from the result has no row)."""
         k, c = self._t.c[self.key_column], self._t.c[self.column]
         found: dict[str, object] = {}
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             for chunk in chunks([candidate.key for candidate in candidates]):
                 found.update((str(key), value) for key, value in conn.execute(sa.select(k, c).where(k.in_(chunk))))
         return found
@@ -209,8 +223,9 @@ class _SqlTarget:
             return conn.execute(sa.update(self._t).where(k == key, unchanged).values({self.column: after})).rowcount == 1
 
     def close(self) -> None:
-        if self._engine is not None:
-            self._engine.dispose()
+        for engine in (self._engine, self._reader):
+            if engine is not None:
+                engine.dispose()
 
 
 class _HttpTarget:
@@ -221,7 +236,7 @@ class _HttpTarget:
         side = "b" if fix.system_of_record == "a" else "a"
         self._fix, self._environ = fix, environ
         self.body_field = fix.target.body_field or getattr(spec.rule(fix.field), side)
-        base = fix.target.url or f"${fix.target.url_env}"
+        base = redact(fix.target.url) if fix.target.url else f"${fix.target.url_env}"
         self.label = f"{fix.target.method} {base.rstrip('/')}{fix.target.path} {{{self.body_field}}}"
         self._client = client
 

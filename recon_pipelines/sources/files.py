@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from recon_pipelines.redact import redact
 from recon_pipelines.sources.base import Connector, RecordFilter, SourceError, require_columns
 from recon_pipelines.sources.types import declared_schema
 from recon_pipelines.spec.models import FileSource
@@ -56,7 +57,7 @@ class FileConnector(Connector):
                 with duckdb_connect() as con:
                     self._schema = con.sql(f"SELECT * FROM {self.scan_sql()} LIMIT 0").to_arrow_table().schema
             except duckdb.Error as exc:
-                raise SourceError(f"{self.label}: cannot read: {exc}") from None
+                raise SourceError(f"{self.label}: cannot read: {redact(exc)}") from None
         return self._schema
 
     def batches(
@@ -71,7 +72,7 @@ class FileConnector(Connector):
             try:
                 reader = con.sql(f"SELECT {select} FROM {self.scan_sql()} {where}").to_arrow_reader(BATCH_ROWS)
             except duckdb.Error as exc:
-                raise SourceError(f"{self.label}: cannot read: {exc}") from None
+                raise SourceError(f"{self.label}: cannot read: {redact(exc)}") from None
             yield from reader
 
 

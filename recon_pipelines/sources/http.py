@@ -7,30 +7,35 @@ timeouts, and credentials that must never reach a log line or an error.
 
 Credentials are read from the environment variable named in ``auth.env`` and
 are only ever sent to the origin (scheme, host, port) of ``spec.url``: a next
-link or a redirect to another host is followed without them.
+link or a redirect to another host is followed without them, and without the
+spec's custom ``headers`` (an API key is often one). httpx itself strips only
+``Authorization`` on a cross-origin redirect, so redirects are followed here.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import itertools
 import json
 import logging
 import os
 import random
-import re
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime, timezone
 from decimal import Context, Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urljoin, urlsplit, urlunsplit
 
 import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from recon_pipelines.redact import SENSITIVE_NAME, redact
 from recon_pipelines.sources.base import Connector, RecordFilter, SourceError, require_columns
 from recon_pipelines.sources.types import declared_schema
 from recon_pipelines.spec.models import HttpSource
@@ -43,8 +48,6 @@ _BACKOFF_BASE = 0.5  # seconds before the first retry; doubles on each further r
 _JITTER = 0.1  # up to +10% so that parallel runs do not retry in lockstep
 _MAX_REDIRECTS = 5
 _MISSING = object()
-# Query parameters whose values are masked in logs and errors (api_key=..., token=...).
-_SENSITIVE_PARAM = re.compile(r"key|token|secret|passw|auth|sig|session|credential", re.IGNORECASE)
 _CONVERSION_ERRORS = (
     pa.ArrowInvalid,
     pa.ArrowTypeError,
@@ -55,6 +58,11 @@ _CONVERSION_ERRORS = (
     TypeError,
     InvalidOperation,
 )
+
+
+class RequestDeadlineExceeded(httpx.TimeoutException):
+    """A response still arriving at ``request_deadline``: httpx's ``timeout`` bounds each read,
+    so a server that sends a byte now and then would otherwise hold a request open forever."""
 
 
 class HttpConnector(Connector):
@@ -72,8 +80,12 @@ class HttpConnector(Connector):
         self._url_params = parse_qsl(parts.query, keep_blank_values=True)
         self._schema: pa.Schema | None = None
         self._auth: dict[str, str] | None = None
-        self._secrets: tuple[str, ...] = ()
+        # Custom header values that look like credentials are scrubbed from errors like auth.env's.
+        self._secrets: tuple[str, ...] = tuple(v for k, v in spec.headers.items() if v and SENSITIVE_NAME.search(k))
         self._next_request_at = 0.0
+        # Sockets this connector's requests opened (from httpcore's trace), so that a request past
+        # its deadline can be cut off even while it waits for headers.
+        self._sockets: list[socket.socket] = []
         # Injectable so tests can observe waits without sleeping.
         self._sleep: Callable[[float], None] = time.sleep
         self._clock: Callable[[], float] = time.monotonic
@@ -118,7 +130,7 @@ class HttpConnector(Connector):
         pagination = self.spec.pagination
         url = self._base_url
         params: Params | None = self._page_params(0, None)
-        seen: set[str] = set()  # cursors / next links already followed, to catch an API that loops
+        seen: set[str] = set()  # cursors, next links and page fingerprints already seen, to catch an API that loops
         for number in itertools.count(1):
             if number > pagination.max_pages:
                 raise SourceError(
@@ -159,6 +171,8 @@ class HttpConnector(Connector):
             # A short page is the last; page sizes are constant so `number * size` records were read.
             if len(records) < pagination.page_size:
                 return None
+            # An API that ignores the page parameter serves the same full page forever.
+            self._check_not_seen(_fingerprint(records), seen, "page identical to one", number)
             return self._base_url, self._page_params(number * pagination.page_size, None)
         if pagination.style == "cursor":
             cursor = _dig(body, pagination.cursor_path)
@@ -191,8 +205,9 @@ class HttpConnector(Connector):
 
     def _get(self, url: str, params: Params | None, number: int) -> httpx.Response:
         """GET a page, following redirects ourselves so credentials never leave the origin."""
+        page_deadline = self._clock() + self.spec.page_deadline
         for _ in range(_MAX_REDIRECTS + 1):
-            response = self._send(url, params, number)
+            response = self._send(url, params, number, page_deadline)
             if not response.is_redirect:
                 if not response.is_success:
                     raise self._status_error(response, number, "")
@@ -200,22 +215,23 @@ class HttpConnector(Connector):
             url, params = urljoin(str(response.url), response.headers["location"]), None
         raise SourceError(f"{self.label}: page {number}: more than {_MAX_REDIRECTS} redirects from {self._redact(url)}")
 
-    def _send(self, url: str, params: Params | None, number: int) -> httpx.Response:
-        """One request, retried on 429, 5xx and transport errors."""
+    def _send(self, url: str, params: Params | None, number: int, page_deadline: float) -> httpx.Response:
+        """One request, retried on 429, 5xx and transport errors, all within the page's deadline."""
         headers = self._headers_for(url)
         attempts = self.spec.max_retries + 1
         for attempt in range(attempts):
             last_try = attempt == attempts - 1
             self._throttle()
+            self._check_page_deadline(page_deadline, url, number)
             try:
-                response = self._client.get(url, params=params, headers=headers, follow_redirects=False)
+                response = self._fetch(url, params, headers)
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
                 if last_try:
                     raise SourceError(
                         f"{self.label}: page {number}: {self._redact(url)} failed after {self.spec.max_retries} "
                         f"retries; last error: {type(exc).__name__}: {self._scrub(str(exc))}"
                     ) from None
-                self._wait(self._backoff(attempt), f"{type(exc).__name__}", number)
+                self._wait(min(self._backoff(attempt), self._left(page_deadline)), f"{type(exc).__name__}", number)
                 continue
             except httpx.HTTPError as exc:
                 raise SourceError(
@@ -227,12 +243,73 @@ class HttpConnector(Connector):
                     raise self._status_error(response, number, f" after {self.spec.max_retries} retries")
                 delay = _retry_after(response) if status in (429, 503) else None
                 delay = self._backoff(attempt) if delay is None else min(delay, self.spec.max_backoff)
-                self._wait(delay, f"status {status}", number)
+                self._wait(min(delay, self._left(page_deadline)), f"status {status}", number)
                 continue
             if 400 <= status < 500:
                 raise self._status_error(response, number, "")
             return response
         raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _fetch(self, url: str, params: Params | None, headers: dict[str, str]) -> httpx.Response:
+        """The whole response within ``request_deadline``. httpx's ``timeout`` bounds each read, so
+        the body is streamed with the deadline checked after each chunk, and a timer shuts the
+        connection's socket down if the deadline passes while a read is blocked (in the headers too)."""
+        deadline = self._clock() + self.spec.request_deadline
+        request = self._client.build_request("GET", url, params=params, headers=headers,
+                                             extensions={"trace": self._trace})
+        expired = threading.Event()
+        timer = threading.Timer(self.spec.request_deadline, self._cut_off, args=(expired,))
+        timer.daemon = True
+        timer.start()
+        try:
+            response = self._client.send(request, stream=True, follow_redirects=False)
+            try:
+                body = bytearray()
+                for chunk in response.iter_raw():
+                    body += chunk
+                    if self._clock() > deadline:
+                        expired.set()
+                        break
+            finally:
+                response.close()
+        except httpx.TransportError:
+            if not expired.is_set():
+                raise
+        finally:
+            timer.cancel()
+        if expired.is_set():
+            raise RequestDeadlineExceeded(
+                f"the response was still arriving after request_deadline={self.spec.request_deadline:g}s",
+                request=request)
+        # A complete response built from the raw bytes: it decodes them (gzip) like a normal one.
+        return httpx.Response(response.status_code, headers=response.headers, content=bytes(body), request=request)
+
+    def _trace(self, event: str, info: dict) -> None:
+        if event == "connection.connect_tcp.complete":
+            sock = info["return_value"].get_extra_info("socket")
+            if sock is not None:
+                self._sockets = [s for s in self._sockets if s.fileno() != -1] + [sock]
+
+    def _cut_off(self, expired: threading.Event) -> None:
+        """Timer thread: one request is in flight at a time, so shutting down every socket this
+        connector opened ends it (idle pooled ones are simply reopened next time)."""
+        expired.set()
+        for sock in self._sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
+
+    def _left(self, page_deadline: float) -> float:
+        """Never wait past the page's deadline (the next attempt then fails at once)."""
+        return max(0.0, page_deadline - self._clock()) + 0.001
+
+    def _check_page_deadline(self, page_deadline: float, url: str, number: int) -> None:
+        if self._clock() > page_deadline:
+            raise SourceError(
+                f"{self.label}: page {number}: {self._redact(url)} not read within "
+                f"page_deadline={self.spec.page_deadline:g}s (requests, retries and waits together)"
+            )
 
     def _status_error(self, response: httpx.Response, number: int, retried: str) -> SourceError:
         snippet = self._scrub(response.text[:200].strip()) if response.content else ""
@@ -260,9 +337,12 @@ class HttpConnector(Connector):
         self._next_request_at = self._clock() + 1.0 / rps
 
     def _headers_for(self, url: str) -> dict[str, str]:
-        headers = {"Accept": "application/json", **self.spec.headers}
-        if self.spec.auth is not None and _origin(url) == self._origin:
-            headers.update(self._auth_headers())
+        """Custom headers and the credential go to the spec's origin only."""
+        headers = {"Accept": "application/json"}
+        if _origin(url) == self._origin:
+            headers.update(self.spec.headers)
+            if self.spec.auth is not None:
+                headers.update(self._auth_headers())
         return headers
 
     def _auth_headers(self) -> dict[str, str]:
@@ -284,7 +364,7 @@ class HttpConnector(Connector):
                 header, secrets = f"Basic {encoded}", (value, encoded, value.split(":", 1)[1])
             else:
                 header, secrets = value, (value,)
-            self._secrets = tuple(s for s in secrets if s)
+            self._secrets += tuple(s for s in secrets if s)
             self._auth = {auth.header: header}
         return self._auth
 
@@ -378,6 +458,11 @@ class HttpConnector(Connector):
 # ---------------------------------------------------------------------- helpers
 
 
+def _fingerprint(records: list[dict]) -> str:
+    text = json.dumps(records, sort_keys=True, default=str, ensure_ascii=False)
+    return "page:" + hashlib.sha256(text.encode()).hexdigest()
+
+
 def _dig(body: Any, path: str) -> Any:
     """The value at a dotted path ('meta.next', 'items.0.id'), or _MISSING."""
     value = body
@@ -402,11 +487,8 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 
 def _redact_url(url: str) -> str:
-    """The URL without user info and with sensitive query values masked: safe to log."""
-    parts = urlsplit(url)
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    query = urlencode([(k, "***" if _SENSITIVE_PARAM.search(k) else v) for k, v in pairs], safe="*")
-    return urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[-1], parts.path, query, ""))
+    """The URL with user info and credential-like query values masked: safe to log."""
+    return redact(url)
 
 
 class _RedactHttpxUrls(logging.Filter):

@@ -1,5 +1,6 @@
 """SQL tables and queries through SQLAlchemy, streamed in chunks (server-side cursors
-where the driver has them), never ``fetchall``."""
+where the driver has them), never ``fetchall``. Read-only: a ``query:`` is checked before
+it runs and every connection is read-only (``sources/readonly.py``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from collections.abc import Iterator, Sequence
 import pyarrow as pa
 import sqlalchemy as sa
 
+from recon_pipelines.redact import redact
 from recon_pipelines.sources.base import Connector, RecordFilter, SourceError, require_columns
+from recon_pipelines.sources.readonly import check_query, read_only_engine
 from recon_pipelines.sources.types import declared_schema
 from recon_pipelines.spec.models import SqlSource
 
@@ -28,15 +31,8 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def redact_url(url: str) -> str:
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparseable URL is reported by create_engine; never echo it whole
-        return "<unparseable url>"
-
-
 class SqlConnector(Connector):
-    def __init__(self, spec: SqlSource, engine: sa.Engine | None = None):
+    def __init__(self, spec: SqlSource):
         self.spec = spec
         url = spec.url
         if spec.url_env:
@@ -45,19 +41,32 @@ class SqlConnector(Connector):
                 raise SourceError(f"{spec.name or 'sql'}: environment variable {spec.url_env} is not set")
         self._url = normalize_url(url)
         what = spec.table or "query"
-        self.label = f"{spec.name or 'sql'} ({redact_url(self._url)} {what})"
-        self._engine = engine
+        self.label = f"{spec.name or 'sql'} ({redact(self._url)} {what})"
+        self._engine: sa.Engine | None = None  # always read_only_engine(): no way around it
         self._schema: pa.Schema | None = None
         self._table: sa.Table | None = None
+        self._checked_query: str | None = None
 
     @property
     def engine(self) -> sa.Engine:
         if self._engine is None:
             try:
-                self._engine = sa.create_engine(self._url)
+                self._engine = read_only_engine(self._url, self.spec.statement_timeout)
             except Exception as exc:
-                raise SourceError(f"{self.label}: {type(exc).__name__}: {exc}") from None
+                raise SourceError(f"{self.label}: {type(exc).__name__}: {redact(exc)}") from None
         return self._engine
+
+    @property
+    def query(self) -> str:
+        """The spec's query once it passed the read-only check in this database's dialect:
+        every use goes through here, so a refused query never reaches the server."""
+        if self._checked_query is None:
+            try:
+                check_query(self.spec.query, self.engine.dialect.name)
+            except SourceError as exc:
+                raise type(exc)(f"{self.label}: {exc}") from None
+            self._checked_query = self.spec.query
+        return self._checked_query
 
     def columns_of(self, names: Sequence[str]) -> list:
         """Typed columns of the reflected table, so the driver's values are converted by
@@ -123,7 +132,7 @@ class SqlConnector(Connector):
     def selectable(self) -> sa.FromClause:
         if self._table is not None:
             return self._table
-        return sa.text(self.spec.query).columns().subquery("q")
+        return sa.text(self.query).columns().subquery("q")
 
     def schema(self) -> pa.Schema:
         if self._schema is not None:
@@ -135,8 +144,9 @@ class SqlConnector(Connector):
                 self._table = table
                 fields = [pa.field(c.name, _arrow_type(c.type)) for c in table.columns]
             else:
+                query = self.query
                 with self.engine.connect() as conn:
-                    result = conn.execute(sa.text(f"SELECT * FROM ({self.spec.query}) q LIMIT 1000"))
+                    result = conn.execute(sa.text(f"SELECT * FROM ({query}) q LIMIT 1000"))
                     names = list(result.keys())
                     sample = pa.Table.from_pylist([dict(zip(names, row)) for row in result], schema=None)
                 fields = [sample.schema.field(n) if n in sample.schema.names else pa.field(n, pa.string()) for n in names]
@@ -215,4 +225,4 @@ def _arrow_type(sa_type: sa.types.TypeEngine) -> pa.DataType:
 
 
 def _first_line(exc: Exception) -> str:
-    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
+    return redact(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300])

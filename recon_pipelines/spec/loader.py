@@ -2,7 +2,9 @@
 
 The YAML accepts short forms that are expanded here before validation:
 ``key: id`` or ``key: [region, id]``; ``fields: {plan: exact, amount: {compare: numeric}}``.
-Strings may reference environment variables as ``${VAR}`` or ``${VAR:-default}``;
+Strings may reference environment variables as ``${VAR}`` or ``${VAR:-default}``, in
+configuration values only: free text (names, descriptions, owner, tags) is shown in the UI,
+logs and notifications, so a variable there must be listed in the spec's ``env_allowlist``;
 relative file paths are resolved against the spec file's folder.
 """
 
@@ -20,6 +22,10 @@ from recon_pipelines.spec.models import ReconciliationSpec
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# Values that are shown rather than used: a token expanded there would be displayed.
+_FREE_TEXT_NAMES = {"name", "description", "owner"}
+_FREE_TEXT_ROOTS = {"tags"}
+ENV_ALLOWLIST = "env_allowlist"
 
 
 class SpecError(ValueError):
@@ -80,8 +86,11 @@ def parse_spec(raw: Any, source_file: str | Path = "<spec>") -> ReconciliationSp
     source_file = Path(source_file)
     if not isinstance(raw, dict):
         raise SpecError(source_file, "", "a spec must be a mapping with name, source_a, source_b, key and fields")
+    allowlist = raw.get(ENV_ALLOWLIST) or []
+    if not isinstance(allowlist, list) or not all(isinstance(n, str) for n in allowlist):
+        raise SpecError(source_file, ENV_ALLOWLIST, "expected a list of environment variable names")
     try:
-        data = _expand_env(raw, source_file, "")
+        data = _expand_env(raw, source_file, "", frozenset(allowlist))
     except KeyError as exc:
         raise SpecError(source_file, exc.args[1], f"environment variable {exc.args[0]} is not set") from None
     data = _expand_short_forms(data, source_file)
@@ -116,15 +125,21 @@ def spec_files(folder: str | Path) -> list[Path]:
 # --------------------------------------------------------------------------- helpers
 
 
-def _expand_env(value: Any, file: Path, path: str) -> Any:
+def _expand_env(value: Any, file: Path, path: str, allowlist: frozenset[str]) -> Any:
+    if path == ENV_ALLOWLIST:
+        return value
     if isinstance(value, dict):
-        return {k: _expand_env(v, file, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+        return {k: _expand_env(v, file, f"{path}.{k}" if path else str(k), allowlist) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand_env(v, file, f"{path}.{i}") for i, v in enumerate(value)]
+        return [_expand_env(v, file, f"{path}.{i}", allowlist) for i, v in enumerate(value)]
     if isinstance(value, str) and "${" in value:
+        free_text = _is_free_text(path)
 
         def sub(match: re.Match) -> str:
             name, default = match.group(1), match.group(2)
+            if free_text and name not in allowlist:
+                raise SpecError(file, path, f"${{{name}}} is not expanded in free text, which is displayed "
+                                            f"(UI, logs, notifications); list {name} under {ENV_ALLOWLIST} to allow it")
             if name in os.environ:
                 return os.environ[name]
             if default is not None:
@@ -133,6 +148,11 @@ def _expand_env(value: Any, file: Path, path: str) -> Any:
 
         return _ENV_REF.sub(sub, value)
     return value
+
+
+def _is_free_text(path: str) -> bool:
+    parts = path.split(".")
+    return parts[0] in _FREE_TEXT_ROOTS or parts[-1] in _FREE_TEXT_NAMES
 
 
 def _expand_short_forms(data: dict, file: Path) -> dict:

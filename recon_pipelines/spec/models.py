@@ -92,11 +92,19 @@ class ReconciliationSpec(StrictModel):
     change_feed: ChangeFeedSpec | None = None
     guard: GuardSpec = GuardSpec()
     tags: dict[str, str] = Field(default_factory=dict)
+    env_allowlist: list[str] = Field(
+        default_factory=list,
+        description="Environment variables that ${VAR} may expand in free text (name, description, owner, tags).",
+    )
+    max_runtime: Duration = Field(
+        7200.0, gt=0,
+        description="Longest a Dagster run of this reconciliation may take (the dagster/max_runtime run tag); default 2h.",
+    )
     # Push-down (engine/pushdown.py): two SQL tables are compared inside their database(s) and
     # only what differs is fetched; false always reads both sides whole and compares locally.
     pushdown: bool = Field(True, description="Compare two PostgreSQL tables in the database when possible.")
 
-    @field_validator("propagation_lag", mode="before")
+    @field_validator("propagation_lag", "max_runtime", mode="before")
     @classmethod
     def _lag(cls, value: Any) -> float:
         return parse_duration(value)

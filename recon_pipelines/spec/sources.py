@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from recon_pipelines.sources.readonly import DEFAULT_STATEMENT_TIMEOUT, check_query
 from recon_pipelines.sources.types import arrow_type
 from recon_pipelines.spec.base import Duration, StrictModel, check_zone, parse_duration
 
@@ -70,10 +71,23 @@ class SqlSource(_SourceBase):
     url_env: str | None = Field(None, description="Environment variable holding the SQLAlchemy URL.")
     table: str | None = None
     db_schema: str | None = Field(None, alias="schema")
-    query: str | None = None
+    query: str | None = Field(
+        None,
+        description="One read-only SELECT (WITH and UNION allowed); anything else is refused before it runs.",
+    )
     chunk_size: int = Field(50_000, gt=0)
+    statement_timeout: Duration = Field(
+        DEFAULT_STATEMENT_TIMEOUT,
+        gt=0,
+        description="Longest one statement may run on the source (PostgreSQL, MySQL, MariaDB); default 10m.",
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("statement_timeout", mode="before")
+    @classmethod
+    def _timeout(cls, value: Any) -> float:
+        return parse_duration(value)
 
     @model_validator(mode="after")
     def _one_location(self) -> "SqlSource":
@@ -81,6 +95,9 @@ class SqlSource(_SourceBase):
             raise ValueError("give exactly one of url or url_env")
         if (self.table is None) == (self.query is None):
             raise ValueError("give exactly one of table or query")
+        if self.query is not None and self.url is not None:
+            # Checked here when the URL names the dialect; with url_env the connector checks it.
+            check_query(self.query, self.url.split(":", 1)[0].split("+")[0])
         return self
 
 
@@ -115,11 +132,17 @@ class HttpSource(_SourceBase):
     auth: HttpAuth | None = None
     pagination: Pagination = Pagination()
     timeout: Duration = 30.0
+    request_deadline: Duration = Field(
+        300.0, gt=0, description="Longest one request may take, headers and body (timeout bounds each read only)."
+    )
+    page_deadline: Duration = Field(
+        900.0, gt=0, description="Longest one page may take: its requests, redirects, retries and waits together."
+    )
     max_retries: int = Field(5, ge=0)
     max_backoff: Duration = 60.0
     requests_per_second: float | None = Field(None, gt=0)
 
-    @field_validator("timeout", "max_backoff", mode="before")
+    @field_validator("timeout", "max_backoff", "request_deadline", "page_deadline", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)

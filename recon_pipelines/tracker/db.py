@@ -2,6 +2,12 @@
 
 PostgreSQL when ``RECON_TRACKER_URL`` (or an explicit URL) names one; otherwise an
 embedded SQLite file under the Dagster home. The same code serves both.
+
+A PostgreSQL session is bounded (``POSTGRES_CONNECT_ARGS``, ``POSTGRES_SESSION_SETTINGS``), so
+that a network stall never leaves a run holding its reconciliation's advisory lock: the server
+ends a session idle in a transaction, TCP keepalives and ``tcp_user_timeout`` notice a dead
+peer, and statement and lock timeouts bound every wait. The same names given as URL query
+parameters win (``?connect_timeout=5``, ``?options=-c%20lock_timeout%3D60000``).
 """
 
 from __future__ import annotations
@@ -23,6 +29,23 @@ _MIGRATIONS = Path(__file__).parent / "migrations"
 # Any constant works; it only has to be the same in every process that migrates.
 _MIGRATION_LOCK_ID = 0x7265636F6E  # "recon"
 
+# libpq connection parameters (seconds unless noted).
+POSTGRES_CONNECT_ARGS = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 60,  # an idle connection is probed after a minute ...
+    "keepalives_interval": 10,  # ... every 10 s, and given up after 6 unanswered probes
+    "keepalives_count": 6,
+    "tcp_user_timeout": 120_000,  # ms: data sent but unacknowledged this long ends the connection
+}
+# Server settings of every tracker session (milliseconds). The statement timeout covers the
+# wait for the reconciliation's advisory lock too, so it is the longest.
+POSTGRES_SESSION_SETTINGS = {
+    "idle_in_transaction_session_timeout": 300_000,  # 5 min: a stalled run's transaction is ended
+    "lock_timeout": 900_000,  # 15 min waiting for a lock (another run of the same reconciliation)
+    "statement_timeout": 1_800_000,  # 30 min for one statement
+}
+
 
 def default_tracker_url() -> str:
     if os.environ.get(TRACKER_URL_ENV):
@@ -38,7 +61,17 @@ def create_tracker_engine(url: str | None = None) -> sa.Engine:
         engine = sa.create_engine(url, connect_args={"timeout": 60}, json_serializer=json_dumps)
         _serialize_sqlite_writers(engine)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, json_serializer=json_dumps)
+    return sa.create_engine(url, pool_pre_ping=True, json_serializer=json_dumps, connect_args=postgres_connect_args(url))
+
+
+def postgres_connect_args(url: str | sa.URL) -> dict:
+    """The bounds above, except those the URL sets itself; its ``options`` come last, so they win."""
+    query = sa.make_url(url).query
+    args: dict = {k: v for k, v in POSTGRES_CONNECT_ARGS.items() if k not in query}
+    options = " ".join(f"-c {name}={value}" for name, value in POSTGRES_SESSION_SETTINGS.items())
+    given = query.get("options")
+    args["options"] = f"{options} {given if isinstance(given, str) else ' '.join(given or ())}".strip()
+    return args
 
 
 def _serialize_sqlite_writers(engine: sa.Engine) -> None:

@@ -30,6 +30,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
+from recon_pipelines.redact import redact
+
 from recon_pipelines.spec.models import EscalationSpec
 from recon_pipelines.tracker import lifecycle
 from recon_pipelines.tracker.db import create_tracker_engine, migrate
@@ -84,7 +86,7 @@ class Tracker:
 
     @property
     def url(self) -> str:
-        return self.engine.url.render_as_string(hide_password=True)
+        return redact(self.engine.url)  # also ?password= and ?sslpassword=, which hide_password leaves
 
     # ------------------------------------------------------------------ runs
 
