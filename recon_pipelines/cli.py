@@ -10,17 +10,17 @@ import io
 import json
 import os
 import sys
+import traceback
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import click
 
-from recon_pipelines.engine import ComparisonError
+from recon_pipelines.cli_errors import UserError, one_line
 from recon_pipelines.identity import os_user
 from recon_pipelines.numbers import display_number
 from recon_pipelines.redact import redact
-from recon_pipelines.sources.base import SourceError
-from recon_pipelines.spec import SpecError, load_spec, load_spec_dir
+from recon_pipelines.spec import SpecError, load_spec
 from recon_pipelines.spec.checks import check_sources
 from recon_pipelines.spec.models import parse_duration
 from recon_pipelines.terminal import for_terminal, json_for_terminal, stream_is_terminal
@@ -35,39 +35,98 @@ STATUS_CHOICE = click.Choice([*STATUSES, "open"])  # an unknown status is an err
 
 
 class ReconGroup(click.Group):
-    """Turns the project's own errors into one line on stderr and exit code 2, never a traceback."""
+    """The one place where errors become exit code 2 and one line on stderr naming the file,
+    source or setting at fault (``cli_errors.one_line``), never a traceback unless ``--debug``.
+    Exit 1 stays reserved for "discrepancies found"."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (SpecError, SourceError, ComparisonError, LookupError, ValueError) as exc:  # TransitionError too
-            click.echo(f"error: {for_terminal(redact(exc), keep=chr(10))}", err=True)  # a driver's message may echo a DSN
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise  # usage errors already exit 2 with click's message
+        except Exception as exc:
+            if ctx.params.get("debug"):
+                traceback.print_exc()
+            click.echo(f"error: {for_terminal(one_line(exc))}", err=True)  # redacted, then escaped
             sys.exit(EXIT_ERROR)
 
 
 @click.group(cls=ReconGroup)
 @click.version_option(package_name="recon_pipelines")
-def main() -> None:
-    """Reconcile two systems and track every discrepancy until it is resolved."""
+@click.option("--debug", is_flag=True, help="On an error, also print the traceback.")
+def main(debug: bool) -> None:
+    """Reconcile two systems and track every discrepancy until it is resolved.
+
+    Exit codes: 0 the sides agree, 1 discrepancies found, 2 anything else (bad spec, unreadable
+    source, unreachable tracker), with one line on stderr saying which file or setting."""
 
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--offline", is_flag=True, help="Check the specs only; do not open the sources to check their columns.")
 def validate(paths: tuple[Path, ...], offline: bool) -> None:
-    """Load and check specs (a folder, or files); by default also check that every column exists."""
-    targets = list(paths) or [Path(os.environ.get(SPEC_DIR_ENV, "specs"))]
-    count = 0
+    """Load and check specs: folders or files; by default the folder $RECON_SPEC_DIR, else ./specs.
+
+    Every spec is checked (one line per bad one; exit 2 if any), every column is looked up in
+    its source (unless --offline), and the Dagster definitions of all of them are built and
+    validated together, so names that would collide in the code location are caught here."""
+    from recon_pipelines.spec.loader import spec_files
+
+    targets = list(paths) or [_default_spec_dir()]
+    problems: list[str] = []
+    loaded: list[tuple] = []
     for target in targets:
-        loaded = load_spec_dir(target) if target.is_dir() else [load_spec(target)]
-        for spec in loaded:
-            if not offline:
-                check_sources(spec, _spec_file(target, spec))
-            click.echo(f"ok  {for_terminal(spec.name)}  ({for_terminal(spec.source_names[0])} vs "
-                       f"{for_terminal(spec.source_names[1])}, "
-                       f"{len(spec.key)} key field(s), {len(spec.fields)} compared field(s))")
-            count += 1
-    click.echo(f"{count} spec(s) valid")
+        for file in spec_files(target) if target.is_dir() else [target]:
+            try:
+                spec = load_spec(file)
+                if not offline:
+                    check_sources(spec, file)
+            except SpecError as exc:
+                problems.append(one_line(exc))
+            except Exception as exc:  # noqa: BLE001 - reported as one line like every other problem
+                problems.append(f"{file}: {one_line(exc)}")
+            else:
+                loaded.append((spec, file))
+    first_file: dict[str, Path] = {}
+    for spec, file in loaded:
+        if spec.name in first_file:
+            problems.append(f"{file}: name: {spec.name!r} is also the name of {first_file[spec.name]}")
+        first_file.setdefault(spec.name, file)
+    if loaded and len(first_file) == len(loaded):
+        problem = _definitions_problem([spec for spec, _ in loaded])
+        if problem:
+            problems.append(f"dagster definitions: {problem}")
+    for spec, _ in loaded:
+        click.echo(f"ok  {for_terminal(spec.name)}  ({for_terminal(spec.source_names[0])} vs "
+                   f"{for_terminal(spec.source_names[1])}, "
+                   f"{len(spec.key)} key field(s), {len(spec.fields)} compared field(s))")
+    for problem in problems:
+        click.echo(f"error: {for_terminal(problem)}", err=True)
+    if problems:
+        click.echo(f"{len(problems)} problem(s); {len(loaded)} spec(s) loaded")  # stdout: stderr holds only the errors
+        sys.exit(EXIT_ERROR)
+    click.echo(f"{len(loaded)} spec(s) valid")
+
+
+def _default_spec_dir() -> Path:
+    folder = Path(os.environ.get(SPEC_DIR_ENV) or "specs")
+    if not folder.is_dir():
+        how = f"${SPEC_DIR_ENV} names it" if os.environ.get(SPEC_DIR_ENV) else f"the default when ${SPEC_DIR_ENV} is unset"
+        raise UserError(f"spec folder {folder} not found ({how}); give spec files or folders, or set {SPEC_DIR_ENV}")
+    return folder
+
+
+def _definitions_problem(specs) -> str | None:
+    """What stops the Dagster code location from loading these specs together, or None."""
+    import dagster as dg
+
+    from recon_pipelines.dagster_defs import build_definitions
+
+    try:
+        dg.Definitions.validate_loadable(build_definitions(specs=specs))
+    except Exception as exc:  # noqa: BLE001 - any failure to load is the finding
+        return one_line(exc)
+    return None
 
 
 @main.command()
@@ -89,9 +148,7 @@ def run(spec_file: Path, fmt: str, output: Path | None, limit: int, track: bool,
     spec = load_spec(spec_file)
     check_sources(spec, spec_file)  # a missing column is named by its spec field, before any work
     if track:
-        from recon_pipelines.tracker import Tracker
-
-        tracked = run_tracked(spec, Tracker(tracker_url))
+        tracked = run_tracked(spec, _tracker_at(tracker_url))
         if tracked.outcome.held:
             click.echo(for_terminal(tracked.outcome.held, keep=chr(10)), err=True)
             sys.exit(EXIT_ERROR)
@@ -148,7 +205,7 @@ def trigger(reconciliation, keys, date_from, date_to, full, url, local, wait, tr
                         date_from=date_from, date_to=date_to, full=full, url=url, local=local, wait=wait,
                         verbose=verbose)
     except TriggerError as exc:
-        raise ValueError(str(exc)) from None
+        raise UserError(str(exc)) from None
     click.echo(for_terminal(f"run {result.run_id}: {result.status}"))
     if result.url:
         click.echo(f"  {for_terminal(result.url)}")
@@ -184,7 +241,7 @@ def discrepancies(ctx, status, reconciliation, severity, tracker_url, older_than
 @click.pass_context
 def list_discrepancies(ctx, status, reconciliation, severity, older_than, fmt) -> None:
     """List discrepancies, newest first."""
-    age = timedelta(seconds=parse_duration(older_than)) if older_than else None
+    age = _duration("--older-than", older_than) if older_than else None
     rows = _tracker(ctx).discrepancies(reconciliation, status=status, severity=severity, older_than=age)
     columns = ("id", "reconciliation", "status", "severity", "kind", "key", "field", "value_a", "value_b", "first_seen", "last_seen", "times_seen")
     rows = [{c: r[c] for c in columns} for r in rows]
@@ -270,14 +327,31 @@ def _until(text: str | None) -> datetime | None:
 
 
 
+def _duration(option: str, text: str) -> timedelta:
+    try:
+        return timedelta(seconds=parse_duration(text))
+    except ValueError as exc:
+        raise UserError(f"{option} {text!r}: {exc}") from None
+
+
 def _tracker(ctx):
     return _tracker_at(ctx.obj.get("tracker_url") if ctx.obj else None)
 
 
 def _tracker_at(url: str | None):
-    from recon_pipelines.tracker import Tracker
+    """The tracker, opened here so that a failure to reach it is named as the tracker's."""
+    import sqlalchemy as sa
 
-    return Tracker(url)
+    from recon_pipelines.tracker import Tracker
+    from recon_pipelines.tracker.db import default_tracker_url
+
+    url = url or default_tracker_url()
+    try:
+        return Tracker(url)
+    except (sa.exc.SQLAlchemyError, OSError) as exc:
+        reason = getattr(exc, "orig", None) or exc
+        first = str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
+        raise UserError(f"tracker {redact(url)}: {first}") from None
 
 
 def _echo_run_discrepancies(tracker, run_id: str) -> None:
@@ -306,14 +380,6 @@ def _prepare_demo_data(spec_file: Path) -> None:
 
 def _displayed(row: dict) -> dict:
     return {name: display_number(value) for name, value in row.items()}
-
-
-def _spec_file(target: Path, spec) -> Path:
-    if target.is_dir():
-        for candidate in sorted(target.iterdir()):
-            if candidate.suffix in (".yaml", ".yml") and load_spec(candidate).name == spec.name:
-                return candidate
-    return target
 
 
 def _summary_text(name: str, sources: tuple[str, str], s: dict) -> str:
@@ -373,3 +439,6 @@ main.add_command(notifications)
 from recon_pipelines.cli_web import register as _register_web  # noqa: E402  (web, users, report)
 
 _register_web(main)
+
+if __name__ == "__main__":  # python -m recon_pipelines.cli (tests run the real command this way)
+    main()

@@ -77,6 +77,6 @@ def _since(text: str | None, now: datetime) -> datetime | None:
 
 
 def _engine(ctx):
-    from recon_pipelines.tracker import Tracker
+    from recon_pipelines.cli import _tracker_at  # an unreachable tracker is named as such
 
-    return Tracker(ctx.obj.get("tracker_url")).engine
+    return _tracker_at(ctx.obj.get("tracker_url")).engine

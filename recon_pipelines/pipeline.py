@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from recon_pipelines.engine import MatchStats, evaluate, match, side_columns
-from recon_pipelines.engine.rules import instant_sql
+from recon_pipelines.instants import instant_sql
 from recon_pipelines.snapshots import (
     UPDATED_AT,
     connector_for,

@@ -263,7 +263,7 @@ def test_recheck_refuses_an_ambiguous_scope(systems, env):
     result = defs.resolve_job_def("recheck_accounts").execute_in_process(
         instance=instance, raise_on_error=False, run_config=recheck_config(spec, full=True, keys=["1"]))
     assert not result.success
-    assert "exactly one of" in str(result.failure_data_for_node(f"reconcile_{spec.name}_scope").error.message)
+    assert "exactly one of" in str(result.failure_data_for_node(f"{spec.name}__recheck").error.message)
 
 
 def test_date_range_recheck_reads_that_range(systems, env):

@@ -28,6 +28,7 @@ from recon_pipelines.dagster_defs.result_checks import (
     schema_check,
 )
 from recon_pipelines.engine.compare import unique_by_bitmap, value_counts
+from recon_pipelines.engine.keys import invalid_key_sql
 from recon_pipelines.remediation.notifications import notification_writer
 from recon_pipelines.snapshots import snapshot_columns
 from recon_pipelines.spec.models import ReconciliationSpec
@@ -133,7 +134,8 @@ def _snapshot_asset(spec: ReconciliationSpec, side: str) -> dg.AssetsDefinition:
     checks = [
         dg.AssetCheckSpec("required_columns", asset=key, blocking=True,
                           description="Every key and compared column exists in the source."),
-        dg.AssetCheckSpec("key_not_null", asset=key, description="No record lacks its key (such records cannot be matched)."),
+        dg.AssetCheckSpec("key_not_null", asset=key,
+                          description="No record lacks its key, null or blank (such records cannot be matched)."),
         dg.AssetCheckSpec("key_unique", asset=key, description="No key appears twice (duplicates are never paired)."),
         dg.AssetCheckSpec("schema_unchanged", asset=key, description=(
             "No compared column disappeared or changed type since the previous materialization.")),
@@ -185,19 +187,20 @@ def snapshot_metadata(figures: dict, folder: pipeline.RunFolder, side: str) -> d
 
 
 def _key_health(path, keys: list[str]) -> tuple[int, int]:
-    """Records without a key, and keys that appear more than once (an integer key is proven
-    unique with one bitmap pass, as the engine does, before anything is grouped)."""
+    """Records whose key is invalid as the engine defines it (null, or blank text), and valid
+    keys that appear more than once (an integer key is proven unique with one bitmap pass, as
+    the engine does, before anything is grouped)."""
     key_list = ", ".join(map(quote_ident, keys))
-    null = " OR ".join(f"{quote_ident(k)} IS NULL" for k in keys)
     scan = f"read_parquet({sql_literal(str(path))})"
     with duckdb_connect() as con:
-        nulls = con.execute(f"SELECT count(*) FROM {scan} WHERE {null}").fetchone()[0]
-        key_type = con.execute(f"SELECT typeof({quote_ident(keys[0])}) FROM {scan} LIMIT 1").fetchone()
-        if len(keys) == 1 and key_type and unique_by_bitmap(con, quote_ident(keys[0]), key_type[0], scan):
-            return nulls, 0
-        duplicates = con.execute(f"SELECT count(*) FROM (SELECT {key_list} FROM {scan} WHERE NOT ({null}) "
-                                 "GROUP BY ALL HAVING count(*) > 1)").fetchone()[0]
-        return nulls, duplicates
+        types = {row[0]: row[1] for row in con.execute(f"DESCRIBE SELECT {key_list} FROM {scan}").fetchall()}
+        invalid = invalid_key_sql(keys, types)
+        invalid_rows = con.execute(f"SELECT count(*) FROM {scan} WHERE {invalid}").fetchall()[0][0]
+        if len(keys) == 1 and unique_by_bitmap(con, quote_ident(keys[0]), types[keys[0]], scan, f"NOT {invalid}"):
+            return invalid_rows, 0
+        duplicates = con.execute(f"SELECT count(*) FROM (SELECT {key_list} FROM {scan} WHERE NOT {invalid} "
+                                 "GROUP BY ALL HAVING count(*) > 1)").fetchall()[0][0]
+        return invalid_rows, duplicates
 
 
 # --------------------------------------------------------------------------- matched pairs

@@ -31,7 +31,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recon_pipelines.engine.rules import WHITESPACE, compile_rule, hash_operand, stages, unsettled
+from recon_pipelines.engine.keys import invalid_key_sql
+from recon_pipelines.engine.rules import compile_rule, hash_operand, stages, unsettled
 from recon_pipelines.engine.severity import severity_sql
 from recon_pipelines.spec.models import ReconciliationSpec
 from recon_pipelines.sqlutil import duckdb_connect as connect
@@ -323,25 +324,17 @@ def _create_side_views(con, spec: ReconciliationSpec, side_a: Side, side_b: Side
     def key_expr(k: str, view_types: dict, other: dict) -> str:
         return q(k) if view_types[k] == other[k] else f"CAST({q(k)} AS VARCHAR)"
 
-    def invalid(view_types: dict, other: dict) -> str:
-        tests = []
-        for k in keys:
-            tests.append(f"{q(k)} IS NULL")
-            if view_types[k] == "VARCHAR":
-                tests.append(f"trim({q(k)}, {sql_literal(WHITESPACE)}) = ''")  # tabs, NBSP: not a key either
-        return " OR ".join(tests)
-
     if mapping is None:
         for view, own, other in (("__a", raw_a, raw_b), ("__b", raw_b, raw_a)):
             key_select = ", ".join(f"{key_expr(k, own, other)} AS {q(k)}" for k in keys)
-            flag = f"CASE WHEN {invalid(own, other)} THEN 'invalid_key_{view[-1]}' END"
+            flag = f"CASE WHEN {invalid_key_sql(keys, own)} THEN 'invalid_key_{view[-1]}' END"
             others = ", ".join(q(f.name) for f in spec.fields)
             con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT {key_select}{', ' if others else ''}{others}, {flag} AS __flag FROM {view}_raw")
         return
-    _create_mapped_views(con, spec, mapping, raw_a, raw_b, invalid)
+    _create_mapped_views(con, spec, mapping, raw_a, raw_b)
 
 
-def _create_mapped_views(con, spec, mapping: Side, raw_a: dict, raw_b: dict, invalid) -> None:
+def _create_mapped_views(con, spec, mapping: Side, raw_a: dict, raw_b: dict) -> None:
     """B's ids are translated to A's through the mapping table; ids absent from it are 'unmapped'."""
     key = spec.key[0].name
     a_col, b_col = mapping.columns["a"], mapping.columns["b"]
@@ -360,12 +353,12 @@ def _create_mapped_views(con, spec, mapping: Side, raw_a: dict, raw_b: dict, inv
     others = ", ".join(f"s.{q(f.name)}" for f in spec.fields)
     others = f", {others}" if others else ""
     con.execute(f"""CREATE OR REPLACE TEMP VIEW __a AS SELECT CAST(s.{q(key)} AS VARCHAR) AS {q(key)}{others},
-        CASE WHEN {invalid(raw_a, raw_a).replace(q(key), 's.' + q(key))} THEN 'invalid_key_a'
+        CASE WHEN {invalid_key_sql([key], raw_a, "s")} THEN 'invalid_key_a'
              WHEN m.a_id IS NULL THEN 'unmapped_a' END AS __flag
         FROM __a_raw s LEFT JOIN __map m ON m.a_id = CAST(s.{q(key)} AS VARCHAR)""")
     # An unmapped B record keeps its own id, so the operator can find it in B.
     con.execute(f"""CREATE OR REPLACE TEMP VIEW __b AS SELECT coalesce(m.a_id, CAST(s.{q(key)} AS VARCHAR)) AS {q(key)}{others},
-        CASE WHEN {invalid(raw_b, raw_b).replace(q(key), 's.' + q(key))} THEN 'invalid_key_b'
+        CASE WHEN {invalid_key_sql([key], raw_b, "s")} THEN 'invalid_key_b'
              WHEN m.b_id IS NULL THEN 'unmapped_b' END AS __flag
         FROM __b_raw s LEFT JOIN __map m ON m.b_id = CAST(s.{q(key)} AS VARCHAR)""")
 

@@ -12,13 +12,11 @@ import math
 from dataclasses import dataclass
 from decimal import Decimal
 
+from recon_pipelines.instants import WHITESPACE, instant_sql
 from recon_pipelines.spec.models import ExactRule, NumericRule, StringRule, TimestampRule
 from recon_pipelines.sqlutil import quote_ident as q
 from recon_pipelines.sqlutil import sql_literal
 
-WHITESPACE = " \t\n\r\x0b\x0c\u00a0"
-# An offset counts only after a time of day: the "-01" ending a bare date "2026-01-01" is not one.
-_OFFSET_SUFFIX = r"\d:\d{2}(:\d{2}(\.\d*)?)?\s*(Z|z|[+-]\d{2}(:?\d{2})?)$"
 _INT_DIGITS = {  # most decimal digits an integer type holds
     "TINYINT": 3, "SMALLINT": 5, "INTEGER": 10, "BIGINT": 19, "HUGEINT": 39,
     "UTINYINT": 3, "USMALLINT": 5, "UINTEGER": 10, "UBIGINT": 20, "UHUGEINT": 39,
@@ -77,7 +75,7 @@ def compile_rule(rule, a: str, b: str, type_a: str, type_b: str) -> FieldSql:
         prepared, checks, equal = numeric.prepared, numeric.checks, numeric.equal
         difference, relative, detail = numeric.difference, numeric.relative, numeric.detail
     elif isinstance(rule, TimestampRule):
-        va, vb = instant_sql(a, type_a, rule.timezone_a), instant_sql(b, type_b, rule.timezone_b)
+        va, vb = _instant(rule, a, type_a, "a"), _instant(rule, b, type_b, "b")
         difference = f"abs(epoch_us({va}) - epoch_us({vb})) / 1e6"
         equal = f"{difference} <= {rule.lag!r} + 1e-6"
         detail = f"format('{{}} s apart (lag tolerance {{}} s)', round({difference}, 6), {rule.lag!r})"
@@ -108,7 +106,7 @@ def compile_rule(rule, a: str, b: str, type_a: str, type_b: str) -> FieldSql:
     raw_differs = (
         f"{a} IS DISTINCT FROM {b}" if _same_type(type_a, type_b) else f"CAST({a} AS VARCHAR) IS DISTINCT FROM CAST({b} AS VARCHAR)"
     )
-    if isinstance(rule, TimestampRule) and rule.timezone_a != rule.timezone_b:
+    if isinstance(rule, TimestampRule) and _sides_read_differently(rule):
         raw_differs = f"{va} IS DISTINCT FROM {vb}"  # as hashed: the same instant is no drift
     return FieldSql(rule.name, reason, difference, raw_differs, relative, detail, tuple(prepared))
 
@@ -273,8 +271,8 @@ def hash_operand(rule, column: str, own_type: str, other_type: str, side: str) -
     is floating point and the rule compares in doubles anyway), text otherwise; the instant for
     naive timestamps read in different zones; the scaled number when the sides count in
     different units. Values whose operand cannot be trusted are left to ``unsettled``."""
-    if isinstance(rule, TimestampRule) and rule.timezone_a != rule.timezone_b:
-        return instant_sql(column, own_type, rule.timezone_a if side == "a" else rule.timezone_b)
+    if isinstance(rule, TimestampRule) and _sides_read_differently(rule):
+        return _instant(rule, column, own_type, side)
     if isinstance(rule, NumericRule):
         if rule.scale_a != rule.scale_b:  # 4250 cents == 42.50 dollars
             return _scaled_operand(rule, column, own_type, other_type, side)[0]
@@ -296,10 +294,8 @@ def unsettled(rule, column: str, own_type: str, other_type: str, side: str) -> s
     tests = []
     if isinstance(rule, NumericRule) and not _is_number_type(own_type):
         tests.append(f"{_double_of(column, own_type)} IS NULL")
-    elif isinstance(rule, TimestampRule) and not (
-        _is_number_type(own_type) or own_type.startswith("TIMESTAMP") or own_type == "DATE"
-    ):
-        tests.append(f"{instant_sql(column, own_type, rule.timezone_a if side == 'a' else rule.timezone_b)} IS NULL")
+    elif isinstance(rule, TimestampRule) and not (own_type.startswith("TIMESTAMP") or own_type == "DATE"):
+        tests.append(f"{_instant(rule, column, own_type, side)} IS NULL")  # epochs too: out of range, NaN or inf
     if isinstance(rule, NumericRule) and rule.scale_a != rule.scale_b:
         operand, loose = _scaled_operand(rule, column, own_type, other_type, side)
         tests.append(f"NOT isfinite({operand})" if _float_mode(own_type, other_type) else f"{operand} IS NULL")
@@ -467,22 +463,15 @@ def _class_label(cls: str) -> str:
     return f"CASE {cls} WHEN 'nan' THEN 'NaN' WHEN '+inf' THEN '+inf' WHEN '-inf' THEN '-inf' ELSE 'a finite number' END"
 
 
-def instant_sql(x: str, duck_type: str, zone: str) -> str:
-    """SQL reading ``x`` (of DuckDB type ``duck_type``) as an instant: offsets honoured,
-    naive values read in ``zone``, numbers as epoch seconds; NULL when unreadable."""
-    tz = sql_literal(zone)
-    if duck_type.startswith("TIMESTAMP WITH TIME ZONE") or duck_type == "TIMESTAMPTZ":
-        return x
-    if duck_type.startswith("TIMESTAMP") or duck_type == "DATE":
-        return f"timezone({tz}, CAST({x} AS TIMESTAMP))"
-    if _is_number_type(duck_type):
-        return f"to_timestamp(CAST({x} AS DOUBLE))"  # epoch seconds
-    text = f"trim(CAST({x} AS VARCHAR), {sql_literal(WHITESPACE)})"
-    # An explicit offset wins; a naive value is read in the side's declared zone.
-    return (
-        f"CASE WHEN regexp_matches({text}, {sql_literal(_OFFSET_SUFFIX)}) THEN TRY_CAST({text} AS TIMESTAMPTZ) "
-        f"ELSE timezone({tz}, TRY_CAST({text} AS TIMESTAMP)) END"
-    )
+def _instant(rule: TimestampRule, x: str, duck_type: str, side: str) -> str:
+    if side == "a":
+        return instant_sql(x, duck_type, rule.timezone_a, rule.epoch_unit_a)
+    return instant_sql(x, duck_type, rule.timezone_b, rule.epoch_unit_b)
+
+
+def _sides_read_differently(rule: TimestampRule) -> bool:
+    """Equal raw values can then be different instants (naive times in two zones, epochs in two units)."""
+    return rule.timezone_a != rule.timezone_b or (rule.epoch_unit_a or "s") != (rule.epoch_unit_b or "s")
 
 
 def _text(x: str, steps) -> str:

@@ -73,6 +73,15 @@ class ExpectSpec(StrictModel):
 
 class ReconciliationSpec(StrictModel):
     name: str = Field(pattern=NAME_PATTERN, description="Identifier; names the Dagster asset group.")
+
+    @field_validator("name")
+    @classmethod
+    def _no_double_underscore(cls, value: str) -> str:
+        # Generated Dagster names join a spec name and a step with "__" (asset ops `<name>__<step>`,
+        # the re-check op `<name>__recheck`); a name holding "__" could then meet another's.
+        if "__" in value:
+            raise ValueError("must not contain '__' (it separates the spec name in generated Dagster names)")
+        return value
     description: str = ""
     owner: str | None = None
     source_a: SourceSpec
