@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import traceback
+import warnings
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -78,6 +79,7 @@ def validate(paths: tuple[Path, ...], offline: bool) -> None:
     for target in targets:
         for file in spec_files(target) if target.is_dir() else [target]:
             try:
+                _prepare_demo_data(file)  # a demo spec validates without RECON_DEMO_DATA, as it runs
                 spec = load_spec(file)
                 if not offline:
                     check_sources(spec, file)
@@ -123,7 +125,9 @@ def _definitions_problem(specs) -> str | None:
     from recon_pipelines.dagster_defs import build_definitions
 
     try:
-        dg.Definitions.validate_loadable(build_definitions(specs=specs))
+        with warnings.catch_warnings():  # Dagster's Beta/Preview notices say nothing about the specs
+            warnings.simplefilter("ignore")
+            dg.Definitions.validate_loadable(build_definitions(specs=specs))
     except Exception as exc:  # noqa: BLE001 - any failure to load is the finding
         return one_line(exc)
     return None

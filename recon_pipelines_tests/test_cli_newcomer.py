@@ -41,6 +41,14 @@ def test_recon_run_on_a_demo_spec_needs_no_variable(fresh_home):
     assert all(len(row.split()[0]) == 24 for row in rows)  # the id, for `recon discrepancies show`
 
 
+def test_recon_validate_on_the_demo_specs_needs_no_variable_and_says_only_what_matters(fresh_home):
+    done = subprocess.run([sys.executable, "-m", "recon_pipelines.cli", "validate", str(DEMO_SPECS_DIR)],
+                          capture_output=True, text=True, env=os.environ.copy(), cwd=fresh_home)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "2 spec(s) valid"
+    assert done.stderr == ""  # no Dagster Beta/Preview notices from building the definitions
+
+
 def test_a_mistyped_status_is_an_error_not_an_empty_list(fresh_home):
     for args in (["discrepancies", "--status", "opn"], ["discrepancies", "list", "--status", "opn"]):
         result = CliRunner().invoke(recon, args)
