@@ -23,7 +23,7 @@ from recon_pipelines.numbers import display_number
 from recon_pipelines.redact import redact
 from recon_pipelines.spec import SpecError, load_spec
 from recon_pipelines.spec.checks import check_sources
-from recon_pipelines.spec.models import parse_duration
+from recon_pipelines.spec.base import parse_duration, parse_moment
 from recon_pipelines.terminal import for_terminal, json_for_terminal, stream_is_terminal
 from recon_pipelines.tracker.schema import STATUSES
 
@@ -317,18 +317,7 @@ main.add_command(_runs)
 
 
 def _until(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        return datetime.now(timezone.utc) + timedelta(seconds=parse_duration(text))
-    except ValueError:
-        pass
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"--until {text!r} is neither a duration (7d, 12h) nor an ISO date/time") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
+    return None if text is None else parse_moment(text, now=datetime.now(timezone.utc), ahead=True, what="--until")
 
 
 def _duration(option: str, text: str) -> timedelta:

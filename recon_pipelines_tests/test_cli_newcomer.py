@@ -108,3 +108,20 @@ def test_trigger_local_is_quiet_unless_verbose(fresh_home):
     verbose = subprocess.run([recon_bin, "trigger", "crm_vs_billing", "--keys", "1064", "--local", "--verbose"],
                              env=env, capture_output=True, text=True, timeout=300)
     assert verbose.returncode == 0 and "DEBUG" in verbose.stdout + verbose.stderr
+
+
+@pytest.mark.parametrize("text, ahead, expected", [
+    ("7d", True, "2026-01-08T12:00:00+00:00"),
+    ("12h", False, "2026-01-01T00:00:00+00:00"),
+    ("2026-03-01", True, "2026-03-01T00:00:00+00:00"),  # no zone: UTC
+    ("2026-03-01T10:00:00+02:00", False, "2026-03-01T10:00:00+02:00"),
+])
+def test_until_and_since_read_a_duration_or_a_date(text, ahead, expected):
+    from datetime import datetime, timezone
+
+    from recon_pipelines.spec.base import parse_moment
+
+    now = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+    assert parse_moment(text, now=now, ahead=ahead, what="--until") == datetime.fromisoformat(expected)
+    with pytest.raises(ValueError, match=r"^--until 'soon' is neither a duration"):
+        parse_moment("soon", now=now, ahead=ahead, what="--until")

@@ -23,7 +23,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from recon_pipelines.spec.models import parse_duration
+from recon_pipelines.spec.base import parse_duration, parse_moment
 from recon_pipelines.tracker import Tracker
 from recon_pipelines.tracker import queue as q
 from recon_pipelines.tracker.lifecycle import TRANSITIONS, TransitionError
@@ -253,15 +253,7 @@ def _until(text) -> datetime:
     text = str(text or "").strip()
     if not text:
         raise ValueError("muting needs an expiry: a duration (7d) or a date/time")
-    try:
-        return datetime.now(timezone.utc) + timedelta(seconds=parse_duration(text))
-    except ValueError:
-        pass
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"until {text!r} is neither a duration (7d, 12h) nor an ISO date/time") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return parse_moment(text, now=datetime.now(timezone.utc), ahead=True, what="until")
 
 
 def _here(request: Request) -> str:
