@@ -264,14 +264,18 @@ def _summaries(con, spec: ReconciliationSpec, folder: RunFolder) -> dict:
     names = [k.name for k in spec.key] + [f.name for f in spec.fields]
     row_hash = f"hash({', '.join(f'CAST({quote_ident(n)} AS VARCHAR)' for n in names)})"
     out: dict = {}
+    exact_sums: dict = {}
     for side in "ab":
-        sums = "".join(f", sum(TRY_CAST({quote_ident(f)} AS DOUBLE))" for f in fields)
+        # Exact sums (DECIMAL, to 9 places): a DOUBLE sum depends on the order rows are read in,
+        # so the same records could show different sums in a range run and a day run alone.
+        sums = "".join(f", sum(TRY_CAST({quote_ident(f)} AS DECIMAL(38, 9)))" for f in fields)
         row = con.execute(f"SELECT count(*), sum({row_hash})::VARCHAR{sums} "
                           f"FROM read_parquet({sql_literal(str(folder[f'snapshot_{side}']))})").fetchone()
         out[f"count_{side}"], out[f"content_hash_{side}"] = int(row[0]), row[1] or "0"
         for name, value in zip(fields, row[2:]):
-            out[f"sum_{name}_{side}"] = float(value or 0.0)
-    same_sums = all(abs(out[f"sum_{f}_a"] - out[f"sum_{f}_b"]) < 1e-9 * max(1.0, abs(out[f"sum_{f}_a"])) for f in fields)
+            exact_sums[f"{name}_{side}"] = value or 0
+            out[f"sum_{name}_{side}"] = float(value or 0)
+    same_sums = all(exact_sums[f"{f}_a"] == exact_sums[f"{f}_b"] for f in fields)
     out["summaries_match"] = out["count_a"] == out["count_b"] and same_sums and out["content_hash_a"] == out["content_hash_b"]
     return out
 
