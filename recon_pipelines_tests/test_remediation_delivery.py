@@ -139,10 +139,12 @@ def test_a_taken_over_claim_can_neither_send_nor_mark(tracker):
 def test_two_deliverers_with_a_tiny_lease_and_a_slow_slack_send_each_message_once(tracker, slack, heartbeat):
     spec = make_spec(notifications={"aggregate_above": 50})
     run(tracker, spec, "r1", *[disc(str(k), severity="critical") for k in range(8)])
-    slack.after_accept(delay=0.25, times=9)  # every post outlasts a third of the lease; the pass, the lease
+    # Every post outlasts a third of the lease, and the pass the lease. The lease is long enough
+    # that a loaded machine does not stall the heartbeat (renewed every lease/3) past it.
+    slack.after_accept(delay=1.2, times=9)
     # The first deliverer renews its lease, or (stalled: no heartbeat) lets it run out mid-pass.
-    first = deliverer(tracker.engine, spec, slack, lease=0.6, heartbeat=heartbeat)
-    second = deliverer(tracker.engine, spec, slack, lease=0.6)
+    first = deliverer(tracker.engine, spec, slack, lease=3.0, heartbeat=heartbeat)
+    second = deliverer(tracker.engine, spec, slack, lease=3.0)
     first_report = {}
     worker = threading.Thread(target=lambda: first_report.update(report=first.deliver()))
     worker.start()
