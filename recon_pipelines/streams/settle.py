@@ -51,12 +51,17 @@ def relabel_not_propagated(spec: ReconciliationSpec, folder: pipeline.RunFolder,
     return count
 
 
+def expired(store: ExpectationStore, keys, as_of: datetime) -> dict[str, Expectation]:
+    """The keys' expectations whose window had passed by ``as_of`` (the re-check's start)."""
+    return {k: e for k, e in store.expectations(keys).items() if e.due_at <= as_of}
+
+
 def recheck_expired(spec: ReconciliationSpec, tracker: Tracker, store: ExpectationStore, keys: list[str],
                     storage_dir: str | Path, run_id: str, as_of: datetime | None = None):
     """The re-check run's steps in this process (the Dagster job runs the same ones, see
     dagster_defs/runs.py); closes the keys' expectations once the tracker has the outcome."""
     as_of = as_of or datetime.now(timezone.utc)
-    expected = {k: e for k, e in store.expectations(keys).items() if e.due_at <= as_of}
+    expected = expired(store, keys, as_of)
     scope = pipeline.RunScope.of_keys(keys)
     folder = pipeline.RunFolder.of(storage_dir, spec, scope)
     for side in "ab":

@@ -85,6 +85,6 @@ def lag_metadata(store: ExpectationStore, log: SharedLog | None, now: datetime) 
         try:
             pending = log.pending()
             metadata["events_pending"] = pending.not_delivered + pending.unacknowledged
-        except Exception:  # no consumer yet: nothing fetched so far
-            metadata["events_pending"] = None
+        except Exception:  # no consumer yet (nothing fetched so far): left out rather than guessed
+            pass
     return metadata
