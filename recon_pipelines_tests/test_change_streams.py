@@ -261,3 +261,46 @@ def test_store_skips_positions_it_has_handled():
     open_ = store.expectations(["1", "2"])
     assert open_["1"].counterpart_at == at and open_["1"].waiting_for == "b" and open_["2"].due_at > at
     assert store.apply("s", [ChangeEvent("b", "1", "upsert", at, {"x": "1"}, "004")]).closed == 1
+
+
+def test_shared_log_authenticates_with_a_token_from_the_environment(tmp_path, monkeypatch):
+    """A NATS server of the test's own that requires a token: refused without it (the error
+    names the server, not the token), accepted with token_env."""
+    import shutil
+    import socket
+    import subprocess
+
+    from recon_pipelines.streams.jetstream import SharedLog, StreamError
+
+    server = shutil.which("nats-server") or "/usr/sbin/nats-server"
+    if not shutil.os.path.exists(server):
+        from recon_pipelines_tests.stream_support import unavailable
+
+        unavailable("no nats-server binary")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen([server, "-a", "127.0.0.1", "-p", str(port), "--auth", "s3cret-token", "-js",
+                                "-sd", str(tmp_path / "js")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def up():
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+
+        wait_for(up, timeout=20)
+        url = f"nats://127.0.0.1:{port}"
+        with pytest.raises(StreamError, match="cannot reach NATS") as refused:
+            SharedLog(url, "S", "recon_test.s", durable="d", timeout=3).connect()
+        assert "s3cret" not in str(refused.value)
+        monkeypatch.setenv("RECON_TEST_NATS_TOKEN", "s3cret-token")
+        with SharedLog(url, "S", "recon_test.s", durable="d", token_env="RECON_TEST_NATS_TOKEN", timeout=5) as log:
+            log.create_stream()
+            at = datetime.now(timezone.utc)
+            log.publish([ChangeEvent("a", "1", "upsert", at, {"x": "1"}, "p1")])
+            assert [e.key for e in wait_for(lambda: log.fetch(10, timeout=1))] == ["1"]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
