@@ -304,3 +304,35 @@ def test_shared_log_authenticates_with_a_token_from_the_environment(tmp_path, mo
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_a_message_that_is_not_an_event_is_set_aside_with_one_line(tmp_path):
+    nats_reachable()
+    from recon_pipelines.streams.jetstream import SharedLog
+
+    stream = unique("RECON_TEST")
+    with SharedLog("nats://127.0.0.1:4222", stream, f"recon_test.{stream}", durable="d") as log:
+        log.create_stream()
+        try:
+            log._run(log._js.publish(f"recon_test.{stream}.a", b'{"side": "a", "key": 1}'))  # no op, no time
+            log.publish([ChangeEvent("b", "2", "delete", datetime.now(timezone.utc), {}, "p2")])
+            events = wait_for(lambda: log.fetch(10, timeout=1))
+            assert [(e.side, e.key, e.op) for e in events] == [("b", "2", "delete")]
+            assert len(log.rejected) == 1 and log.rejected[0].startswith(f"stream {stream} message 1: change event:")
+            log.ack(events)
+            assert log.pending().unacknowledged == 0 and log.pending().not_delivered == 0  # terminated, not redelivered
+        finally:
+            log.delete_stream()
+
+
+def test_cdc_needs_a_sql_table_source(tmp_path):
+    from recon_pipelines.spec import SpecError
+
+    with pytest.raises(SpecError, match="change_stream.cdc.b: side B must be a sql source"):
+        parse_spec({
+            "name": "orders", "key": "id", "fields": {"amount": {"compare": "numeric"}},
+            "source_a": {"type": "sql", "url": "postgresql://x@127.0.0.1/db", "table": "orders"},
+            "source_b": {"type": "file", "path": str(tmp_path / "b.csv")},
+            "change_stream": {"stream": "S", "window": "1s",
+                              "cdc": {"b": {"table": "orders", "slot": "s_b", "publication": "p"}}},
+        })

@@ -117,6 +117,11 @@ class ReconciliationSpec(StrictModel):
         if self.incremental is not None or self.change_feed is not None or self.change_stream is not None:
             if len(self.key) != 1 or self.key_mapping is not None:
                 raise ValueError("incremental runs, change feeds and change streams need a single key field and no key_mapping")
+        for side in (self.change_stream.cdc if self.change_stream else {}):
+            source = self.source_a if side == "a" else self.source_b
+            if not (isinstance(source, SqlSource) and source.table):
+                raise ValueError(f"change_stream.cdc.{side}: side {side.upper()} must be a sql source with a table "
+                                 "(its database is the one decoded)")
         if self.propagation_lag and not (self.source_a.updated_at and self.source_b.updated_at):
             raise ValueError("propagation_lag: both sources must name their updated_at column")
         if self.incremental is not None:

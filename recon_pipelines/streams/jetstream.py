@@ -122,8 +122,12 @@ class SharedLog:
                 return await self._sub.fetch(batch, timeout=timeout)
             except (nats.errors.TimeoutError, asyncio.TimeoutError):  # nothing within the timeout
                 return []
+        try:
+            messages = self._run(go(), timeout=timeout + self.timeout)
+        except nats.js.errors.NotFoundError:
+            raise StreamError(f"stream {self.stream} does not exist on {redact(self.url)}") from None
         events = []
-        for message in self._run(go(), timeout=timeout + self.timeout):
+        for message in messages:
             sequence = message.metadata.sequence.stream
             try:
                 event = ChangeEvent.decode(message.data, position=f"{sequence:020d}")
@@ -149,4 +153,9 @@ class SharedLog:
         return Pending(info.num_pending or 0, info.num_ack_pending or 0)
 
     def _run(self, coro, timeout: float | None = None):
-        return self._loop.run_until_complete(asyncio.wait_for(coro, timeout or self.timeout))
+        try:
+            return self._loop.run_until_complete(asyncio.wait_for(coro, timeout or self.timeout))
+        except nats.js.errors.NotFoundError:
+            raise
+        except (nats.errors.Error, TimeoutError) as exc:  # one line, naming the stream; never the URL's secrets
+            raise StreamError(f"stream {self.stream}: {type(exc).__name__}: {redact(exc)}") from None
