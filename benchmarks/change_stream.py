@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
+import threading
 import time
 import uuid
 from datetime import datetime, timezone
@@ -42,6 +43,8 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=5.0, help="seconds a counterpart may take")
     parser.add_argument("--batch", type=int, default=5_000, help="events fetched per batch")
     parser.add_argument("--keys-per-run", type=int, default=2_000)
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="publish at this many events/s while consuming (steady state); 0: publish everything first")
     parser.add_argument("--url", default="nats://127.0.0.1:4222")
     parser.add_argument("--tracker", default=None, help="tracker URL; default SQLite in a temporary folder")
     args = parser.parse_args()
@@ -69,27 +72,44 @@ def run(args, folder: Path) -> None:
     with wiring.shared_log(spec) as log:
         log.create_stream()
         try:
-            published, publish_s = publish(log, keys, dropped)
-            print(f"published {published:,} events in {publish_s:.1f} s: {published / publish_s:,.0f} events/s")
-            handled, handle_s, settle_s = consume_and_settle(spec, log, store, tracker, folder, published, args)
+            if args.rate:  # a publisher of its own (its own connection and event loop) alongside the consumer
+                total = keys + len(kept)
+                publisher = threading.Thread(target=publish_paced, args=(spec, keys, dropped, args.rate))
+                publisher.start()
+                handled, handle_s, settle_s = consume_and_settle(spec, log, store, tracker, folder, total, args)
+                publisher.join()
+            else:
+                published, publish_s = publish(log, keys, dropped)
+                print(f"published {published:,} events in {publish_s:.1f} s: {published / publish_s:,.0f} events/s")
+                handled, handle_s, settle_s = consume_and_settle(spec, log, store, tracker, folder, published, args)
         finally:
             log.delete_stream()
-    print(f"handled {handled:,} events in {handle_s:.1f} s (fetch + store + ack): {handled / handle_s:,.0f} events/s; "
-          f"re-checks took {settle_s:.1f} s more")
+    if args.rate:  # the consumer waits for the publisher: its time is not a rate
+        print(f"handled {handled:,} events published at {args.rate:,.0f} events/s; re-checks took {settle_s:.1f} s")
+    else:
+        print(f"handled {handled:,} events in {handle_s:.1f} s (fetch + store + ack): {handled / handle_s:,.0f} events/s; "
+              f"re-checks took {settle_s:.1f} s more")
     report(tracker, store, dropped)
 
 
-def publish(log, keys: int, dropped: set[int]) -> tuple[int, float]:
+def publish_paced(spec, keys: int, dropped: set[int], rate: float) -> None:
+    with wiring.shared_log(spec) as log:
+        publish(log, keys, dropped, rate)
+
+
+def publish(log, keys: int, dropped: set[int], rate: float = 0.0) -> tuple[int, float]:
     started, count, chunk = time.perf_counter(), 0, []
     for k in range(keys):
-        at = datetime.now(timezone.utc) if k % 1000 == 0 or not chunk else chunk[-1].at
+        at = datetime.now(timezone.utc) if k % 100 == 0 or not chunk else chunk[-1].at
         values = {"amount": str(k % 1000)}
         chunk.append(ChangeEvent("a", str(k), "upsert", at, values, f"{k:012d}"))
         if k not in dropped:
             chunk.append(ChangeEvent("b", str(k), "upsert", at, values, f"{k:012d}"))
-        if len(chunk) >= 10_000:
+        if len(chunk) >= (1_000 if rate else 10_000):
             log.publish(chunk)
             count, chunk = count + len(chunk), []
+            if rate:
+                time.sleep(max(0.0, started + count / rate - time.perf_counter()))
     log.publish(chunk)
     return count + len(chunk), time.perf_counter() - started
 
