@@ -246,9 +246,9 @@ def test_restart_in_the_middle_loses_nothing_and_counts_nothing_twice(systems):
     assert list(reported(systems)) == [("104", NOT_PROPAGATED, None)]
 
 
-def test_store_skips_positions_it_has_handled():
-    """Idempotency by position, without any server: a redelivered batch changes nothing."""
-    engine = Tracker("sqlite://").engine
+def test_store_skips_positions_it_has_handled(tracker_url):
+    """Idempotency by position, on both tracker databases: a redelivered batch changes nothing."""
+    engine = Tracker(tracker_url).engine
     from recon_pipelines.streams.expectations import ExpectationStore
 
     store = ExpectationStore(engine, "r", window=60)
