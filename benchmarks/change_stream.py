@@ -1,7 +1,8 @@
 """Event-driven reconciliation under load: N change events on JetStream, 1% not propagated.
 
     .venv/bin/python -m benchmarks.change_stream                 # 1,000,000 events (the default)
-    .venv/bin/python -m benchmarks.change_stream --events 100000 --tracker postgresql+psycopg2://postgres@127.0.0.1/test
+    .venv/bin/python -m benchmarks.change_stream --events 100000 --rate 4000   # steady state: publish while consuming
+    .venv/bin/python -m benchmarks.change_stream --tracker postgresql+psycopg2://postgres@127.0.0.1/recon_bench  # a database of its own
 
 Side A writes every key once; side B repeats 99% of them (same values) and never gets the rest.
 Both sides' events go to a stream of this run's own (deleted at the end); the consumer then does
@@ -119,7 +120,7 @@ def consume_and_settle(spec, log, store, tracker, folder, total, args):
     handle_s = settle_s = 0.0
     while True:
         started = time.perf_counter()
-        consumed = wiring.consume(log, store, max_events=args.batch * 10, batch=args.batch, timeout=1.0)
+        consumed = wiring.consume(log, store, max_events=args.batch, batch=args.batch, timeout=1.0)
         handle_s += time.perf_counter() - started
         handled += consumed.handled
         started = time.perf_counter()
