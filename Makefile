@@ -7,7 +7,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 # `recon trigger` reads too. A port in use is an error, never a silent move to another one.
 PORT ?= $(or $(DAGSTER_PORT),3000)
 
-.PHONY: install install-dev demo test validate benchmark clean
+.PHONY: install install-dev demo web test validate benchmark clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 	@$(BIN)/python -c "import socket; socket.create_server(('127.0.0.1', $(PORT))).close()" 2>/dev/null || \
 		{ echo "make demo: port $(PORT) is in use; try make demo PORT=3100 (and DAGSTER_PORT=3100 for recon trigger)" >&2; exit 2; }
 	RECON_DAGSTER_URL="$${RECON_DAGSTER_URL:-http://127.0.0.1:$(PORT)}" $(BIN)/dg dev --port $(PORT)  # run links in notifications
+
+# The triage page (docs/web.md) on the demo's tracker, with a local demo user (operator).
+web: install
+	@$(BIN)/recon users list | grep -q '^demo ' || echo demo-password | $(BIN)/recon users add demo --role operator --password-stdin
+	$(BIN)/recon web --port 8080
 
 test: install-dev
 	$(BIN)/pytest

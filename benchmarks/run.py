@@ -243,7 +243,7 @@ def run_pandas(data: BenchData, spec) -> dict:
     import numpy as np
     import pandas as pd
 
-    from recon_pipelines.engine.rules import FLOAT_EPSILON
+    from recon_pipelines.engine.rules import FLOAT_ULPS
     from recon_pipelines.spec import ExactRule, NumericRule, StringRule, TimestampRule
 
     key = spec.key[0].name
@@ -263,7 +263,8 @@ def run_pandas(data: BenchData, spec) -> dict:
             va, vb = a.to_numpy(dtype="float64", na_value=np.nan), b.to_numpy(dtype="float64", na_value=np.nan)
             diff = np.abs(va - vb)
             tol = np.maximum(rule.abs_tol, rule.rel_tol * np.maximum(np.abs(va), np.abs(vb)))
-            noise = FLOAT_EPSILON * np.maximum(1.0, np.maximum(np.abs(va), np.abs(vb)))
+            # the engine's allowance for two double columns: a few ulps, not a share of the magnitude
+            noise = FLOAT_ULPS * np.spacing(np.maximum(np.maximum(np.abs(va), np.abs(vb)), tol))
             equal = diff <= tol + noise
         elif isinstance(rule, TimestampRule):
             diff = (a - b).abs()

@@ -6,23 +6,25 @@ Exit codes follow diff tools: 0 the sides agree, 1 discrepancies were found, 2 a
 from __future__ import annotations
 
 import csv
-import getpass
 import io
 import json
 import os
 import sys
+import traceback
+import warnings
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import click
 
-from recon_pipelines.engine import ComparisonError
+from recon_pipelines.cli_errors import UserError, one_line
+from recon_pipelines.identity import os_user
 from recon_pipelines.numbers import display_number
 from recon_pipelines.redact import redact
-from recon_pipelines.sources.base import SourceError
-from recon_pipelines.spec import SpecError, load_spec, load_spec_dir
+from recon_pipelines.spec import SpecError, load_spec
 from recon_pipelines.spec.checks import check_sources
-from recon_pipelines.spec.models import parse_duration
+from recon_pipelines.spec.base import parse_duration, parse_moment
+from recon_pipelines.terminal import for_terminal, json_for_terminal, stream_is_terminal
 from recon_pipelines.tracker.schema import STATUSES
 
 SPEC_DIR_ENV = "RECON_SPEC_DIR"
@@ -34,44 +36,107 @@ STATUS_CHOICE = click.Choice([*STATUSES, "open"])  # an unknown status is an err
 
 
 class ReconGroup(click.Group):
-    """Turns the project's own errors into one line on stderr and exit code 2, never a traceback."""
+    """The one place where errors become exit code 2 and one line on stderr naming the file,
+    source or setting at fault (``cli_errors.one_line``), never a traceback unless ``--debug``.
+    Exit 1 stays reserved for "discrepancies found"."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (SpecError, SourceError, ComparisonError, LookupError, ValueError) as exc:  # TransitionError too
-            click.echo(f"error: {redact(exc)}", err=True)  # a driver's message may echo a DSN
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise  # usage errors already exit 2 with click's message
+        except Exception as exc:
+            if ctx.params.get("debug"):
+                traceback.print_exc()
+            click.echo(f"error: {for_terminal(one_line(exc))}", err=True)  # redacted, then escaped
             sys.exit(EXIT_ERROR)
 
 
 @click.group(cls=ReconGroup)
 @click.version_option(package_name="recon_pipelines")
-def main() -> None:
-    """Reconcile two systems and track every discrepancy until it is resolved."""
+@click.option("--debug", is_flag=True, help="On an error, also print the traceback.")
+def main(debug: bool) -> None:
+    """Reconcile two systems and track every discrepancy until it is resolved.
+
+    Exit codes: 0 the sides agree, 1 discrepancies found, 2 anything else (bad spec, unreadable
+    source, unreachable tracker), with one line on stderr saying which file or setting."""
 
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--offline", is_flag=True, help="Check the specs only; do not open the sources to check their columns.")
 def validate(paths: tuple[Path, ...], offline: bool) -> None:
-    """Load and check specs (a folder, or files); by default also check that every column exists."""
-    targets = list(paths) or [Path(os.environ.get(SPEC_DIR_ENV, "specs"))]
-    count = 0
+    """Load and check specs: folders or files; by default the folder $RECON_SPEC_DIR, else ./specs.
+
+    Every spec is checked (one line per bad one; exit 2 if any), every column is looked up in
+    its source (unless --offline), and the Dagster definitions of all of them are built and
+    validated together, so names that would collide in the code location are caught here."""
+    from recon_pipelines.spec.loader import spec_files
+
+    targets = list(paths) or [_default_spec_dir()]
+    problems: list[str] = []
+    loaded: list[tuple] = []
     for target in targets:
-        loaded = load_spec_dir(target) if target.is_dir() else [load_spec(target)]
-        for spec in loaded:
-            if not offline:
-                check_sources(spec, _spec_file(target, spec))
-            click.echo(f"ok  {spec.name}  ({spec.source_names[0]} vs {spec.source_names[1]}, "
-                       f"{len(spec.key)} key field(s), {len(spec.fields)} compared field(s))")
-            count += 1
-    click.echo(f"{count} spec(s) valid")
+        for file in spec_files(target) if target.is_dir() else [target]:
+            try:
+                _prepare_demo_data(file)  # a demo spec validates without RECON_DEMO_DATA, as it runs
+                spec = load_spec(file)
+                if not offline:
+                    check_sources(spec, file)
+            except SpecError as exc:
+                problems.append(one_line(exc))
+            except Exception as exc:  # noqa: BLE001 - reported as one line like every other problem
+                problems.append(f"{file}: {one_line(exc)}")
+            else:
+                loaded.append((spec, file))
+    first_file: dict[str, Path] = {}
+    for spec, file in loaded:
+        if spec.name in first_file:
+            problems.append(f"{file}: name: {spec.name!r} is also the name of {first_file[spec.name]}")
+        first_file.setdefault(spec.name, file)
+    if loaded and len(first_file) == len(loaded):
+        problem = _definitions_problem([spec for spec, _ in loaded])
+        if problem:
+            problems.append(f"dagster definitions: {problem}")
+    for spec, _ in loaded:
+        click.echo(f"ok  {for_terminal(spec.name)}  ({for_terminal(spec.source_names[0])} vs "
+                   f"{for_terminal(spec.source_names[1])}, "
+                   f"{len(spec.key)} key field(s), {len(spec.fields)} compared field(s))")
+    for problem in problems:
+        click.echo(f"error: {for_terminal(problem)}", err=True)
+    if problems:
+        click.echo(f"{len(problems)} problem(s); {len(loaded)} spec(s) loaded")  # stdout: stderr holds only the errors
+        sys.exit(EXIT_ERROR)
+    click.echo(f"{len(loaded)} spec(s) valid")
+
+
+def _default_spec_dir() -> Path:
+    folder = Path(os.environ.get(SPEC_DIR_ENV) or "specs")
+    if not folder.is_dir():
+        how = f"${SPEC_DIR_ENV} names it" if os.environ.get(SPEC_DIR_ENV) else f"the default when ${SPEC_DIR_ENV} is unset"
+        raise UserError(f"spec folder {folder} not found ({how}); give spec files or folders, or set {SPEC_DIR_ENV}")
+    return folder
+
+
+def _definitions_problem(specs) -> str | None:
+    """What stops the Dagster code location from loading these specs together, or None."""
+    import dagster as dg
+
+    from recon_pipelines.dagster_defs import build_definitions
+
+    try:
+        with warnings.catch_warnings():  # Dagster's Beta/Preview notices say nothing about the specs
+            warnings.simplefilter("ignore")
+            dg.Definitions.validate_loadable(build_definitions(specs=specs))
+    except Exception as exc:  # noqa: BLE001 - any failure to load is the finding
+        return one_line(exc)
+    return None
 
 
 @main.command()
 @click.argument("spec_file", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
-              help="How discrepancies are written (json: one JSON object per line).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "html"]), default="table", show_default=True,
+              help="How discrepancies are written (json: one JSON object per line; html: a report file, needs --output).")
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write discrepancies to this file instead of stdout.")
 @click.option("--limit", type=int, default=50, show_default=True, help="Rows shown by --format table on stdout.")
 @click.option("--track", is_flag=True, help="Also fold the result into the tracker, as a deep scan does (export guard "
@@ -81,15 +146,15 @@ def run(spec_file: Path, fmt: str, output: Path | None, limit: int, track: bool,
     """Run one reconciliation without Dagster and report what disagrees. Exit 1 when anything does."""
     from recon_pipelines.runner import run_reconciliation, run_tracked
 
+    if fmt == "html" and output is None:
+        raise ValueError("--format html writes a report file: give --output report.html")
     _prepare_demo_data(spec_file)
     spec = load_spec(spec_file)
     check_sources(spec, spec_file)  # a missing column is named by its spec field, before any work
     if track:
-        from recon_pipelines.tracker import Tracker
-
-        tracked = run_tracked(spec, Tracker(tracker_url))
+        tracked = run_tracked(spec, _tracker_at(tracker_url))
         if tracked.outcome.held:
-            click.echo(tracked.outcome.held, err=True)
+            click.echo(for_terminal(tracked.outcome.held, keep=chr(10)), err=True)
             sys.exit(EXIT_ERROR)
         rows, summary = tracked.discrepancies.to_pylist(), tracked.summary
     else:
@@ -102,7 +167,11 @@ def run(spec_file: Path, fmt: str, output: Path | None, limit: int, track: bool,
         o = tracked.outcome
         click.echo(f"  tracker         {len(o.new_ids) + len(o.reopened_ids):,} opened, {len(o.resolved_ids):,} resolved, "
                    f"{o.open_count:,} open (run {o.run_id})", err=output is None and fmt != "table")
-    if output is not None:
+    if fmt == "html":
+        from recon_pipelines.cli_web import write_one_off_report
+
+        write_one_off_report(spec.name, summary, rows, output)
+    elif output is not None:
         with output.open("w", encoding="utf-8", newline="") as handle:
             _write(rows, "json" if fmt == "table" else fmt, handle)
         click.echo(f"{len(rows)} discrepancies written to {output}")
@@ -140,10 +209,10 @@ def trigger(reconciliation, keys, date_from, date_to, full, url, local, wait, tr
                         date_from=date_from, date_to=date_to, full=full, url=url, local=local, wait=wait,
                         verbose=verbose)
     except TriggerError as exc:
-        raise ValueError(str(exc)) from None
-    click.echo(f"run {result.run_id}: {result.status}")
+        raise UserError(str(exc)) from None
+    click.echo(for_terminal(f"run {result.run_id}: {result.status}"))
     if result.url:
-        click.echo(f"  {result.url}")
+        click.echo(f"  {for_terminal(result.url)}")
     if result.status in ("FAILURE", "CANCELED"):
         sys.exit(EXIT_ERROR)
     if wait or local:
@@ -176,7 +245,7 @@ def discrepancies(ctx, status, reconciliation, severity, tracker_url, older_than
 @click.pass_context
 def list_discrepancies(ctx, status, reconciliation, severity, older_than, fmt) -> None:
     """List discrepancies, newest first."""
-    age = timedelta(seconds=parse_duration(older_than)) if older_than else None
+    age = _duration("--older-than", older_than) if older_than else None
     rows = _tracker(ctx).discrepancies(reconciliation, status=status, severity=severity, older_than=age)
     columns = ("id", "reconciliation", "status", "severity", "kind", "key", "field", "value_a", "value_b", "first_seen", "last_seen", "times_seen")
     rows = [{c: r[c] for c in columns} for r in rows]
@@ -197,12 +266,13 @@ def show(ctx, discrepancy_id: str) -> None:
         raise LookupError(f"no discrepancy with id {discrepancy_id!r}")
     width = max(map(len, row))
     for name, value in row.items():
-        click.echo(f"{name.ljust(width)}  {_text(value)}")
+        click.echo(f"{_text(name).ljust(width)}  {_text(value)}")
     click.echo("\nhistory:")
     for event in tracker.history(discrepancy_id):
         transition = f"{event['from_status'] or '-'} -> {event['to_status'] or '-'}"
-        click.echo(f"  {_text(event['at'])}  {event['action']:<12} {transition:<26} by {event['actor']}"
-                   f"{'  run ' + event['run_id'] if event['run_id'] else ''}{'  (' + event['note'] + ')' if event['note'] else ''}")
+        click.echo(for_terminal(
+            f"  {_text(event['at'])}  {event['action']:<12} {transition:<26} by {event['actor']}"
+            f"{'  run ' + event['run_id'] if event['run_id'] else ''}{'  (' + event['note'] + ')' if event['note'] else ''}"))
 
 
 ACTION_COMMANDS = {
@@ -220,16 +290,18 @@ ACTION_COMMANDS = {
 def _action_command(command: str, action: str, help_text: str) -> None:
     @discrepancies.command(command, help=help_text)
     @click.argument("ids", nargs=-1, required=True)
-    @click.option("--actor", envvar="RECON_ACTOR", default=getpass.getuser, show_default="$RECON_ACTOR or your user name",
-                  help="Who is acting; recorded in the audit trail.")
+    @click.option("--actor", "on_behalf_of", default=None, metavar="NAME",
+                  help="Acting on behalf of NAME: recorded in the note. The audit trail's actor is always "
+                       "the OS account running recon.")
     @click.option("--note", default=None, help="Why; recorded in the audit trail.")
     @click.option("--until", "until", default=None, help="mute: a duration from now (7d, 12h) or an ISO date/time.")
     @click.option("--to", "assignee", default=None, help="assign: who takes it.")
     @click.pass_context
-    def run_action(ctx, ids, actor, note, until, assignee):
-        rows = _tracker(ctx).act(ids, action, actor, note=note, until=_until(until), assignee=assignee)
+    def run_action(ctx, ids, on_behalf_of, note, until, assignee):
+        rows = _tracker(ctx).act(ids, action, os_user(), note=note, until=_until(until), assignee=assignee,
+                                 on_behalf_of=on_behalf_of)
         for row in rows:
-            click.echo(f"{row['id']}  {row['status']}")
+            click.echo(for_terminal(f"{row['id']}  {row['status']}"))
 
 
 for _command, (_action, _help) in ACTION_COMMANDS.items():
@@ -245,18 +317,14 @@ main.add_command(_runs)
 
 
 def _until(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        return datetime.now(timezone.utc) + timedelta(seconds=parse_duration(text))
-    except ValueError:
-        pass
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"--until {text!r} is neither a duration (7d, 12h) nor an ISO date/time") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return None if text is None else parse_moment(text, now=datetime.now(timezone.utc), ahead=True, what="--until")
 
+
+def _duration(option: str, text: str) -> timedelta:
+    try:
+        return timedelta(seconds=parse_duration(text))
+    except ValueError as exc:
+        raise UserError(f"{option} {text!r}: {exc}") from None
 
 
 def _tracker(ctx):
@@ -264,15 +332,25 @@ def _tracker(ctx):
 
 
 def _tracker_at(url: str | None):
-    from recon_pipelines.tracker import Tracker
+    """The tracker, opened here so that a failure to reach it is named as the tracker's."""
+    import sqlalchemy as sa
 
-    return Tracker(url)
+    from recon_pipelines.tracker import Tracker
+    from recon_pipelines.tracker.db import default_tracker_url
+
+    url = url or default_tracker_url()
+    try:
+        return Tracker(url)
+    except (sa.exc.SQLAlchemyError, OSError) as exc:
+        reason = getattr(exc, "orig", None) or exc
+        first = str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
+        raise UserError(f"tracker {redact(url)}: {first}") from None
 
 
 def _echo_run_discrepancies(tracker, run_id: str) -> None:
     """What one Dagster run found, as the tracker recorded it (its runs are ``<run id>:<scope>``)."""
     if not tracker.runs_of(run_id):
-        click.echo(f"the tracker at {tracker.url} has no record of run {run_id}: read it with the webserver's "
+        click.echo(f"the tracker at {tracker.url} has no record of run {for_terminal(run_id)}: read it with the webserver's "
                    "DAGSTER_HOME or RECON_TRACKER_URL (or open the run's page)")
         return
     rows = tracker.seen_in_run(run_id)
@@ -297,16 +375,8 @@ def _displayed(row: dict) -> dict:
     return {name: display_number(value) for name, value in row.items()}
 
 
-def _spec_file(target: Path, spec) -> Path:
-    if target.is_dir():
-        for candidate in sorted(target.iterdir()):
-            if candidate.suffix in (".yaml", ".yml") and load_spec(candidate).name == spec.name:
-                return candidate
-    return target
-
-
 def _summary_text(name: str, sources: tuple[str, str], s: dict) -> str:
-    a, b = sources
+    name, a, b = for_terminal(name), for_terminal(sources[0]), for_terminal(sources[1])
     both = lambda key: f"{a}={s[f'{key}_a']:,}  {b}={s[f'{key}_b']:,}"  # noqa: E731
     lines = [("rows", f"{a}={s['rows_a']:,}  {b}={s['rows_b']:,}"),
              ("matched", f"{s['matched']:,} ({s['identical']:,} identical)"),
@@ -317,17 +387,23 @@ def _summary_text(name: str, sources: tuple[str, str], s: dict) -> str:
             lines.append((label, both(key)))
     mismatched = {f: st["mismatches"] for f, st in s["fields"].items() if st["mismatches"]}
     if mismatched:
-        lines.append(("field mismatches", ", ".join(f"{f}={n:,}" for f, n in mismatched.items())))
+        lines.append(("field mismatches", ", ".join(f"{for_terminal(f)}={n:,}" for f, n in mismatched.items())))
     lines.append(("discrepancies", f"{s['discrepancies']:,}"))
     width = max(len(label) for label, _ in lines)  # source names vary in length: align on the longest label
     return "\n".join([f"reconciliation {name}: {a} vs {b}", *(f"  {label.ljust(width)}  {value}" for label, value in lines)])
 
 
 def _write(rows: list[dict], fmt: str, handle, columns=OUTPUT_COLUMNS) -> None:
+    """JSON lines or CSV, lossless: JSON writes control, bidi and format characters as \\u
+    escapes (the same strings to any reader); CSV keeps every value byte for byte for files and
+    pipes, and is escaped like the table only when it is written straight to a terminal."""
     if fmt == "json":
         for row in rows:
-            handle.write(json.dumps({c: row.get(c) for c in columns}, default=str, ensure_ascii=False) + "\n")
+            handle.write(json_for_terminal(json.dumps({c: row.get(c) for c in columns}, default=str,
+                                                      ensure_ascii=False)) + "\n")
     else:
+        if stream_is_terminal(handle):
+            rows = [{c: for_terminal(row.get(c)) for c in columns} for row in rows]
         writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
@@ -344,11 +420,18 @@ def _table(rows: list[dict], columns=("severity", "kind", "key", "field", "value
 
 
 def _text(value, width: int | None = None) -> str:
-    text = "" if value is None else value.isoformat(sep=" ", timespec="seconds") if hasattr(value, "isoformat") else str(value)
-    text = text.replace("\n", " ")
+    """A value for a table cell or a line: terminal-safe (escaped), then cut to ``width``."""
+    text = for_terminal(value.isoformat(sep=" ", timespec="seconds") if hasattr(value, "isoformat") else value)
     return text if width is None or len(text) <= width else text[: width - 1] + "…"
 
 
 from recon_pipelines.cli_notifications import notifications  # noqa: E402  (a group of its own module)
 
 main.add_command(notifications)
+
+from recon_pipelines.cli_web import register as _register_web  # noqa: E402  (web, users, report)
+
+_register_web(main)
+
+if __name__ == "__main__":  # python -m recon_pipelines.cli (tests run the real command this way)
+    main()

@@ -9,11 +9,11 @@ next delivery pass (the sensor, within a minute) sends them, in their original o
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import click
 
-from recon_pipelines.spec.models import parse_duration
+from recon_pipelines.spec.base import parse_moment
 from recon_pipelines.tracker.schema import OUTBOX_STATUSES
 COLUMNS = ("id", "reconciliation", "destination", "event", "idempotency_key", "status", "attempts", "last_error",
            "created_at")
@@ -63,20 +63,10 @@ def retry(ctx, destination, reconciliation, since) -> None:
 
 
 def _since(text: str | None, now: datetime) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        return now - timedelta(seconds=parse_duration(text))
-    except ValueError:
-        pass
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"--since {text!r} is neither a duration (2h, 3d) nor an ISO date/time") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return None if text is None else parse_moment(text, now=now, ahead=False, what="--since")
 
 
 def _engine(ctx):
-    from recon_pipelines.tracker import Tracker
+    from recon_pipelines.cli import _tracker_at  # an unreachable tracker is named as such
 
-    return Tracker(ctx.obj.get("tracker_url")).engine
+    return _tracker_at(ctx.obj.get("tracker_url")).engine

@@ -100,6 +100,6 @@ def _spec_named(name: str, spec_file: Path | None):
 
 
 def _tracker(ctx):
-    from recon_pipelines.tracker import Tracker
+    from recon_pipelines.cli import _tracker_at  # an unreachable tracker is named as such
 
-    return Tracker(ctx.obj.get("tracker_url") if ctx.obj else None)
+    return _tracker_at(ctx.obj.get("tracker_url") if ctx.obj else None)

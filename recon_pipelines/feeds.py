@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from recon_pipelines.engine.rules import instant_sql
+from recon_pipelines.instants import instant_sql
 from recon_pipelines.sources.files import FileConnector, duck_types
 from recon_pipelines.spec.models import ChangeFeedSpec, FileSource, SqlSource
 from recon_pipelines.sqlutil import duckdb_connect, quote_ident, sql_literal

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -26,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from recon_pipelines.engine import MatchStats, evaluate, match, side_columns
-from recon_pipelines.engine.rules import instant_sql
+from recon_pipelines.instants import instant_sql
 from recon_pipelines.snapshots import (
     UPDATED_AT,
     connector_for,
@@ -40,6 +41,7 @@ from recon_pipelines.spec.models import ReconciliationSpec
 from recon_pipelines.sqlutil import duckdb_connect, quote_ident, sql_literal
 from recon_pipelines.tracker import Scope, Tracker
 from recon_pipelines.tracker.guard import SAMPLE_SIZE, Guard, Observation, SideSample, baseline_sample
+from recon_pipelines.tracker.store import RunOutcome
 
 # DuckDB's hash() is about ten times faster than md5() but may change between DuckDB versions:
 # samples made by another version are not compared (the row counts still are).
@@ -104,8 +106,13 @@ class RunFolder:
 # --------------------------------------------------------------------------- 1. snapshots
 
 
-def take_snapshot(spec: ReconciliationSpec, side: str, scope: RunScope, folder: RunFolder) -> dict:
-    """Read one side within the scope into ``snapshot_<side>.parquet``; returns metadata."""
+def take_snapshot(spec: ReconciliationSpec, side: str, scope: RunScope, folder: RunFolder,
+                  days: Sequence[tuple[RunScope, RunFolder]] = ()) -> dict:
+    """Read one side within the scope into ``snapshot_<side>.parquet``; returns metadata.
+
+    ``days`` splits a window into the days it spans (a single-run backfill of daily partitions):
+    the keys are then read day by day, and each day's folder gets the snapshot a run of that day
+    alone would take (cut from this one, without reading the records again), under ``"days"``."""
     source = spec.source_a if side == "a" else spec.source_b
     columns = snapshot_columns(spec, side)
     key_column = columns[spec.key[0].name]
@@ -118,8 +125,15 @@ def take_snapshot(spec: ReconciliationSpec, side: str, scope: RunScope, folder: 
         keys, own_window = set(scope.keys), set()
         info = write_snapshot(source, columns, path, _by_keys(key_column, keys), skip_missing=True)
     else:
-        own_window = window_keys(spec, side, scope)
-        keys = own_window | window_keys(spec, "b" if side == "a" else "a", scope)
+        other = "b" if side == "a" else "a"
+        # Key-only reads per day (the very filter a day's own run uses), so each day's scope is exact.
+        by_day = {day.label: (window_keys(spec, side, day), window_keys(spec, other, day)) for day, _ in days}
+        if by_day:
+            own_window = set().union(*(own for own, _ in by_day.values()))
+            keys = own_window.union(*(theirs for _, theirs in by_day.values()))
+        else:
+            own_window = window_keys(spec, side, scope)
+            keys = own_window | window_keys(spec, other, scope)
         modified = write_snapshot(source, columns, path.with_name(f"window_{side}.parquet"),
                                   _by_window(source, scope), skip_missing=True)
         counterparts = write_snapshot(source, columns, path.with_name(f"counterparts_{side}.parquet"),
@@ -128,8 +142,41 @@ def take_snapshot(spec: ReconciliationSpec, side: str, scope: RunScope, folder: 
         info = modified
     write_keys(folder["scope_keys"], keys)
     rows = pq.read_metadata(path).num_rows
-    return {"rows": rows, "source": info.label, "missing": info.missing, "scope_keys": len(keys),
-            "modified_in_window": len(own_window)}
+    result = {"rows": rows, "source": info.label, "missing": info.missing, "scope_keys": len(keys),
+              "modified_in_window": len(own_window)}
+    if scope.window is not None and days:
+        result["days"] = {
+            day.label: {**_cut_day(spec, side, path, day, day_folder, *by_day[day.label]),
+                        "source": info.label, "missing": info.missing}
+            for day, day_folder in days
+        }
+    return result
+
+
+def _cut_day(spec: ReconciliationSpec, side: str, path: Path, day: RunScope, day_folder: RunFolder,
+             own: set[str], theirs: set[str]) -> dict:
+    """The day's snapshot, cut from the range's: the records whose key the day compares, and
+    the keyless records modified that day (reported as invalid keys by the day's own run)."""
+    source = spec.source_a if side == "a" else spec.source_b
+    key = quote_ident(spec.key[0].name)
+    keys = own | theirs
+    start, end = day.window
+    scan = f"read_parquet({sql_literal(str(path))})"
+    with duckdb_connect() as con:
+        types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
+        con.register("day_keys", pa.table({"key": pa.array(sorted(keys), pa.string())}))
+        keyless = "FALSE"
+        if UPDATED_AT in types:
+            instant = instant_sql(quote_ident(UPDATED_AT), types[UPDATED_AT], source.timezone)
+            keyless = (f"{key} IS NULL AND {instant} >= {sql_literal(start.isoformat())}::TIMESTAMPTZ "
+                       f"AND {instant} < {sql_literal(end.isoformat())}::TIMESTAMPTZ")
+        out = day_folder[f"snapshot_{side}"]
+        partial = out.with_suffix(".partial")
+        con.execute(f"COPY (SELECT * FROM {scan} WHERE CAST({key} AS VARCHAR) IN (SELECT key FROM day_keys) "
+                    f"OR ({keyless})) TO {sql_literal(str(partial))} (FORMAT parquet)")
+    partial.replace(out)
+    write_keys(day_folder["scope_keys"], keys)
+    return {"rows": pq.read_metadata(out).num_rows, "scope_keys": len(keys), "modified_in_window": len(own)}
 
 
 def window_keys(spec: ReconciliationSpec, side: str, scope: RunScope) -> set[str]:
@@ -165,7 +212,10 @@ def _concat(parts: list[Path], out: Path) -> None:
 
 
 def write_keys(path: Path, keys) -> None:
-    pq.write_table(pa.table({"key": pa.array(sorted(keys), pa.string())}), path)
+    # Both snapshot steps write the scope's keys (the same keys), possibly at once: replace atomically.
+    partial = path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
+    pq.write_table(pa.table({"key": pa.array(sorted(keys), pa.string())}), partial)
+    partial.replace(path)
 
 
 def read_keys(path: Path) -> list[str]:
@@ -357,3 +407,21 @@ def tracker_run_id(reconciliation: str, run_id: str) -> str:
 
 def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def day_outcome(outcome: RunOutcome, day_folder: RunFolder, resolved_keys: dict[str, str]) -> RunOutcome:
+    """The share of a range run's tracker outcome that belongs to one day: the discrepancies
+    that day's comparison found, and those resolved among the keys it judged (``resolved_keys``
+    maps each resolved id to its key). On a tracker that held none of them, these are the
+    counts a run of that day alone reports."""
+    ids = set(pq.read_table(day_folder["discrepancies"], columns=["id"]).column("id").to_pylist())
+    judged = set(read_keys(day_folder["scope_keys"])) - set(read_keys(day_folder["in_flight"]))
+    new = [i for i in outcome.new_ids if i in ids]
+    reopened = [i for i in outcome.reopened_ids if i in ids]
+    return RunOutcome(
+        run_id=outcome.run_id, new_ids=new, reopened_ids=reopened,
+        resolved_ids=[i for i in outcome.resolved_ids if resolved_keys.get(i) in judged],
+        escalated_ids=[i for i in outcome.escalated_ids if i in ids],
+        seen_again=len(ids) - len(new) - len(reopened), open_count=outcome.open_count,
+        already_applied=outcome.already_applied,
+    )

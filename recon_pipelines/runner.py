@@ -12,11 +12,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import duckdb
 import pyarrow as pa
 
 from recon_pipelines.engine import ComparisonError, ComparisonResult, Side, compare, side_columns
 from recon_pipelines.snapshots import direct_side, snapshot_side, write_snapshot
 from recon_pipelines.spec.models import ReconciliationSpec
+from recon_pipelines.sqlutil import duckdb_connect
 
 if TYPE_CHECKING:  # the tracker (SQLAlchemy, Alembic) is loaded only by runs that track
     from recon_pipelines.tracker import RunOutcome, Tracker
@@ -51,7 +53,25 @@ def run_reconciliation(spec: ReconciliationSpec, workdir: Path | None = None) ->
     with tempfile.TemporaryDirectory(prefix="recon-") as tmp:
         work = Path(workdir or tmp)
         side_a, side_b = open_side(spec, "a", work), open_side(spec, "b", work)
-        return compare(spec, side_a, side_b, open_mapping(spec, work))
+        mapping = open_mapping(spec, work)
+        try:
+            return compare(spec, side_a, side_b, mapping)
+        except duckdb.Error as exc:
+            raise ComparisonError(_blame(exc, [side_a, side_b, mapping])) from None
+
+
+def _blame(exc: duckdb.Error, sides: list[Side | None]) -> str:
+    """DuckDB does not always say which input failed (a corrupt Parquet page reads as "don't
+    know what type"): read each side whole, once the comparison has failed, to name it."""
+    with duckdb_connect() as con:
+        for side in sides:
+            if side is None:
+                continue
+            try:
+                con.execute(f"SELECT bit_xor(hash(COLUMNS(*))) FROM {side.scan}").fetchall()
+            except duckdb.Error as side_exc:
+                return f"{side.label}: cannot read: {side_exc}"
+    return str(exc)
 
 
 @dataclass

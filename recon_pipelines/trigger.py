@@ -48,7 +48,7 @@ def dagster_url(url: str | None = None) -> str:
 
 
 def recheck_op_name(name: str) -> str:
-    return f"reconcile_{name}_scope"
+    return f"{name}__recheck"  # "__": no job, schedule or asset op of another spec can have this name
 
 
 def recheck_run_config(name: str, keys=None, date_from=None, date_to=None, full: bool = False) -> dict:

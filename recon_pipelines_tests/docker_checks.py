@@ -651,3 +651,285 @@ def check_container_context(compose_path: Path, instance_path: Path, env: Mappin
 def env_for_validation(env_example_path: Path) -> dict[str, str]:
     """The template's values, with a dummy for each empty one, as the environment to validate with."""
     return {name: value or f"dummy-{name.lower()}" for name, value in parse_env_file(env_example_path).items()}
+
+
+# ----------------------------------------------------------------------------- closed by default
+#
+# What `docker compose config` cannot say: who is reachable from where, which container holds
+# which secret, what refuses a placeholder, what runs as root. Each rule takes the policy (which
+# service may do what) as an argument, so the tests state the threat model and these functions
+# only check files against it.
+
+CADDYFILE = DOCKER_DIR / "Caddyfile"
+SECRETS_GUARD = DOCKER_DIR / "require-secrets.sh"
+GUARD_NAME = "recon-require-secrets"
+REQUIRED_SECRETS_ENV = "RECON_REQUIRED_SECRETS"
+LOOPBACK_ADDRESSES = {"127.0.0.1", "::1", "localhost"}
+DOCKER_SOCKETS = {"/var/run/docker.sock", "/run/docker.sock", "/var/run", "/run"}
+# Template variables that hold credentials (a URL may carry a password or a token).
+SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET|_HASH$|TRACKER_URL$|WEBHOOK_URL$")
+# An exact release (python:3.11.13-slim-bookworm, caddy:2.10.0-alpine), or a digest. `3.11-slim`
+# is a moving tag: it follows every 3.11.x. PostgreSQL numbers releases major.minor since 10.
+_PINNED_TAG = re.compile(r"^\d+\.\d+\.\d+(?:-[\w.-]+)?$")
+_TWO_PART_RELEASES = {"postgres"}
+_PINNED_TWO_PART_TAG = re.compile(r"^\d+\.\d+(?:-[\w.-]+)?$")
+_ROOT_USERS = {"root", "0", "0:0", "root:root"}
+
+
+def secret_variables(env_example_path: Path) -> dict[str, str]:
+    """The template's credential variables and their placeholder values."""
+    return {name: value for name, value in parse_env_file(env_example_path).items() if SECRET_NAME.search(name)}
+
+
+def parse_port(entry: Any, env: Mapping[str, str]) -> tuple[str | None, str | None, str]:
+    """(host address or None, host port or None, container port) of a ``ports:`` entry, short or
+    long syntax, after interpolation with ``env``."""
+    if isinstance(entry, Mapping):
+        host_ip = entry.get("host_ip")
+        published = entry.get("published")
+        return (interpolate(str(host_ip), env) if host_ip else None,
+                interpolate(str(published), env) if published is not None else None, str(entry.get("target")))
+    text = interpolate(str(entry), env).split("/", 1)[0]
+    bracketed = re.fullmatch(r"\[([^\]]+)\]:([^:]*):(.+)", text)  # [::1]:8080:80
+    if bracketed:
+        return bracketed.group(1), bracketed.group(2), bracketed.group(3)
+    parts = text.split(":")
+    if len(parts) == 1:
+        return None, None, parts[0]
+    if len(parts) == 2:
+        return None, parts[0], parts[1]
+    return ":".join(parts[:-2]), parts[-2], parts[-1]
+
+
+def check_published_ports(compose_path: Path, env: Mapping[str, str], may_publish: set[str]) -> list[str]:
+    """Only the services in ``may_publish`` publish ports, each on an explicit loopback host
+    address (with the template's values: the default an operator starts from); none uses the
+    host's network namespace."""
+    compose, problems = load_yaml(compose_path)
+    if problems:
+        return problems
+    for name, service in _services(compose).items():
+        where = f"{compose_path}: service {name}"
+        if str((service or {}).get("network_mode", "")).startswith("host"):
+            problems.append(f"{where}: network_mode host exposes every port it listens on")
+        for entry in (service or {}).get("ports") or []:
+            host_ip, host_port, target = parse_port(entry, env)
+            if name not in may_publish:
+                problems.append(f"{where}: publishes port {target}; only {sorted(may_publish)} may publish ports")
+            elif not host_ip:
+                problems.append(f"{where}: port {target} is published on every host interface; "
+                                "give a host address (127.0.0.1 by default)")
+            elif host_ip not in LOOPBACK_ADDRESSES:
+                problems.append(f"{where}: port {target} is published on {host_ip} by default, not on loopback")
+    return problems
+
+
+def check_docker_socket(compose_path: Path, may_mount: set[str]) -> list[str]:
+    """Only the services in ``may_mount`` mount the Docker socket (root on the host)."""
+    compose, problems = load_yaml(compose_path)
+    if problems:
+        return problems
+    for name, service in _services(compose).items():
+        for entry in (service or {}).get("volumes") or []:
+            source, _kind = _volume_source(entry)
+            if source and source.rstrip("/") in DOCKER_SOCKETS and name not in may_mount:
+                problems.append(f"{compose_path}: service {name} mounts the Docker socket ({source}); "
+                                f"only {sorted(may_mount)} may")
+    return problems
+
+
+def check_service_secrets(compose_path: Path, env_example_path: Path, may_receive: Mapping[str, set[str]]) -> list[str]:
+    """No service reads the whole .env (env_file), and each receives only the credential
+    variables ``may_receive`` grants it."""
+    compose, problems = load_yaml(compose_path)
+    if problems:
+        return problems
+    secrets = set(secret_variables(env_example_path))
+    for name, service in _services(compose).items():
+        where = f"{compose_path}: service {name}"
+        if (service or {}).get("env_file"):
+            problems.append(f"{where}: env_file passes every variable of the file; list the ones it needs "
+                            "under environment:")
+        for secret in sorted((compose_variables(service) & secrets) - set(may_receive.get(name, ()))):
+            problems.append(f"{where}: receives {secret}, which it has no need for")
+    return problems
+
+
+def _entrypoint(compose_path: Path, service_name: str, service: Mapping) -> list[str]:
+    if service.get("entrypoint"):
+        entry = service["entrypoint"]
+        return list(entry) if isinstance(entry, list) else shlex.split(entry)
+    for name, dockerfile, _context in compose_builds(compose_path):
+        if name == service_name and dockerfile.is_file():
+            entry: list[str] = []
+            for instruction, arguments in dockerfile_instructions(dockerfile):
+                if instruction == "ENTRYPOINT":
+                    entry = _exec_or_shell(arguments)
+            return entry
+    return []
+
+
+def check_secrets_guarded(compose_path: Path, env_example_path: Path) -> list[str]:
+    """Every service that receives a credential with a placeholder in the template starts
+    through the guard (docker/require-secrets.sh), and names that credential's container
+    variable in RECON_REQUIRED_SECRETS; a compose-mounted guard's source is the guard."""
+    compose, problems = load_yaml(compose_path)
+    if problems:
+        return problems
+    placeholders = {name for name, value in secret_variables(env_example_path).items() if value}
+    for name, service in _services(compose).items():
+        service = service or {}
+        where = f"{compose_path}: service {name}"
+        raw_env = service.get("environment") or {}
+        if isinstance(raw_env, list):
+            raw_env = dict(item.split("=", 1) if "=" in item else (item, "") for item in raw_env)
+        needed = {key for key, value in raw_env.items() if compose_variables(str(value)) & placeholders}
+        if not needed:
+            continue
+        entrypoint = _entrypoint(compose_path, name, service)
+        if not entrypoint or Path(entrypoint[0]).name != GUARD_NAME:
+            problems.append(f"{where}: receives {sorted(needed)} but does not start through {GUARD_NAME} "
+                            f"(entrypoint: {entrypoint})")
+        declared = set(str(raw_env.get(REQUIRED_SECRETS_ENV, "")).split())
+        for key in sorted(needed - declared):
+            problems.append(f"{where}: {key} is not in {REQUIRED_SECRETS_ENV}, so a placeholder value would be accepted")
+        for entry in service.get("volumes") or []:
+            parts = str(entry).split(":")
+            if len(parts) >= 2 and Path(parts[1]).name == GUARD_NAME:
+                source = (Path(compose_path).parent / parts[0]).resolve()
+                if source.name != SECRETS_GUARD.name or not source.is_file():
+                    problems.append(f"{where}: mounts {parts[0]} as {GUARD_NAME}, not the guard script")
+    return problems
+
+
+def run_secrets_guard(script: Path, environment: Mapping[str, str], required: list[str],
+                      command: tuple[str, ...] = ("echo", "started")) -> tuple[int, str, str]:
+    """Run the guard as an entrypoint would (POSIX sh, a clean environment):
+    (exit code, stdout, stderr)."""
+    import subprocess
+
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **environment, REQUIRED_SECRETS_ENV: " ".join(required)}
+    done = subprocess.run(["sh", str(script), *command], env=env, capture_output=True, text=True, timeout=30)
+    return done.returncode, done.stdout, done.stderr
+
+
+def _image_pinned(image: str) -> bool:
+    if "@sha256:" in image:
+        return True
+    name, _, tag = image.rpartition(":")
+    if not name or "/" in tag:
+        return False
+    pattern = _PINNED_TWO_PART_TAG if name.rsplit("/", 1)[-1] in _TWO_PART_RELEASES else _PINNED_TAG
+    return bool(pattern.match(tag))
+
+
+def check_images_pinned(compose_path: Path) -> list[str]:
+    """Every image pulled (a service without build, every FROM of a built Dockerfile) is an
+    exact release or a digest, never a moving tag such as ``15`` or ``latest``."""
+    compose, problems = load_yaml(compose_path)
+    if problems:
+        return problems
+    for name, service in _services(compose).items():
+        if "build" not in (service or {}) and not _image_pinned(str((service or {}).get("image", ""))):
+            problems.append(f"{compose_path}: service {name}: image {service.get('image')!r} is not pinned "
+                            "to an exact version or digest")
+    for service, dockerfile, _context in compose_builds(compose_path):
+        if not dockerfile.is_file():
+            continue
+        stages = set()
+        for instruction, arguments in dockerfile_instructions(dockerfile):
+            if instruction != "FROM":
+                continue
+            words = [w for w in arguments.split() if not w.startswith("--")]
+            if len(words) >= 3 and words[1].upper() == "AS":
+                stages.add(words[2])
+            if words and words[0] not in stages and words[0] != "scratch" and not _image_pinned(words[0]):
+                problems.append(f"{dockerfile}: FROM {words[0]} is not pinned to an exact version or digest")
+    return problems
+
+
+def check_non_root(compose_path: Path) -> list[str]:
+    """Every built image ends with a non-root USER; every other service sets a non-root ``user:``
+    (a compose ``user:`` overrides the image's)."""
+    compose, problems = load_yaml(compose_path)
+    if problems:
+        return problems
+    built = {service: dockerfile for service, dockerfile, _context in compose_builds(compose_path)}
+    for name, service in _services(compose).items():
+        override = (service or {}).get("user")
+        if override is not None:
+            if str(override) in _ROOT_USERS:
+                problems.append(f"{compose_path}: service {name} runs as {override}")
+            continue
+        if name not in built:
+            problems.append(f"{compose_path}: service {name} runs its image's default user (root for most); "
+                            "set user:")
+            continue
+        users = [args.split()[0] for instruction, args in dockerfile_instructions(built[name])
+                 if instruction == "USER" and args.split()]
+        if not users or users[-1] in _ROOT_USERS:
+            problems.append(f"{built[name]}: the image runs as root (no final non-root USER)")
+    return problems
+
+
+# ----------------------------------------------------------------------------- the proxy
+
+
+def caddyfile_lines(path: Path) -> list[str]:
+    """The Caddyfile's lines, comments and blank lines dropped, whitespace collapsed."""
+    lines = []
+    for raw in Path(path).read_text(encoding="utf-8").splitlines():
+        line = " ".join(raw.split("#", 1)[0].split()) if not raw.strip().startswith("#") else ""
+        if line:
+            lines.append(line)
+    return lines
+
+
+IDENTITY_HEADER = "X-Forwarded-User"
+# Headers some upstreams take as the user's identity: a client must not be able to send them.
+SPOOFABLE_IDENTITY_HEADERS = ("Remote-User", "X-Remote-User", "X-Forwarded-Email", "X-Forwarded-Preferred-Username",
+                              "X-Auth-Request-User", "X-Auth-Request-Email")
+
+
+def check_caddyfile(caddyfile: Path, compose_path: Path, proxy_service: str, upstream_service: str) -> list[str]:
+    """The proxy authenticates (basic_auth with a hash from the environment), keeps its admin
+    API off, forwards to the webserver's port, replaces the identity header with the
+    authenticated user and strips the other identity headers and the credentials; every
+    {$VAR} it reads is in the proxy service's environment."""
+    try:
+        lines = caddyfile_lines(caddyfile)
+    except FileNotFoundError:
+        return [f"{caddyfile}: file not found"]
+    text = "\n".join(lines)
+    problems = []
+    if "admin off" not in lines:
+        problems.append(f"{caddyfile}: the admin API is not turned off (admin off)")
+    auth = re.search(r"^basic_auth(?: [^{]*)? \{\n(.*?)\n\}", text, re.S | re.M)
+    if not auth:
+        problems.append(f"{caddyfile}: no basic_auth block: the UI would be served to anyone")
+    elif not re.fullmatch(r"\S+ \{\$[A-Z0-9_]+\}", auth.group(1).strip().splitlines()[0]):
+        problems.append(f"{caddyfile}: basic_auth account is not '<user> {{$HASH_VARIABLE}}'")
+    if f"header_up {IDENTITY_HEADER} {{http.auth.user.id}}" not in lines:
+        problems.append(f"{caddyfile}: {IDENTITY_HEADER} is not set to the authenticated user")
+    for header in (*SPOOFABLE_IDENTITY_HEADERS, "Authorization"):
+        if f"header_up -{header}" not in lines:
+            problems.append(f"{caddyfile}: a client-sent {header} header reaches the upstream")
+
+    compose, more = load_yaml(compose_path)
+    problems += more
+    services = _services(compose)
+    proxy_env = set((services.get(proxy_service) or {}).get("environment") or {})
+    for name in sorted(set(re.findall(r"\{\$([A-Za-z_][A-Za-z0-9_]*)\}", text)) - proxy_env):
+        problems.append(f"{caddyfile}: reads {{${name}}}, which service {proxy_service} does not set")
+    upstream = re.search(r"^reverse_proxy (\S+)", text, re.M)
+    if not upstream:
+        problems.append(f"{caddyfile}: no reverse_proxy")
+    else:
+        target = upstream.group(1)
+        variable = re.fullmatch(r"\{\$([A-Za-z_][A-Za-z0-9_]*)\}", target)
+        if variable:
+            target = str(((services.get(proxy_service) or {}).get("environment") or {}).get(variable.group(1), ""))
+        port = option_value(service_command(compose_path, upstream_service), "-p", "--port")
+        if target != f"{upstream_service}:{port}":
+            problems.append(f"{caddyfile}: proxies to {target!r}, but the webserver is {upstream_service}:{port}")
+    return problems

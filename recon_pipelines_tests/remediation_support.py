@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import copy
 import logging
+from datetime import datetime, timezone
 
 import pyarrow as pa
+import pytest
 
 from recon_pipelines.engine import DISCREPANCY_SCHEMA
-from recon_pipelines.remediation import Deliverer
+from recon_pipelines.remediation import Deliverer, notification_writer
 from recon_pipelines.spec import parse_spec
+from recon_pipelines.tracker import Tracker
+from recon_pipelines_tests.slack_fake import FakeSlack, FakeWebhook
 
 RECON = "crm_vs_billing"
+T0 = datetime(2025, 1, 6, 8, 0, tzinfo=timezone.utc)  # in the past: deliveries use the real clock
 TOKEN = "xoxb-test-token"
 
 SPEC = {
@@ -77,3 +82,33 @@ def deliverer(engine, spec, slack=None, sleeps: Sleeps | None = None, environ: d
     return Deliverer(engine, [spec], slack_base_url=slack.base_url if slack is not None else None,
                      sleep=sleeps if sleeps is not None else Sleeps(), environ=env,
                      log=logging.getLogger("recon_pipelines.tests.notifications"), **options)
+
+
+# Fixtures shared by the remediation tests (import them by name into a test module).
+@pytest.fixture
+def tracker(tracker_url):
+    t = Tracker(tracker_url)
+    yield t
+    t.engine.dispose()
+
+
+@pytest.fixture
+def slack():
+    with FakeSlack() as server:
+        yield server
+
+
+@pytest.fixture
+def receiver():
+    with FakeWebhook() as server:
+        yield server
+
+
+def run(tracker, spec, run_id, *rows, now=T0, summary=None):
+    """One full run of ``rows`` through the tracker, its notifications written to the outbox."""
+    return tracker.apply_run(RECON, f"{run_id}:full", found(*rows), summary=summary, now=now,
+                             escalation=spec.escalation, on_outcome=notification_writer(spec))
+
+
+def pager_env(receiver) -> dict:
+    return {"TEST_PAGER_URL": receiver.url, "TEST_PAGER_KEY": "R0UTINGKEY"}

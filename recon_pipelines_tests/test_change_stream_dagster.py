@@ -15,6 +15,7 @@ from recon_pipelines.spec import parse_spec
 from recon_pipelines.streams import wiring
 from recon_pipelines.streams.events import ChangeEvent
 from recon_pipelines.streams.settle import NOT_PROPAGATED
+from recon_pipelines.trigger import recheck_op_name
 from recon_pipelines_tests.stream_support import nats_reachable, unique, wait_for
 
 
@@ -58,7 +59,7 @@ def test_sensor_requests_one_recheck_per_expired_batch_and_the_run_reports_it(se
     assert observed.metadata["events_consumed"].value == 3 and observed.metadata["open_expectations"].value == 1
 
     due = wait_for(lambda: tick().run_requests, timeout=30)  # once key 2's window of 1 s has passed
-    assert [r.run_config["ops"]["reconcile_orders_scope"]["config"]["keys"] for r in due] == [["2"]]
+    assert [r.run_config["ops"][recheck_op_name("orders")]["config"]["keys"] for r in due] == [["2"]]
     assert {r.run_key for r in tick().run_requests} == {due[0].run_key}  # the same batch, the same run key
 
     job = defs.resolve_job_def("recheck_orders")

@@ -41,6 +41,14 @@ def test_recon_run_on_a_demo_spec_needs_no_variable(fresh_home):
     assert all(len(row.split()[0]) == 24 for row in rows)  # the id, for `recon discrepancies show`
 
 
+def test_recon_validate_on_the_demo_specs_needs_no_variable_and_says_only_what_matters(fresh_home):
+    done = subprocess.run([sys.executable, "-m", "recon_pipelines.cli", "validate", str(DEMO_SPECS_DIR)],
+                          capture_output=True, text=True, env=os.environ.copy(), cwd=fresh_home)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "2 spec(s) valid"
+    assert done.stderr == ""  # no Dagster Beta/Preview notices from building the definitions
+
+
 def test_a_mistyped_status_is_an_error_not_an_empty_list(fresh_home):
     for args in (["discrepancies", "--status", "opn"], ["discrepancies", "list", "--status", "opn"]):
         result = CliRunner().invoke(recon, args)
@@ -100,3 +108,20 @@ def test_trigger_local_is_quiet_unless_verbose(fresh_home):
     verbose = subprocess.run([recon_bin, "trigger", "crm_vs_billing", "--keys", "1064", "--local", "--verbose"],
                              env=env, capture_output=True, text=True, timeout=300)
     assert verbose.returncode == 0 and "DEBUG" in verbose.stdout + verbose.stderr
+
+
+@pytest.mark.parametrize("text, ahead, expected", [
+    ("7d", True, "2026-01-08T12:00:00+00:00"),
+    ("12h", False, "2026-01-01T00:00:00+00:00"),
+    ("2026-03-01", True, "2026-03-01T00:00:00+00:00"),  # no zone: UTC
+    ("2026-03-01T10:00:00+02:00", False, "2026-03-01T10:00:00+02:00"),
+])
+def test_until_and_since_read_a_duration_or_a_date(text, ahead, expected):
+    from datetime import datetime, timezone
+
+    from recon_pipelines.spec.base import parse_moment
+
+    now = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+    assert parse_moment(text, now=now, ahead=ahead, what="--until") == datetime.fromisoformat(expected)
+    with pytest.raises(ValueError, match=r"^--until 'soon' is neither a duration"):
+        parse_moment("soon", now=now, ahead=ahead, what="--until")

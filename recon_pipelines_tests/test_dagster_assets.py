@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from recon_pipelines.dagster_defs import build_definitions
-from recon_pipelines.dagster_defs.assets import STEPS, sample_markdown
+from recon_pipelines.dagster_defs.assets import STEPS
+from recon_pipelines.dagster_defs.result_checks import open_discrepancies_check
+from recon_pipelines.dagster_defs.metadata import shown
 from recon_pipelines.dagster_defs.resources import ReconResource
 from recon_pipelines.engine import DISCREPANCY_SCHEMA
 from recon_pipelines.spec import parse_spec
@@ -71,7 +75,10 @@ def test_materializing_finds_the_discrepancies_and_records_metadata(setup):
     assert meta["discrepancies"]["field/amount/within_tolerance"] == 2
     assert meta["discrepancies"]["field/amount/max_within_tolerance"] == pytest.approx(0.004)
     assert meta["discrepancies"]["severity/critical"] == 1
-    assert "| critical | only\\_in\\_a | 4 |" in meta["discrepancies"]["sample"]
+    # The table to read, most severe first, with the ids the discrepancy_action job asks for.
+    first = meta["discrepancies"]["most_severe"].records[0].data
+    assert (first["severity"], first["kind"], first["key"], first["status"]) == ("critical", "only_in_a", "4", "new")
+    assert len(first["id"]) == 24
     assert (meta["tracker_state"]["new"], meta["tracker_state"]["open"]) == (3, 3)
     stored = pq.read_table(tmp_path / "store" / "orders" / "full" / "discrepancies.parquet")
     assert stored.schema == DISCREPANCY_SCHEMA
@@ -105,16 +112,20 @@ def test_snapshot_checks_flag_a_bad_side_before_comparison(tmp_path):
     assert set(materializations(result)) == {"snapshot_a", "snapshot_b"}
 
 
-def test_sample_markdown_escapes_values_from_the_data():
-    table = pa.Table.from_pylist(
-        [{"id": "x", "reconciliation": "r", "kind": "field_mismatch", "key": "1", "field": "name",
-          "value_a": "a | b [link](http://evil)", "value_b": "<!channel>", "severity": "warning", "reason": "value_differs"}],
-        schema=DISCREPANCY_SCHEMA,
-    )
-    text = sample_markdown(table)
-    assert "a \\| b \\[link\\](http://evil)" in text and "\\<!channel\\>" in text
+@pytest.mark.parametrize("raw, expected", [
+    ("a\r\nb", "a\\r\\nb"),          # a carriage return no longer splits a row
+    ("x | y", "x \\| y"),                # nor a pipe a cell
+    ("bell\x07\ttab", "bell\\x07\\ttab"),
+    ("line\u2028sep", "line\\u2028sep"),
+    (None, "∅"),
+    ("é ✓ <b>", "é ✓ <b>"),            # printable text is shown as it is
+])
+def test_shown_values_stay_on_one_line(raw, expected):
+    assert shown(raw) == expected
 
 
+def test_long_values_are_cut():
+    assert shown("x" * 500) == "x" * 199 + "…"
 def test_operator_action_job_goes_through_the_tracker(setup):
     _, defs, recon = setup
     with dg.instance_for_test() as instance:
@@ -122,14 +133,114 @@ def test_operator_action_job_goes_through_the_tracker(setup):
         tracker = Tracker(recon.tracker_url)
         target = tracker.discrepancies("orders", status="new")[0]["id"]
         config = {"ops": {"apply_discrepancy_action": {"config": {
-            "ids": [target], "action": "mute", "actor": "ana@finance", "note": "known rounding", "mute_for": "7d"}}}}
+            "ids": [target], "action": "mute", "on_behalf_of": "ana@finance", "note": "known rounding", "mute_for": "7d"}}}}
         result = defs.resolve_job_def("discrepancy_action").execute_in_process(instance=instance, run_config=config)
         assert result.success
         refused = defs.resolve_job_def("discrepancy_action").execute_in_process(
             instance=instance, raise_on_error=False,
             run_config={"ops": {"apply_discrepancy_action": {"config": {"ids": [target], "action": "resolve",
-                                                                        "actor": "ana", "note": "x"}}}})
+                                                                        "note": "x"}}}})
         assert not refused.success
     assert tracker.get(target)["status"] == "muted"
     last = tracker.history(target)[-1]
-    assert (last["action"], last["actor"]) == ("mute", "ana@finance") and "known rounding" in last["note"]
+    # the actor is what launched the run (OSS: nobody authenticated), the typed name only a note
+    assert (last["action"], last["actor"], last["run_id"]) == ("mute", "dagster-ui (unauthenticated)", result.run_id)
+    assert last["note"].startswith("on behalf of ana@finance: muted until ") and "known rounding" in last["note"]
+
+
+
+def test_field_figures_separate_agreement_drift_and_mismatch(setup):
+    _, defs, _ = setup
+    with dg.instance_for_test() as instance:
+        meta = materializations(defs.resolve_job_def("reconcile_orders").execute_in_process(instance=instance))
+    d = meta["discrepancies"]
+    # 3 matched pairs: amount differs on order 2 only; 'paid' vs 'PAID' agrees after lower (drift, not a mapping).
+    assert (d["field/amount/agree"], d["field/amount/mismatches"]) == (2, 1)
+    assert (d["field/status/agree"], d["field/status/within_tolerance"], d["field/status/mapped"]) == (3, 1, 0)
+    by_field = {r.data["field"]: r.data for r in d["by_field"].records}
+    assert by_field["amount"]["mismatches"] == 1 and by_field["status"]["within_tolerance"] == 1
+    by_kind = {r.data["kind"]: r.data for r in d["by_kind"].records}
+    assert by_kind["only_in_a"]["critical"] == 1 and by_kind["only_in_b"]["total"] == 1
+
+
+def check_results(result) -> dict:
+    return {(e.asset_key.path[-1], e.check_name): e for e in result.get_asset_check_evaluations()}
+
+
+def test_open_critical_discrepancies_fail_the_result_check_until_muted(setup):
+    _, defs, recon = setup
+    job = defs.resolve_job_def("reconcile_orders")
+    with dg.instance_for_test() as instance:
+        check = check_results(job.execute_in_process(instance=instance))[("tracker_state", "open_discrepancies")]
+        assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+        assert check.metadata["open_critical"].value == 1
+        tracker = Tracker(recon.tracker_url)
+        (critical,) = tracker.discrepancies("orders", severity="critical")
+        tracker.act([critical["id"]], "mute", actor="ana", note="known", until=datetime.now(timezone.utc) + timedelta(days=7))
+        again = check_results(job.execute_in_process(instance=instance))[("tracker_state", "open_discrepancies")]
+    assert again.passed
+
+
+@pytest.mark.parametrize("open_counts, expect, outcome", [
+    ({"critical": 1}, {}, (False, dg.AssetCheckSeverity.ERROR)),
+    ({"critical": 1}, {"max_open_critical": 1}, (True, None)),
+    ({"warning": 51}, {"max_open_warning": 50}, (False, dg.AssetCheckSeverity.WARN)),
+    ({"warning": 50, "info": 900}, {"max_open_warning": 50}, (True, None)),
+    ({"warning": 5000}, {}, (True, None)),  # no warning limit unless the spec sets one
+])
+def test_open_discrepancies_check_follows_the_spec_expectations(tmp_path, open_counts, expect, outcome):
+    spec = parse_spec({**SPEC, "expect": expect}, tmp_path / "orders.yaml")
+    result = open_discrepancies_check(spec, open_counts)
+    assert result.passed == outcome[0]
+    if not result.passed:
+        assert result.severity == outcome[1]
+
+
+def test_mismatch_rate_check_warns_past_the_spec_limit(tmp_path):
+    write_sides(tmp_path, "1,10.00,PAID\n2,20.50,paid\n3,30.004,open\n9,1,open\n")
+    recon = ReconResource(storage_dir=str(tmp_path / "store"), tracker_url=f"sqlite:///{tmp_path / 'tracker.sqlite'}")
+    results = {}
+    for limit in (0.5, 0.9):
+        spec = parse_spec({**SPEC, "expect": {"max_mismatch_rate": limit}}, tmp_path / "orders.yaml")
+        with dg.instance_for_test() as instance:
+            result = build_definitions(specs=[spec], recon=recon).resolve_job_def("reconcile_orders").execute_in_process(instance=instance)
+        results[limit] = check_results(result)[("discrepancies", "mismatch_rate")]
+    # 5 records compared (3 pairs, 1 only in A, 1 only in B), 3 of them with a discrepancy: 0.6.
+    assert results[0.5].metadata["mismatch_rate"].value == pytest.approx(0.6)
+    assert not results[0.5].passed and results[0.5].severity == dg.AssetCheckSeverity.WARN
+    assert results[0.9].passed
+
+
+def test_schema_check_fails_when_a_compared_column_changes_type_or_disappears(setup):
+    tmp_path, defs, _ = setup
+    job = defs.resolve_job_def("reconcile_orders")
+    a = pq.read_table(tmp_path / "a.parquet")
+    with dg.instance_for_test() as instance:
+        first = check_results(job.execute_in_process(instance=instance))[("snapshot_a", "schema_unchanged")]
+        pq.write_table(a.set_column(1, "amount", pa.array(["10", "20", "30", "40"])), tmp_path / "a.parquet")
+        retyped = check_results(job.execute_in_process(instance=instance))[("snapshot_a", "schema_unchanged")]
+        pq.write_table(a.drop_columns(["status"]), tmp_path / "a.parquet")
+        gone = check_results(job.execute_in_process(instance=instance, raise_on_error=False))[("snapshot_a", "schema_unchanged")]
+    assert first.passed
+    assert not retyped.passed and retyped.severity == dg.AssetCheckSeverity.WARN
+    assert retyped.metadata["types_changed"].value == "amount: double -> string"
+    assert not gone.passed and gone.severity == dg.AssetCheckSeverity.ERROR
+    assert gone.metadata["columns_gone"].value == "status"
+
+
+def test_snapshots_carry_row_count_and_column_schema(setup):
+    _, defs, _ = setup
+    with dg.instance_for_test() as instance:
+        meta = materializations(defs.resolve_job_def("reconcile_orders").execute_in_process(instance=instance))
+    assert meta["snapshot_b"]["dagster/row_count"] == 4
+    assert [c.name for c in meta["snapshot_a"]["dagster/column_schema"].columns] == ["order_id", "amount", "status"]
+
+
+def test_daily_reconciliations_go_stale_when_they_stop_running(tmp_path):
+    incremental = {**SPEC, "source_a": {**SPEC["source_a"], "updated_at": "at"}, "source_b": {**SPEC["source_b"], "updated_at": "at"},
+                   "incremental": {"start": "2026-01-01"}}
+    graph = build_definitions(specs=[parse_spec(incremental, tmp_path / "orders.yaml")]).resolve_asset_graph()
+    policy = graph.get(dg.AssetKey(["orders", "tracker_state"])).freshness_policy
+    assert policy.fail_window.to_timedelta() > timedelta(days=1)
+    on_demand = build_definitions(specs=[parse_spec(SPEC, tmp_path / "orders.yaml")]).resolve_asset_graph()
+    assert on_demand.get(dg.AssetKey(["orders", "tracker_state"])).freshness_policy is None

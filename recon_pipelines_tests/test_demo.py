@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections import Counter
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -81,11 +80,9 @@ def _sqlite_rows(path: Path) -> list[tuple]:
 # --------------------------------------------------------------------------- the generator
 
 
-def test_generation_is_deterministic_and_fast(tmp_path):
+def test_generation_is_deterministic(tmp_path):
     first = generate_demo(tmp_path / "one")
-    started = time.perf_counter()  # timed warm: the first call also pays for imports
     second = generate_demo(tmp_path / "two")
-    elapsed = time.perf_counter() - started
     assert first == second
     one, two = tmp_path / "one", tmp_path / "two"
     assert (one / "billing.csv").read_bytes() == (two / "billing.csv").read_bytes()
@@ -94,7 +91,6 @@ def test_generation_is_deterministic_and_fast(tmp_path):
     assert pq.read_table(one / "warehouse.parquet").equals(pq.read_table(two / "warehouse.parquet"))
     assert (one / "warehouse.parquet").read_bytes() == (two / "warehouse.parquet").read_bytes()
     assert json.loads((one / "ground_truth.json").read_text()) == first
-    assert elapsed < 1.0, f"generation took {elapsed:.2f} s"
 
 
 def test_active_counts_tell_the_story(demo_dir):

@@ -38,26 +38,84 @@ def demo(tmp_path_factory):
             # What the README's tour does: backfill the generated week from the UI (one run for the range).
             result = defs.resolve_job_def(f"reconcile_{name}").execute_in_process(instance=instance, tags=WEEK)
             assert result.success
-            results[name] = {
-                e.materialization.asset_key.path[-1]: {k: v.value for k, v in e.materialization.metadata.items()}
-                for e in result.get_asset_materialization_events()
-            }
+            results[name] = materializations_by_day(result)
+            results[name]["checks"] = {(e.asset_key.path[-1], e.check_name): e for e in result.get_asset_check_evaluations()}
     yield folder, truth, results, recon_resource
     patch.undo()
 
 
+def materializations_by_day(result) -> dict[str, dict[str, dict]]:
+    """step -> partition -> metadata values."""
+    out: dict[str, dict[str, dict]] = {}
+    for event in result.get_asset_materialization_events():
+        m = event.materialization
+        out.setdefault(m.asset_key.path[-1], {})[m.partition] = {k: v.value for k, v in m.metadata.items()}
+    return out
+
+
+DAYS = [f"2026-11-{d}" for d in range(13, 20)]
+
+
 @pytest.mark.parametrize("name", RECONCILIATIONS)
 def test_ui_numbers_match_the_ground_truth(demo, name):
-    _, truth, results, _ = demo
+    """Each day shows its own figures; together the days hold exactly the seeded discrepancies."""
+    folder, truth, results, _ = demo
     expected = truth["reconciliations"][name]
-    meta = results[name]["discrepancies"]
-    assert meta["discrepancies"] == expected["total"]
-    assert {k.removeprefix("kind/"): v for k, v in meta.items() if k.startswith("kind/")} == expected["by_kind"]
-    mismatches = {k.split("/")[1]: v for k, v in meta.items() if k.startswith("field/") and k.endswith("/mismatches") and v}
-    assert mismatches == expected["field_mismatches"]
-    severities = {k.removeprefix("severity/"): v for k, v in meta.items() if k.startswith("severity/") and v}
-    assert severities == expected["by_severity"]
-    assert results[name]["tracker_state"]["new"] == expected["total"]
+    by_day = results[name]["discrepancies"]
+    assert sorted(by_day) == DAYS
+    seen: dict[str, dict] = {}
+    for day in DAYS:
+        rows = pq.read_table(folder / "storage" / name / day / "discrepancies.parquet").to_pylist()
+        assert by_day[day]["discrepancies"] == len(rows)
+        assert sum(v for k, v in by_day[day].items() if k.startswith("severity/")) == len(rows)
+        assert by_day[day]["scope"] == day and by_day[day]["backfill_range"] == "2026-11-13..2026-11-19"
+        seen.update({r["id"]: r for r in rows})
+    rows = list(seen.values())
+    assert len(rows) == expected["total"]
+    assert _counts(rows, "kind") == expected["by_kind"]
+    assert _counts([r for r in rows if r["field"]], "field") == expected["field_mismatches"]
+    assert _counts(rows, "severity") == expected["by_severity"]
+    assert sum(results[name]["tracker_state"][day]["new"] for day in DAYS) >= expected["total"]
+
+
+def _counts(rows: list[dict], column: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row[column]] = counts.get(row[column], 0) + 1
+    return counts
+
+
+def test_each_day_of_the_backfill_shows_what_that_day_alone_shows(demo, tmp_path):
+    """The single-run backfill of the week gives every partition the figures of a run of that day
+    alone (not the week's total on every day); only the tracker-wide counts differ."""
+    folder, _, results, _ = demo
+    tracker_wide = ("open", "status/", "open_severity/")
+    defs_alone = {}
+    for day in DAYS:
+        recon_alone = ReconResource(storage_dir=str(tmp_path / day), tracker_url=f"sqlite:///{tmp_path / f'{day}.sqlite'}")
+        defs_alone[day] = build_definitions(DEMO_SPECS_DIR, recon=recon_alone)
+    for day in DAYS:
+        with dg.instance_for_test() as instance:
+            alone = defs_alone[day].resolve_job_def("reconcile_crm_vs_billing").execute_in_process(
+                instance=instance, partition_key=day)
+        for step, by_partition in materializations_by_day(alone).items():
+            if step not in ("snapshot_a", "snapshot_b", "matched_pairs", "discrepancies", "tracker_state"):
+                continue
+            figures = {k: v for k, v in by_partition[day].items()
+                       if isinstance(v, int | float) and not k.startswith(tracker_wide)}
+            week = results["crm_vs_billing"][step][day]
+            assert figures == {k: week[k] for k in figures}, (day, step)
+    # Not the week's total copied onto each day: the days differ, and none shows all 50.
+    per_day = [results["crm_vs_billing"]["discrepancies"][day]["discrepancies"] for day in DAYS]
+    assert len(set(per_day)) > 1 and max(per_day) < 50
+
+
+def test_open_critical_discrepancies_turn_the_check_red(demo):
+    checks = demo[2]["crm_vs_billing"]["checks"]
+    red = checks[("tracker_state", "open_discrepancies")]
+    assert not red.passed and red.severity == dg.AssetCheckSeverity.ERROR
+    assert red.metadata["open_critical"].value == 13
+    assert checks[("snapshot_a", "schema_unchanged")].passed
 
 
 @pytest.mark.parametrize("name", RECONCILIATIONS)

@@ -29,7 +29,22 @@ def test_the_readme_deploys_with_the_same_install_command():
     assert "docker compose -f docker/docker-compose.yml up -d" in deploying
 CODE_LOCATION_SERVICE = "recon_code_location"
 DOCKERFILES = sorted(dc.DOCKER_DIR.glob("Dockerfile.*"))
+# The images that install the project (the proxy image is Caddy only).
+PYTHON_DOCKERFILES = [dc.DOCKER_DIR / "Dockerfile.code_location", dc.DOCKER_DIR / "Dockerfile.dagster"]
 DEPLOYMENT_DOC = dc.REPO_ROOT / "docs" / "deployment.md"
+
+# The threat model (docs/deployment.md), as the policy the static checks hold the files to.
+PROXY_SERVICE, WEBSERVER_SERVICE = "proxy", "dagster_webserver"
+MAY_PUBLISH = {PROXY_SERVICE}  # the UI is reachable through the authenticating proxy only
+MAY_MOUNT_DOCKER_SOCKET = {"dagster_daemon"}  # it launches the run containers
+_RUNS_RECONCILIATIONS = {"DAGSTER_POSTGRES_PASSWORD", "RECON_TRACKER_URL", "SLACK_BOT_TOKEN", "RECON_WEBHOOK_URL"}
+MAY_RECEIVE = {
+    "postgres": {"DAGSTER_POSTGRES_PASSWORD"},
+    WEBSERVER_SERVICE: {"DAGSTER_POSTGRES_PASSWORD"},  # Dagster's storage only: no tracker, no Slack
+    PROXY_SERVICE: {"RECON_UI_PASSWORD_HASH"},
+    CODE_LOCATION_SERVICE: _RUNS_RECONCILIATIONS,  # sensors notify and read the tracker
+    "dagster_daemon": _RUNS_RECONCILIATIONS,  # forwards them to the run containers it launches
+}
 
 
 @pytest.fixture(scope="module")
@@ -64,13 +79,13 @@ def test_compose_services_and_postgres_healthcheck():
     compose = yaml.safe_load(dc.COMPOSE_FILE.read_text())
     services = compose["services"]
     assert {"postgres", CODE_LOCATION_SERVICE, "dagster_webserver", "dagster_daemon"} <= set(services)
-    assert services["postgres"]["image"] == "postgres:15"
+    assert services["postgres"]["image"].startswith("postgres:15.")
     assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
     for name in (CODE_LOCATION_SERVICE, "dagster_webserver", "dagster_daemon"):
         assert services[name]["depends_on"]["postgres"] == {"condition": "service_healthy"}, name
-    # the run launcher needs the Docker socket where runs are launched and terminated
-    for name in ("dagster_webserver", "dagster_daemon"):
-        assert "/var/run/docker.sock:/var/run/docker.sock" in services[name]["volumes"], name
+    # the daemon launches runs through the Docker socket; the webserver has none
+    assert "/var/run/docker.sock:/var/run/docker.sock" in services["dagster_daemon"]["volumes"]
+    assert not any("docker.sock" in str(v) for v in services["dagster_webserver"]["volumes"])
 
 
 def test_env_example_is_a_clean_template():
@@ -90,15 +105,15 @@ def test_dockerfile_copy_sources_exist(service, dockerfile, context):
     assert dc.check_dockerfile_copy_sources(dockerfile, context) == []
 
 
-@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("dockerfile", PYTHON_DOCKERFILES, ids=lambda p: p.name)
 def test_dockerfile_installs_project_like_the_readme(dockerfile):
     assert dc.check_dockerfile_installs_project(dockerfile, README_INSTALL_COMMAND) == []
 
 
-@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("dockerfile", PYTHON_DOCKERFILES, ids=lambda p: p.name)
 def test_dockerfile_base_home_instance_and_launcher(dockerfile):
     instructions = dc.dockerfile_instructions(dockerfile)
-    assert ("FROM", "python:3.11-slim") in instructions
+    assert ("FROM", "python:3.11.13-slim-bookworm") in instructions
     env = " ".join(args for instruction, args in instructions if instruction == "ENV")
     assert "DAGSTER_HOME=/opt/dagster/dagster_home" in env
     assert ("COPY", "docker/dagster.yaml /opt/dagster/dagster_home/dagster.yaml") in instructions
@@ -365,6 +380,196 @@ def test_invalid_container_context_is_caught(docker_copy, env):
     problems = dc.check_container_context(docker_copy / "docker-compose.yml", docker_copy / "dagster.yaml", env)
     assert any("env_vars" in p for p in problems)
     assert any("absolute host path" in p for p in problems)
+
+
+# ----------------------------------------------------------------------------- closed by default: the real files
+
+
+def test_only_the_proxy_publishes_a_port_and_on_loopback(env):
+    assert dc.check_published_ports(dc.COMPOSE_FILE, env, MAY_PUBLISH) == []
+    ports = yaml.safe_load(dc.COMPOSE_FILE.read_text())["services"][PROXY_SERVICE]["ports"]
+    assert {dc.parse_port(p, env)[0] for p in ports} == {"127.0.0.1"}
+
+
+def test_only_the_daemon_holds_the_docker_socket():
+    assert dc.check_docker_socket(dc.COMPOSE_FILE, MAY_MOUNT_DOCKER_SOCKET) == []
+
+
+def test_each_service_gets_only_the_secrets_it_needs():
+    assert dc.check_service_secrets(dc.COMPOSE_FILE, dc.ENV_EXAMPLE, MAY_RECEIVE) == []
+    assert set(dc.secret_variables(dc.ENV_EXAMPLE)) == set().union(*MAY_RECEIVE.values())
+
+
+def test_every_service_with_a_secret_starts_through_the_guard():
+    assert dc.check_secrets_guarded(dc.COMPOSE_FILE, dc.ENV_EXAMPLE) == []
+
+
+def test_images_are_pinned_and_run_as_non_root():
+    assert dc.check_images_pinned(dc.COMPOSE_FILE) == []
+    assert dc.check_non_root(dc.COMPOSE_FILE) == []
+
+
+def test_the_proxy_authenticates_and_owns_the_identity_header():
+    assert dc.check_caddyfile(dc.CADDYFILE, dc.COMPOSE_FILE, PROXY_SERVICE, WEBSERVER_SERVICE) == []
+
+
+# ----------------------------------------------------------------------------- the secrets guard, run
+
+
+def _template_secrets() -> dict[str, str]:
+    return {name: value for name, value in dc.secret_variables(dc.ENV_EXAMPLE).items() if value}
+
+
+def test_guard_refuses_every_placeholder_of_the_template():
+    placeholders = _template_secrets()
+    assert {"DAGSTER_POSTGRES_PASSWORD", "RECON_TRACKER_URL", "RECON_UI_PASSWORD_HASH"} <= set(placeholders)
+    code, out, err = dc.run_secrets_guard(dc.SECRETS_GUARD, placeholders, sorted(placeholders))
+    assert code != 0 and out == "", (code, out, err)  # the command never ran
+    for name, value in placeholders.items():
+        assert f"refusing to start: {name} still holds the example value" in err
+        assert value not in err.replace(name, "")  # names only, never values
+
+
+@pytest.mark.parametrize("value, reason", [("", "is empty"), ("short-secret", "shorter than 16 characters"),
+                                           ("prefix-CHANGE-ME-suffix-long", "example value")])
+def test_guard_refuses_empty_short_and_example_secrets(value, reason):
+    code, out, err = dc.run_secrets_guard(dc.SECRETS_GUARD, {"DAGSTER_POSTGRES_PASSWORD": value},
+                                          ["DAGSTER_POSTGRES_PASSWORD"])
+    assert code != 0 and out == "" and reason in err and "DAGSTER_POSTGRES_PASSWORD" in err
+
+
+def test_guard_starts_the_command_with_real_secrets():
+    strong = {"DAGSTER_POSTGRES_PASSWORD": "9f2c1e7d4b8a6c3e5f1a0b2d",
+              "RECON_TRACKER_URL": "postgresql+psycopg2://dagster:9f2c1e7d4b8a6c3e5f1a0b2d@postgres:5432/dagster"}
+    code, out, err = dc.run_secrets_guard(dc.SECRETS_GUARD, strong, sorted(strong), ("echo", "started", "$HOME"))
+    assert (code, out, err) == (0, "started $HOME\n", "")  # exec'd with its arguments untouched
+
+
+def test_guard_refuses_a_name_that_is_not_a_variable():
+    code, _out, err = dc.run_secrets_guard(dc.SECRETS_GUARD, {}, ["A;touch /tmp/x"])
+    assert code != 0 and "is not a variable name" in err
+
+
+# ----------------------------------------------------------------------------- closed by default: broken copies
+
+
+def test_webserver_publishing_its_port_is_caught(docker_copy, env):
+    _edit_yaml(docker_copy / "docker-compose.yml",
+               lambda c: c["services"][WEBSERVER_SERVICE].update({"ports": ["3000:3000"]}))
+    problems = dc.check_published_ports(docker_copy / "docker-compose.yml", env, MAY_PUBLISH)
+    assert any(f"service {WEBSERVER_SERVICE}: publishes port 3000" in p for p in problems)
+
+
+@pytest.mark.parametrize("port, expected", [
+    ("${RECON_UI_HTTP_PORT}:8080", "published on every host interface"),
+    ("0.0.0.0:8080:8080", "published on 0.0.0.0 by default"),
+    ({"target": 8080, "published": 8080}, "published on every host interface"),
+])
+def test_proxy_published_beyond_loopback_is_caught(docker_copy, env, port, expected):
+    _edit_yaml(docker_copy / "docker-compose.yml", lambda c: c["services"][PROXY_SERVICE]["ports"].append(port))
+    assert any(expected in p for p in dc.check_published_ports(docker_copy / "docker-compose.yml", env, MAY_PUBLISH))
+
+
+def test_template_opening_the_bind_address_is_caught(docker_copy):
+    template = docker_copy / ".env.example"
+    template.write_text(template.read_text().replace("RECON_UI_BIND_ADDRESS=127.0.0.1", "RECON_UI_BIND_ADDRESS=0.0.0.0"))
+    problems = dc.check_published_ports(docker_copy / "docker-compose.yml", dc.env_for_validation(template), MAY_PUBLISH)
+    assert any("published on 0.0.0.0 by default" in p for p in problems)
+
+
+def test_host_network_is_caught(docker_copy, env):
+    _edit_yaml(docker_copy / "docker-compose.yml",
+               lambda c: c["services"][WEBSERVER_SERVICE].update({"network_mode": "host"}))
+    assert any("network_mode host" in p
+               for p in dc.check_published_ports(docker_copy / "docker-compose.yml", env, MAY_PUBLISH))
+
+
+@pytest.mark.parametrize("mount", ["/var/run/docker.sock:/var/run/docker.sock",
+                                   {"type": "bind", "source": "/run/docker.sock", "target": "/d.sock"}])
+def test_docker_socket_in_the_webserver_is_caught(docker_copy, mount):
+    _edit_yaml(docker_copy / "docker-compose.yml", lambda c: c["services"][WEBSERVER_SERVICE]["volumes"].append(mount))
+    problems = dc.check_docker_socket(docker_copy / "docker-compose.yml", MAY_MOUNT_DOCKER_SOCKET)
+    assert any(f"service {WEBSERVER_SERVICE} mounts the Docker socket" in p for p in problems)
+
+
+def test_env_file_and_extra_secret_are_caught(docker_copy):
+    def edit(c):
+        c["services"][PROXY_SERVICE]["env_file"] = [".env"]
+        c["services"][WEBSERVER_SERVICE]["environment"]["SLACK_BOT_TOKEN"] = "${SLACK_BOT_TOKEN}"
+
+    _edit_yaml(docker_copy / "docker-compose.yml", edit)
+    problems = dc.check_service_secrets(docker_copy / "docker-compose.yml", docker_copy / ".env.example", MAY_RECEIVE)
+    assert any(f"service {PROXY_SERVICE}: env_file passes every variable" in p for p in problems)
+    assert any(f"service {WEBSERVER_SERVICE}: receives SLACK_BOT_TOKEN" in p for p in problems)
+
+
+def test_secret_missing_from_the_guard_list_is_caught(docker_copy):
+    _edit_yaml(docker_copy / "docker-compose.yml",
+               lambda c: c["services"][WEBSERVER_SERVICE]["environment"].update({"RECON_REQUIRED_SECRETS": ""}))
+    problems = dc.check_secrets_guarded(docker_copy / "docker-compose.yml", docker_copy / ".env.example")
+    assert any(f"service {WEBSERVER_SERVICE}: DAGSTER_POSTGRES_PASSWORD is not in RECON_REQUIRED_SECRETS" in p
+               for p in problems)
+
+
+def test_service_bypassing_the_guard_is_caught(docker_copy):
+    _edit_yaml(docker_copy / "docker-compose.yml", lambda c: c["services"]["postgres"].pop("entrypoint"))
+    dockerfile = docker_copy.parent / "docker" / "Dockerfile.dagster"
+    dockerfile.write_text(dockerfile.read_text().replace('ENTRYPOINT ["/usr/local/bin/recon-require-secrets"]\n', ""))
+    problems = dc.check_secrets_guarded(docker_copy / "docker-compose.yml", docker_copy / ".env.example")
+    assert any("service postgres: receives ['POSTGRES_PASSWORD'] but does not start through" in p for p in problems)
+
+
+@pytest.mark.parametrize("image", ["postgres:15", "postgres:latest", "postgres"])
+def test_unpinned_image_is_caught(docker_copy, image):
+    _edit_yaml(docker_copy / "docker-compose.yml", lambda c: c["services"]["postgres"].update({"image": image}))
+    assert any("service postgres: image" in p and "not pinned" in p
+               for p in dc.check_images_pinned(docker_copy / "docker-compose.yml"))
+
+
+def test_unpinned_base_image_is_caught(tmp_path):
+    (tmp_path / "docker").mkdir()
+    (tmp_path / "docker" / "Dockerfile").write_text(
+        "FROM python:3.11.13-slim AS build\nFROM build\nFROM python:3.11-slim\nFROM caddy@sha256:" + "a" * 64 + "\n")
+    (tmp_path / "docker" / "docker-compose.yml").write_text(
+        "services:\n  app:\n    build: {context: .., dockerfile: docker/Dockerfile}\n")
+    problems = dc.check_images_pinned(tmp_path / "docker" / "docker-compose.yml")
+    assert len(problems) == 1 and "FROM python:3.11-slim is not pinned" in problems[0]
+
+
+def test_root_images_and_services_are_caught(docker_copy):
+    _edit_yaml(docker_copy / "docker-compose.yml", lambda c: c["services"]["postgres"].pop("user"))
+    proxy = docker_copy / "Dockerfile.proxy"
+    proxy.write_text(proxy.read_text() + "USER root\n")
+    problems = dc.check_non_root(docker_copy / "docker-compose.yml")
+    assert any("service postgres runs its image's default user" in p for p in problems)
+    assert any("Dockerfile.proxy: the image runs as root" in p for p in problems)
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("header_up X-Forwarded-User {http.auth.user.id}", "X-Forwarded-User is not set to the authenticated user"),
+    ("header_up -Remote-User", "client-sent Remote-User header reaches the upstream"),
+    ("header_up -Authorization", "client-sent Authorization header reaches the upstream"),
+    ("admin off", "admin API is not turned off"),
+    ("{$RECON_UI_USER} {$RECON_UI_PASSWORD_HASH}", "basic_auth account is not"),
+], ids=["identity-not-set", "remote-user-not-stripped", "password-forwarded", "admin-api", "no-account"])
+def test_weakened_caddyfile_is_caught(docker_copy, line, expected):
+    caddyfile = docker_copy / "Caddyfile"
+    text = caddyfile.read_text()
+    assert line in text
+    caddyfile.write_text(text.replace(line, "", 1))
+    problems = dc.check_caddyfile(caddyfile, docker_copy / "docker-compose.yml", PROXY_SERVICE, WEBSERVER_SERVICE)
+    assert any(expected in p for p in problems), problems
+
+
+def test_caddyfile_without_auth_or_with_wrong_upstream_is_caught(docker_copy):
+    caddyfile = docker_copy / "Caddyfile"
+    caddyfile.write_text(caddyfile.read_text().replace("basic_auth {", "handle {").replace(
+        "reverse_proxy {$RECON_UI_UPSTREAM}", "reverse_proxy {$RECON_UI_OTHER}"))
+    _edit_yaml(docker_copy / "docker-compose.yml",
+               lambda c: c["services"][PROXY_SERVICE]["environment"].update({"RECON_UI_UPSTREAM": "recon_code_location:4000"}))
+    problems = dc.check_caddyfile(caddyfile, docker_copy / "docker-compose.yml", PROXY_SERVICE, WEBSERVER_SERVICE)
+    assert any("no basic_auth block" in p for p in problems)
+    assert any("reads {$RECON_UI_OTHER}, which service proxy does not set" in p for p in problems)
 
 
 # ----------------------------------------------------------------------------- against PostgreSQL

@@ -197,8 +197,14 @@ def test_thirty_day_backfill_runs_as_one_window(systems, env):
     result = job.execute_in_process(instance=instance, tags={
         "dagster/asset_partition_range_start": "2026-09-01", "dagster/asset_partition_range_end": "2026-09-30"})
     assert result.success
-    assert meta(result, "snapshot_a")["rows"] == 30
-    assert meta(result, "snapshot_a")["scope"] == "2026-09-01..2026-09-30"
+    # Each of the 30 partitions gets its own day's figures, not the range's totals.
+    days = {e.materialization.partition: {k: v.value for k, v in e.materialization.metadata.items()}
+            for e in result.get_asset_materialization_events() if e.materialization.asset_key.path[-1] == "snapshot_a"}
+    assert len(days) == 30 and {d["rows"] for d in days.values()} == {1}
+    assert days["2026-09-11"]["scope"] == "2026-09-11" and days["2026-09-11"]["backfill_range"] == "2026-09-01..2026-09-30"
+    mismatches = {e.materialization.partition: e.materialization.metadata["discrepancies"].value
+                  for e in result.get_asset_materialization_events() if e.materialization.asset_key.path[-1] == "discrepancies"}
+    assert {day for day, n in mismatches.items() if n} == {"2026-09-01", "2026-09-11", "2026-09-21"}
     assert found(recon) == {("field_mismatch", str(k), "new") for k in (100, 110, 120)}
     (run,) = Tracker(recon.tracker_url).runs("accounts")
     assert run["scope"] == "2026-09-01..2026-09-30"
@@ -257,7 +263,7 @@ def test_recheck_refuses_an_ambiguous_scope(systems, env):
     result = defs.resolve_job_def("recheck_accounts").execute_in_process(
         instance=instance, raise_on_error=False, run_config=recheck_config(spec, full=True, keys=["1"]))
     assert not result.success
-    assert "exactly one of" in str(result.failure_data_for_node(f"reconcile_{spec.name}_scope").error.message)
+    assert "exactly one of" in str(result.failure_data_for_node(f"{spec.name}__recheck").error.message)
 
 
 def test_date_range_recheck_reads_that_range(systems, env):

@@ -267,7 +267,9 @@ def test_webserver_and_daemon_on_the_production_instance(pg_url, tmp_path):
     try:
         with engine.connect() as conn:
             q = functools.partial(_rows, conn)
-            assert q("SELECT run_id, status FROM runs") == [(run_id, "SUCCESS")]
+            # The daemon's delivery sensor may launch deliver_notifications for the alerts this run
+            # queued, at a moment that depends on the machine's load: only the reconcile run is ours.
+            assert q("SELECT run_id, status FROM runs WHERE pipeline_name <> 'deliver_notifications'") == [(run_id, "SUCCESS")]
             # submitted to the queue; launched (RUN_STARTING) only by the daemon's queued run coordinator
             order = [DagsterEventType(t).name for (t,) in q(
                 "SELECT dagster_event_type FROM event_logs WHERE run_id = :r AND dagster_event_type IS NOT NULL "

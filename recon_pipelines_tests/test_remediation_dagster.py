@@ -56,13 +56,13 @@ def test_the_code_location_shows_notifications_fixes_digest_and_sensor(folder):
     for step in ("notifications", "fixes"):
         assert graph.get(dg.AssetKey(["orders", step])).parent_keys == {dg.AssetKey(["orders", "tracker_state"])}
     assert {"deliver_notifications", "daily_digest"} <= {job.name for job in defs.resolve_all_job_defs()}
-    schedule = defs.resolve_schedule_def("daily_digest_orders")
+    schedule = defs.resolve_schedule_def("digest_orders")
     assert (schedule.cron_schedule, schedule.default_status) == ("0 8 * * *", dg.DefaultScheduleStatus.STOPPED)
     sensor = defs.resolve_sensor_def("deliver_pending_notifications")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     running, _ = definitions(folder, "x", notifications={**SPEC["notifications"], "digest": {
         "cron": "30 7 * * 1-5", "timezone": "Europe/Paris", "default_status": "running"}})
-    schedule = running.resolve_schedule_def("daily_digest_orders")
+    schedule = running.resolve_schedule_def("digest_orders")
     assert (schedule.cron_schedule, schedule.execution_timezone, schedule.default_status) == (
         "30 7 * * 1-5", "Europe/Paris", dg.DefaultScheduleStatus.RUNNING)
 

@@ -19,43 +19,19 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from recon_pipelines.cli import main as cli
-from recon_pipelines.remediation import notification_writer, outbox
-from recon_pipelines.tracker import Tracker
+from recon_pipelines.remediation import outbox
 from recon_pipelines.tracker.schema import outbox as outbox_table
-from recon_pipelines_tests.remediation_support import RECON, deliverer, disc, found, make_spec
-from recon_pipelines_tests.slack_fake import FakeSlack, FakeWebhook
+from recon_pipelines_tests.remediation_support import T0, deliverer, disc, make_spec, pager_env, run
+from recon_pipelines_tests.remediation_support import receiver, slack, tracker  # noqa: F401 (fixtures)
+from recon_pipelines_tests.slack_fake import FakeSlack
 
-T0 = datetime(2025, 1, 6, 8, 0, tzinfo=timezone.utc)  # in the past: deliveries use the real clock
 PAGER = [{"tier": "critical", "destinations": ["pager"]}]
 POST = "/api/chat.postMessage"
 
 
-@pytest.fixture
-def tracker(tracker_url):
-    t = Tracker(tracker_url)
-    yield t
-    t.engine.dispose()
 
 
-@pytest.fixture
-def slack():
-    with FakeSlack() as server:
-        yield server
 
-
-@pytest.fixture
-def receiver():
-    with FakeWebhook() as server:
-        yield server
-
-
-def run(tracker, spec, run_id, *rows, now=T0):
-    return tracker.apply_run(RECON, f"{run_id}:full", found(*rows), now=now, escalation=spec.escalation,
-                             on_outcome=notification_writer(spec))
-
-
-def pager_env(receiver) -> dict:
-    return {"TEST_PAGER_URL": receiver.url, "TEST_PAGER_KEY": "R0UTINGKEY"}
 
 
 def rows(tracker) -> list[dict]:

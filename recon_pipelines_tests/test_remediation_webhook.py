@@ -3,40 +3,19 @@ discrepancy id as dedup key, resolve on resolution) and the generic JSON mode, w
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 
-from recon_pipelines.remediation import notification_writer
-from recon_pipelines.tracker import Tracker
-from recon_pipelines_tests.remediation_support import RECON, Sleeps, deliverer, disc, found, make_spec
-from recon_pipelines_tests.slack_fake import FakeWebhook
+from recon_pipelines_tests.remediation_support import T0, Sleeps, deliverer, disc, make_spec, pager_env, run
+from recon_pipelines_tests.remediation_support import receiver, tracker  # noqa: F401 (fixtures)
 
-T0 = datetime(2025, 1, 6, 8, 0, tzinfo=timezone.utc)  # in the past: deliveries use the real clock
 PAGER = [{"tier": "critical", "destinations": ["pager"]}]
 HOOK = {"destinations": {"hook": {"type": "webhook", "url_env": "TEST_HOOK_URL", "auth_env": "TEST_HOOK_TOKEN"}}}
 
 
-@pytest.fixture
-def tracker(tracker_url):
-    t = Tracker(tracker_url)
-    yield t
-    t.engine.dispose()
 
 
-@pytest.fixture
-def receiver():
-    with FakeWebhook() as server:
-        yield server
-
-
-def run(tracker, spec, run_id, *rows, now=T0):
-    return tracker.apply_run(RECON, f"{run_id}:full", found(*rows), now=now, escalation=spec.escalation,
-                             on_outcome=notification_writer(spec))
-
-
-def pager_env(receiver) -> dict:
-    return {"TEST_PAGER_URL": receiver.url, "TEST_PAGER_KEY": "R0UTINGKEY"}
 
 
 def test_pagerduty_trigger_then_resolve_with_the_discrepancy_id_as_dedup_key(tracker, receiver):

@@ -81,4 +81,4 @@ def test_trigger_needs_exactly_one_scope():
     with pytest.raises(TriggerError, match="exactly one"):
         recheck_run_config("crm_vs_billing", keys=["1"], full=True)
     assert recheck_run_config("crm_vs_billing", date_from="2026-11-01", date_to="2026-11-07") == {
-        "ops": {"reconcile_crm_vs_billing_scope": {"config": {"date_from": "2026-11-01", "date_to": "2026-11-07"}}}}
+        "ops": {"crm_vs_billing__recheck": {"config": {"date_from": "2026-11-01", "date_to": "2026-11-07"}}}}

@@ -7,7 +7,9 @@
 Each asset runs one step of ``recon_pipelines.pipeline`` (which writes Parquet through
 ``ReconResource``) and returns metadata the UI plots over time. With ``incremental:`` in
 the spec the assets are daily-partitioned: a partition reads the records modified that day
-plus their counterparts, and a backfill of a date range runs as one run.
+plus their counterparts, and a backfill of a date range runs as one run. That run still gives
+each partition its own day's figures (``day_runs``): the figures a run of that day alone shows,
+computed from the range's snapshots; the range's totals go to the run's log.
 """
 
 # No `from __future__ import annotations` here: Dagster inspects the context annotation at runtime.
@@ -16,8 +18,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from recon_pipelines import pipeline
+from recon_pipelines.dagster_defs import metadata as shown_in_ui
+from recon_pipelines.dagster_defs.metadata import SEVERITY_ORDER
 from recon_pipelines.dagster_defs.resources import ReconResource
+from recon_pipelines.dagster_defs.result_checks import (
+    freshness_policy,
+    mismatch_rate_check,
+    open_discrepancies_check,
+    schema_check,
+)
 from recon_pipelines.engine.compare import unique_by_bitmap, value_counts
+from recon_pipelines.engine.keys import invalid_key_sql
 from recon_pipelines.remediation.notifications import notification_writer
 from recon_pipelines.snapshots import snapshot_columns
 from recon_pipelines.spec.models import ReconciliationSpec
@@ -32,8 +43,6 @@ MAX_RUNTIME_TAG = "dagster/max_runtime"
 def run_tags(spec: ReconciliationSpec) -> dict[str, str]:
     """Tags of every job of a reconciliation, and so of the runs launched from them."""
     return {RECON_TAG: spec.name, MAX_RUNTIME_TAG: str(int(spec.max_runtime))}
-SAMPLE_ROWS = 20
-_SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
 
 def asset_key(spec: ReconciliationSpec, step: str) -> dg.AssetKey:
@@ -54,6 +63,34 @@ def run_scope(context: dg.AssetExecutionContext) -> pipeline.RunScope:
     window = context.partition_time_window
     label = keys.start if keys.start == keys.end else f"{keys.start}..{keys.end}"
     return pipeline.RunScope.of_window(window.start, window.end, label)
+
+
+def day_runs(context: dg.AssetExecutionContext, recon: ReconResource,
+             spec: ReconciliationSpec) -> list[tuple[pipeline.RunScope, pipeline.RunFolder]]:
+    """The days of a single-run backfill over several daily partitions, each with the folder a run
+    of that day alone uses; empty for any other run."""
+    if not context.has_partition_key_range or len(context.partition_keys) < 2:
+        return []
+    partitions = partitions_def(spec)
+    days = []
+    for key in context.partition_keys:
+        window = partitions.time_window_for_partition_key(key)
+        day = pipeline.RunScope.of_window(window.start, window.end, key)
+        days.append((day, recon.folder(spec, day)))
+    return days
+
+
+def report(context: dg.AssetExecutionContext, scope: pipeline.RunScope, metadata: dict, by_day: dict[str, dict],
+           check_results=()) -> dg.MaterializeResult:
+    """The materialization: in a range run each partition gets its own day's figures (plotted per
+    day), and the range's totals go to the run's log rather than onto every day."""
+    if not by_day:
+        return dg.MaterializeResult(metadata=metadata, check_results=list(check_results))
+    for label, day_metadata in by_day.items():
+        context.add_asset_metadata({**day_metadata, "scope": label, "backfill_range": scope.label}, partition_key=label)
+    totals = ", ".join(f"{k}={v}" for k, v in metadata.items() if isinstance(v, int | float) and not isinstance(v, bool))
+    context.log.info(f"{context.asset_key.to_user_string()}, whole range {scope.label}: {totals}")
+    return dg.MaterializeResult(check_results=list(check_results))
 
 
 def common_asset_args(spec: ReconciliationSpec) -> dict:
@@ -97,8 +134,11 @@ def _snapshot_asset(spec: ReconciliationSpec, side: str) -> dg.AssetsDefinition:
     checks = [
         dg.AssetCheckSpec("required_columns", asset=key, blocking=True,
                           description="Every key and compared column exists in the source."),
-        dg.AssetCheckSpec("key_not_null", asset=key, description="No record lacks its key (such records cannot be matched)."),
+        dg.AssetCheckSpec("key_not_null", asset=key,
+                          description="No record lacks its key, null or blank (such records cannot be matched)."),
         dg.AssetCheckSpec("key_unique", asset=key, description="No key appears twice (duplicates are never paired)."),
+        dg.AssetCheckSpec("schema_unchanged", asset=key, description=(
+            "No compared column disappeared or changed type since the previous materialization.")),
     ]
 
     @dg.asset(
@@ -112,10 +152,13 @@ def _snapshot_asset(spec: ReconciliationSpec, side: str) -> dg.AssetsDefinition:
     def snapshot(context: dg.AssetExecutionContext, recon: ReconResource) -> dg.MaterializeResult:
         scope = run_scope(context)
         folder = recon.folder(spec, scope)
-        result = pipeline.take_snapshot(spec, side, scope, folder)
+        days = day_runs(context, recon, spec)
+        result = pipeline.take_snapshot(spec, side, scope, folder, days)
+        by_day = {day.label: snapshot_metadata(result["days"][day.label], day_folder, side) for day, day_folder in days}
         missing = [columns[name] for name in result.pop("missing")]
-        metadata = {**result, "scope": scope.label, "path": dg.MetadataValue.path(str(folder[f"snapshot_{side}"]))}
-        checks = [dg.AssetCheckResult(
+        metadata = {**snapshot_metadata(result, folder, side), "scope": scope.label}
+        schema = metadata["dagster/column_schema"].schema
+        checks = [schema_check(context, key, schema), dg.AssetCheckResult(
             check_name="required_columns", passed=not missing, severity=dg.AssetCheckSeverity.ERROR,
             metadata={"missing_columns": ", ".join(missing) or "none"},
         )]
@@ -131,25 +174,33 @@ def _snapshot_asset(spec: ReconciliationSpec, side: str) -> dg.AssetsDefinition:
                 dg.AssetCheckResult(check_name="key_unique", passed=duplicates == 0, severity=dg.AssetCheckSeverity.WARN,
                                     metadata={"duplicated_keys": duplicates}),
             ]
-        return dg.MaterializeResult(metadata=metadata, check_results=checks)
+        return report(context, scope, metadata, by_day, checks)
 
     return snapshot
 
 
+def snapshot_metadata(figures: dict, folder: pipeline.RunFolder, side: str) -> dict:
+    path = folder[f"snapshot_{side}"]
+    metadata = {k: v for k, v in figures.items() if k not in ("missing", "days")}
+    return {**metadata, "dagster/row_count": figures["rows"],
+            "dagster/column_schema": dg.MetadataValue.table_schema(shown_in_ui.column_schema(path)), "path": dg.MetadataValue.path(str(path))}
+
+
 def _key_health(path, keys: list[str]) -> tuple[int, int]:
-    """Records without a key, and keys that appear more than once (an integer key is proven
-    unique with one bitmap pass, as the engine does, before anything is grouped)."""
+    """Records whose key is invalid as the engine defines it (null, or blank text), and valid
+    keys that appear more than once (an integer key is proven unique with one bitmap pass, as
+    the engine does, before anything is grouped)."""
     key_list = ", ".join(map(quote_ident, keys))
-    null = " OR ".join(f"{quote_ident(k)} IS NULL" for k in keys)
     scan = f"read_parquet({sql_literal(str(path))})"
     with duckdb_connect() as con:
-        nulls = con.execute(f"SELECT count(*) FROM {scan} WHERE {null}").fetchone()[0]
-        key_type = con.execute(f"SELECT typeof({quote_ident(keys[0])}) FROM {scan} LIMIT 1").fetchone()
-        if len(keys) == 1 and key_type and unique_by_bitmap(con, quote_ident(keys[0]), key_type[0], scan):
-            return nulls, 0
-        duplicates = con.execute(f"SELECT count(*) FROM (SELECT {key_list} FROM {scan} WHERE NOT ({null}) "
-                                 "GROUP BY ALL HAVING count(*) > 1)").fetchone()[0]
-        return nulls, duplicates
+        types = {row[0]: row[1] for row in con.execute(f"DESCRIBE SELECT {key_list} FROM {scan}").fetchall()}
+        invalid = invalid_key_sql(keys, types)
+        invalid_rows = con.execute(f"SELECT count(*) FROM {scan} WHERE {invalid}").fetchall()[0][0]
+        if len(keys) == 1 and unique_by_bitmap(con, quote_ident(keys[0]), types[keys[0]], scan, f"NOT {invalid}"):
+            return invalid_rows, 0
+        duplicates = con.execute(f"SELECT count(*) FROM (SELECT {key_list} FROM {scan} WHERE NOT {invalid} "
+                                 "GROUP BY ALL HAVING count(*) > 1)").fetchall()[0][0]
+        return invalid_rows, duplicates
 
 
 # --------------------------------------------------------------------------- matched pairs
@@ -170,83 +221,90 @@ def _matched_pairs_asset(spec: ReconciliationSpec) -> dg.AssetsDefinition:
         **common_asset_args(spec),
     )
     def matched_pairs(context: dg.AssetExecutionContext, recon: ReconResource) -> dg.MaterializeResult:
-        folder = recon.folder(spec, run_scope(context))
+        scope = run_scope(context)
+        folder = recon.folder(spec, scope)
         stats = pipeline.match_pairs(spec, folder, recon.duckdb_memory_limit, recon.spill_dir())
         checks = []
         if pipeline.wants_summaries(spec):
             sums = {k: v for k, v in stats.items() if k.startswith(("count_", "sum_"))}
             checks.append(dg.AssetCheckResult(check_name="summaries_match", passed=bool(stats["summaries_match"]),
                                               severity=dg.AssetCheckSeverity.WARN, metadata=sums))
-        metadata = {k: v for k, v in stats.items() if not k.startswith("content_hash")}
-        metadata["path"] = dg.MetadataValue.path(str(folder["pairs"]))
-        return dg.MaterializeResult(metadata=metadata, check_results=checks)
+        by_day = {day.label: pairs_metadata(pipeline.match_pairs(spec, day_folder, recon.duckdb_memory_limit,
+                                                                 recon.spill_dir()), day_folder)
+                  for day, day_folder in day_runs(context, recon, spec)}
+        return report(context, scope, pairs_metadata(stats, folder), by_day, checks)
 
     return matched_pairs
+
+
+def pairs_metadata(stats: dict, folder: pipeline.RunFolder) -> dict:
+    metadata = {k: v for k, v in stats.items() if not k.startswith("content_hash")}
+    metadata["path"] = dg.MetadataValue.path(str(folder["pairs"]))
+    return metadata
 
 
 # --------------------------------------------------------------------------- discrepancies
 
 
 def _discrepancies_asset(spec: ReconciliationSpec) -> dg.AssetsDefinition:
+    key = asset_key(spec, "discrepancies")
+
     @dg.asset(
-        key=asset_key(spec, "discrepancies"),
+        key=key,
         deps=[asset_key(spec, "matched_pairs")],
         kinds={"duckdb", "parquet"},
+        check_specs=[dg.AssetCheckSpec("mismatch_rate", asset=key, description=(
+            "The share of compared records with a discrepancy stays within the spec's expect.max_mismatch_rate."))],
         description="Every disagreement under the spec's field rules: one row per record and field, both raw values, "
         "the reason, a severity and a stable id. Records still in flight (propagation_lag) are held back.",
+        freshness_policy=freshness_policy(spec),
         **common_asset_args(spec),
     )
     def discrepancies(context: dg.AssetExecutionContext, recon: ReconResource) -> dg.MaterializeResult:
-        folder = recon.folder(spec, run_scope(context))
+        scope = run_scope(context)
+        folder = recon.folder(spec, scope)
         found = pipeline.find_discrepancies(spec, folder, memory_limit=recon.duckdb_memory_limit,
                                             spill_dir=recon.spill_dir())
-        return dg.MaterializeResult(metadata=discrepancy_metadata(found, folder))
+        by_day = {}
+        for day, day_folder in day_runs(context, recon, spec):
+            day_found = pipeline.find_discrepancies(spec, day_folder, memory_limit=recon.duckdb_memory_limit,
+                                                    spill_dir=recon.spill_dir())
+            by_day[day.label] = discrepancy_metadata(day_found, day_folder, recon.tracker())
+        metadata = discrepancy_metadata(found, folder, recon.tracker())
+        return report(context, scope, metadata, by_day, [mismatch_rate_check(spec, metadata)])
 
     return discrepancies
 
 
-def discrepancy_metadata(found: pipeline.Found, folder: pipeline.RunFolder) -> dict:
+def discrepancy_metadata(found: pipeline.Found, folder: pipeline.RunFolder, tracker=None) -> dict:
+    """Figures to plot, and the tables to read: the most severe discrepancies (with their tracker
+    state when ``tracker`` is given), and counts per kind and per field."""
     table = found.table
-    severities = value_counts(table, "severity")
-    metadata: dict = {"discrepancies": table.num_rows, "in_flight": len(found.in_flight)}
+    matched = pipeline.read_match_stats(folder["pairs"])
+    metadata: dict = {"discrepancies": table.num_rows, "in_flight": len(found.in_flight),
+                      "records_compared": matched["matched"] + matched["only_in_a"] + matched["only_in_b"],
+                      "records_with_discrepancies": _records_with_discrepancies(table)}
     metadata.update({f"kind/{k}": n for k, n in value_counts(table, "kind").items()})
-    metadata.update({f"severity/{s}": severities.get(s, 0) for s in _SEVERITY_ORDER})
-    for name, stats in found.fields.items():
-        metadata[f"field/{name}/mismatches"] = stats.mismatches
-        metadata[f"field/{name}/within_tolerance"] = stats.within_tolerance
-        if stats.max_within_tolerance is not None:
-            metadata[f"field/{name}/max_within_tolerance"] = float(stats.max_within_tolerance)
-    metadata["sample"] = dg.MetadataValue.md(sample_markdown(table))
+    metadata.update({f"severity/{s}": n for s, n in shown_in_ui.severity_counts(table).items()})
+    figures = shown_in_ui.field_figures(found.fields, matched["matched"])
+    for name, stats in figures.items():
+        for figure in ("mismatches", "agree", "mapped", "within_tolerance"):
+            metadata[f"field/{name}/{figure}"] = stats[figure]
+        if stats["max_within_tolerance"] is not None:
+            metadata[f"field/{name}/max_within_tolerance"] = float(f"{stats['max_within_tolerance']:.9g}")  # no float noise
+    rows = shown_in_ui.most_severe_first(table)
+    tracked = shown_in_ui.tracker_rows(tracker, [r["id"] for r in rows]) if tracker is not None else {}
+    metadata["most_severe"] = shown_in_ui.discrepancy_table(rows, tracked)
+    metadata["by_kind"] = shown_in_ui.kind_table(table)
+    metadata["by_field"] = shown_in_ui.field_table(figures)
     metadata["path"] = dg.MetadataValue.path(str(folder["discrepancies"]))
     return metadata
 
 
-def sample_markdown(table: pa.Table, limit: int = SAMPLE_ROWS) -> str:
-    if table.num_rows == 0:
-        return "No discrepancies: the two sides agree."
-    # Sorted in Arrow, so only the rows shown become Python objects.
-    rank = pc.fill_null(pc.index_in(table.column("severity"), value_set=pa.array(list(_SEVERITY_ORDER))), len(_SEVERITY_ORDER))
-    ranked = table.append_column("__rank", rank)
-    order = pc.sort_indices(ranked, sort_keys=[("__rank", "ascending"), ("kind", "ascending"), ("key", "ascending")])
-    rows = table.take(order[:limit]).to_pylist()
-    header = "| severity | kind | key | field | A | B | reason |\n|---|---|---|---|---|---|---|"
-    lines = [
-        "| " + " | ".join(_md_cell(r[c]) for c in ("severity", "kind", "key", "field", "value_a", "value_b", "reason")) + " |"
-        for r in rows
-    ]
-    more = f"\n\n{table.num_rows - len(rows)} more in the discrepancies file." if table.num_rows > len(rows) else ""
-    return "\n".join([header, *lines]) + more
-
-
-def _md_cell(value) -> str:
-    """Data values are shown, never interpreted: no table breaks, links or HTML from the data."""
-    if value is None:
-        return "∅"
-    text = str(value)
-    text = text if len(text) <= 60 else text[:57] + "..."
-    for ch in "\\|`*_[]<>#":
-        text = text.replace(ch, "\\" + ch)
-    return text.replace("\n", " ")
+def _records_with_discrepancies(table: pa.Table) -> int:
+    """Compared records (pairs, and records on one side only) with at least one discrepancy."""
+    compared = table.filter(pc.is_in(table.column("kind"), pa.array(["field_mismatch", "only_in_a", "only_in_b"])))
+    return pc.count_distinct(compared.column("key")).as_py()
 
 
 # --------------------------------------------------------------------------- tracker state
@@ -260,17 +318,20 @@ def _tracker_state_asset(spec: ReconciliationSpec) -> dg.AssetsDefinition:
         "export_guard", asset=key, blocking=True,
         description="No side is empty or shrank by more than guard.max_shrink since the previous run "
         "(otherwise the run is held as suspicious: nothing is resolved or opened until `recon runs accept`).",
-    )] if guarded else None
+    )] if guarded else []
 
     @dg.asset(
         key=key,
         deps=[asset_key(spec, "discrepancies")],
-        check_specs=checks,
         kinds={"sql"},
         # One writer per reconciliation at a time, across runs (the tracker also locks).
         pool=f"recon_{spec.name}",
+        check_specs=[dg.AssetCheckSpec("open_discrepancies", asset=key, description=(
+            "Fails while more critical discrepancies are open than the spec's expect.max_open_critical (default 0); "
+            "warns past expect.max_open_warning. Muted ones do not count.")), *checks],
         description="The tracker after this run: new discrepancies inserted, those seen again refreshed, "
         "those no longer seen (among the keys this run compared) resolved.",
+        freshness_policy=freshness_policy(spec),
         **common_asset_args(spec),
     )
     def tracker_state(context: dg.AssetExecutionContext, recon: ReconResource) -> dg.MaterializeResult:
@@ -278,8 +339,14 @@ def _tracker_state_asset(spec: ReconciliationSpec) -> dg.AssetsDefinition:
         outcome = pipeline.update_tracker(spec, recon.folder(spec, scope), scope, recon.tracker(),
                                           run_id=f"{context.run.run_id}:{scope.label}",
                                           on_outcome=notification_writer(spec))  # the outbox, in the same transaction
-        results = [export_guard_result(outcome)] if guarded else []
-        return dg.MaterializeResult(metadata=tracker_metadata(recon, spec, outcome), check_results=results)
+        days = day_runs(context, recon, spec)
+        resolved = shown_in_ui.tracker_rows(recon.tracker(), outcome.resolved_ids) if days else {}
+        resolved_keys = {i: row["key"] for i, row in resolved.items()}
+        by_day = {day.label: tracker_metadata(recon, spec, pipeline.day_outcome(outcome, day_folder, resolved_keys))
+                  for day, day_folder in days}
+        return report(context, scope, tracker_metadata(recon, spec, outcome), by_day,
+                      [open_discrepancies_check(spec, shown_in_ui.open_counts(recon.tracker(), spec.name)),
+                       *([export_guard_result(outcome)] if guarded else [])])
 
     return tracker_state
 
@@ -305,6 +372,11 @@ def tracker_metadata(recon: ReconResource, spec: ReconciliationSpec, outcome) ->
         "escalated": len(outcome.escalated_ids),
         "open": outcome.open_count,
         **{f"status/{s}": counts.get(s, 0) for s in ("new", "acknowledged", "escalated", "muted", "resolved")},
-        **{f"open_severity/{s}": open_by_severity.get(s, 0) for s in _SEVERITY_ORDER},
+        **{f"open_severity/{s}": open_by_severity.get(s, 0) for s in SEVERITY_ORDER},
+        "open_discrepancies": shown_in_ui.discrepancy_table(*_with_state(shown_in_ui.open_discrepancies(tracker, spec.name))),
         "tracker": tracker.url,
     }
+
+
+def _with_state(rows: list[dict]) -> tuple[list[dict], dict[str, dict]]:
+    return rows, {r["id"]: {"status": r["status"], "first_seen": r["first_seen"]} for r in rows}

@@ -10,7 +10,7 @@ Shared by the code location:
 - ``deliver_notifications`` job, launched by the ``deliver_pending_notifications`` sensor
   (running by default, every minute) whenever notifications wait: a destination that was
   down gets them once it is back;
-- ``daily_digest`` job and one ``daily_digest_<name>`` schedule per reconciliation with a
+- ``daily_digest`` job and one ``digest_<name>`` schedule per reconciliation with a
   ``slack_digest`` destination (cron from ``notifications.digest``, stopped unless
   ``default_status: running``).
 
@@ -238,7 +238,7 @@ def daily_digest_job(specs: Sequence[ReconciliationSpec]) -> dg.JobDefinition:
 def daily_digest_schedule(spec: ReconciliationSpec, job: dg.JobDefinition) -> dg.ScheduleDefinition:
     digest = spec.notifications.digest
     return dg.ScheduleDefinition(
-        name=f"daily_digest_{spec.name}", job=job, cron_schedule=digest.cron, execution_timezone=digest.timezone,
+        name=f"digest_{spec.name}", job=job, cron_schedule=digest.cron, execution_timezone=digest.timezone,
         run_config={"ops": {"send_daily_digest": {"config": {"reconciliations": [spec.name]}}}},
         default_status=(dg.DefaultScheduleStatus.RUNNING if digest.default_status == "running"
                         else dg.DefaultScheduleStatus.STOPPED),

@@ -31,7 +31,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recon_pipelines.engine.rules import WHITESPACE, compile_rule, hash_operand, unreadable
+from recon_pipelines.engine.keys import invalid_key_sql
+from recon_pipelines.engine.rules import compile_rule, hash_operand, stages, unsettled
 from recon_pipelines.engine.severity import severity_sql
 from recon_pipelines.spec.models import ReconciliationSpec
 from recon_pipelines.sqlutil import duckdb_connect as connect
@@ -103,9 +104,14 @@ class MatchStats:
 
 @dataclass
 class FieldStats:
+    """Per field, over the candidate pairs: ``mismatches`` disagree; of the pairs whose raw values
+    differ but agree under the rule, ``mapped`` agree through the rule's value mapping (an alias,
+    not drift) and ``within_tolerance`` through its tolerance, lag or string normalisation."""
+
     mismatches: int = 0
     within_tolerance: int = 0
     max_within_tolerance: float | None = None
+    mapped: int = 0
 
 
 @dataclass
@@ -239,7 +245,7 @@ def _row_hash(spec: ReconciliationSpec, own: dict, other: dict, side: str) -> tu
     fields = [f.name for f in spec.fields]
     operands = [hash_operand(spec.rule(f), q(f), own[f], other[f], side) for f in fields] or ["0"]
     strict = [f"{q(f)} IS NULL" for f in fields if spec.rule(f).nulls.both_null == "differ"]
-    strict += [c for f in fields if (c := unreadable(spec.rule(f), q(f), own[f], side))]
+    strict += [c for f in fields if (c := unsettled(spec.rule(f), q(f), own[f], other[f], side))]
     return f"hash({', '.join(operands)})", f"({' OR '.join(strict)})" if strict else "FALSE"
 
 
@@ -318,25 +324,17 @@ def _create_side_views(con, spec: ReconciliationSpec, side_a: Side, side_b: Side
     def key_expr(k: str, view_types: dict, other: dict) -> str:
         return q(k) if view_types[k] == other[k] else f"CAST({q(k)} AS VARCHAR)"
 
-    def invalid(view_types: dict, other: dict) -> str:
-        tests = []
-        for k in keys:
-            tests.append(f"{q(k)} IS NULL")
-            if view_types[k] == "VARCHAR":
-                tests.append(f"trim({q(k)}, {sql_literal(WHITESPACE)}) = ''")  # tabs, NBSP: not a key either
-        return " OR ".join(tests)
-
     if mapping is None:
         for view, own, other in (("__a", raw_a, raw_b), ("__b", raw_b, raw_a)):
             key_select = ", ".join(f"{key_expr(k, own, other)} AS {q(k)}" for k in keys)
-            flag = f"CASE WHEN {invalid(own, other)} THEN 'invalid_key_{view[-1]}' END"
+            flag = f"CASE WHEN {invalid_key_sql(keys, own)} THEN 'invalid_key_{view[-1]}' END"
             others = ", ".join(q(f.name) for f in spec.fields)
             con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT {key_select}{', ' if others else ''}{others}, {flag} AS __flag FROM {view}_raw")
         return
-    _create_mapped_views(con, spec, mapping, raw_a, raw_b, invalid)
+    _create_mapped_views(con, spec, mapping, raw_a, raw_b)
 
 
-def _create_mapped_views(con, spec, mapping: Side, raw_a: dict, raw_b: dict, invalid) -> None:
+def _create_mapped_views(con, spec, mapping: Side, raw_a: dict, raw_b: dict) -> None:
     """B's ids are translated to A's through the mapping table; ids absent from it are 'unmapped'."""
     key = spec.key[0].name
     a_col, b_col = mapping.columns["a"], mapping.columns["b"]
@@ -355,12 +353,12 @@ def _create_mapped_views(con, spec, mapping: Side, raw_a: dict, raw_b: dict, inv
     others = ", ".join(f"s.{q(f.name)}" for f in spec.fields)
     others = f", {others}" if others else ""
     con.execute(f"""CREATE OR REPLACE TEMP VIEW __a AS SELECT CAST(s.{q(key)} AS VARCHAR) AS {q(key)}{others},
-        CASE WHEN {invalid(raw_a, raw_a).replace(q(key), 's.' + q(key))} THEN 'invalid_key_a'
+        CASE WHEN {invalid_key_sql([key], raw_a, "s")} THEN 'invalid_key_a'
              WHEN m.a_id IS NULL THEN 'unmapped_a' END AS __flag
         FROM __a_raw s LEFT JOIN __map m ON m.a_id = CAST(s.{q(key)} AS VARCHAR)""")
     # An unmapped B record keeps its own id, so the operator can find it in B.
     con.execute(f"""CREATE OR REPLACE TEMP VIEW __b AS SELECT coalesce(m.a_id, CAST(s.{q(key)} AS VARCHAR)) AS {q(key)}{others},
-        CASE WHEN {invalid(raw_b, raw_b).replace(q(key), 's.' + q(key))} THEN 'invalid_key_b'
+        CASE WHEN {invalid_key_sql([key], raw_b, "s")} THEN 'invalid_key_b'
              WHEN m.b_id IS NULL THEN 'unmapped_b' END AS __flag
         FROM __b_raw s LEFT JOIN __map m ON m.b_id = CAST(s.{q(key)} AS VARCHAR)""")
 
@@ -413,12 +411,17 @@ def evaluate(con: duckdb.DuckDBPyConnection, spec: ReconciliationSpec, pairs: st
         a, b = q("a__" + rule.name), q("b__" + rule.name)
         fields.append(compile_rule(rule, a, b, types["a__" + rule.name], types["b__" + rule.name]))
 
+    # Helper columns of the rules (a number's class, mantissa, ...), computed once per pair.
+    relation = f"(SELECT * FROM {pairs} WHERE __status = 'pair')"
+    for level in stages([column for f in fields for column in f.prepared]):
+        relation = f"(SELECT *{''.join(f', {expr} AS {q(name)}' for name, expr in level)} FROM {relation})"
     computed = "".join(
         f", {f.reason} AS {q('r__' + f.name)}, {f.difference} AS {q('d__' + f.name)}, "
-        f"{f.relative} AS {q('p__' + f.name)}, {f.raw_differs} AS {q('x__' + f.name)}, {f.detail} AS {q('t__' + f.name)}"
-        for f in fields
+        f"{f.relative} AS {q('p__' + f.name)}, {f.raw_differs} AS {q('x__' + f.name)}, {f.detail} AS {q('t__' + f.name)}, "
+        f"{_differs_unmapped(rule, types)} AS {q('u__' + f.name)}"
+        for f, rule in zip(fields, spec.fields)
     )
-    con.execute(f"CREATE OR REPLACE TEMP TABLE __eval AS SELECT *{computed} FROM {pairs} WHERE __status = 'pair'")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE __eval AS SELECT *{computed} FROM {relation}")
 
     parts = [
         f"""SELECT 'field_mismatch' AS kind, __key AS key, {sql_literal(f.name)} AS field, {q('r__' + f.name)} AS reason,
@@ -430,11 +433,12 @@ def evaluate(con: duckdb.DuckDBPyConnection, spec: ReconciliationSpec, pairs: st
     record_a = _record_json([f.name for f in spec.fields], "a__")
     record_b = _record_json([f.name for f in spec.fields], "b__")
     reasons = " ".join(f"WHEN {sql_literal(k)} THEN {sql_literal(v)}" for k, v in RECORD_REASONS.items())
-    parts.append(f"""SELECT __status, __key, NULL, CASE __status {reasons} END,
-        CASE WHEN __status = 'only_in_a' THEN {record_a} WHEN __status LIKE '%\\_a' ESCAPE '\\' THEN CAST(__count AS VARCHAR) || ' record(s)' END,
-        CASE WHEN __status = 'only_in_b' THEN {record_b} WHEN __status LIKE '%\\_b' ESCAPE '\\' THEN CAST(__count AS VARCHAR) || ' record(s)' END,
-        NULL::DOUBLE, NULL::DOUBLE,
-        CASE WHEN __status LIKE 'only_in_%' THEN NULL ELSE CAST(__count AS VARCHAR) || ' record(s) with this key' END
+    # Named columns: with no fields (a presence-only spec) this part alone names the union's columns.
+    parts.append(f"""SELECT __status AS kind, __key AS key, NULL::VARCHAR AS field, CASE __status {reasons} END AS reason,
+        CASE WHEN __status = 'only_in_a' THEN {record_a} WHEN __status LIKE '%\\_a' ESCAPE '\\' THEN CAST(__count AS VARCHAR) || ' record(s)' END AS value_a,
+        CASE WHEN __status = 'only_in_b' THEN {record_b} WHEN __status LIKE '%\\_b' ESCAPE '\\' THEN CAST(__count AS VARCHAR) || ' record(s)' END AS value_b,
+        NULL::DOUBLE AS difference, NULL::DOUBLE AS relative_difference,
+        CASE WHEN __status LIKE 'only_in_%' THEN NULL ELSE CAST(__count AS VARCHAR) || ' record(s) with this key' END AS detail
         FROM {pairs} WHERE __status <> 'pair'""")
     union = "\nUNION ALL\n".join(parts)
     name = sql_literal(spec.name)
@@ -448,16 +452,30 @@ def evaluate(con: duckdb.DuckDBPyConnection, spec: ReconciliationSpec, pairs: st
     return table, _field_stats(con, [f.name for f in fields])
 
 
+def _differs_unmapped(rule, types: dict) -> str:
+    """SQL true when the pair would disagree without the rule's value mapping (FALSE for rules without one)."""
+    if not getattr(rule, "values", None):
+        return "FALSE"
+    a, b = q("a__" + rule.name), q("b__" + rule.name)
+    plain = compile_rule(rule.model_copy(update={"values": {}}), a, b, types["a__" + rule.name], types["b__" + rule.name])
+    return f"({plain.reason}) IS NOT NULL"
+
+
 def _field_stats(con, names: list[str]) -> dict[str, FieldStats]:
     if not names:
         return {}
+    stats = 4
     selects = ", ".join(
-        f"count({q('r__' + n)}), count(*) FILTER ({q('x__' + n)} AND {q('r__' + n)} IS NULL), "
-        f"max({q('d__' + n)}) FILTER ({q('x__' + n)} AND {q('r__' + n)} IS NULL)"
+        f"count({q('r__' + n)}), count(*) FILTER ({q('x__' + n)} AND {q('r__' + n)} IS NULL AND NOT {q('u__' + n)}), "
+        f"max({q('d__' + n)}) FILTER ({q('x__' + n)} AND {q('r__' + n)} IS NULL AND NOT {q('u__' + n)}), "
+        f"count(*) FILTER ({q('r__' + n)} IS NULL AND {q('u__' + n)})"
         for n in names
     )
     row = con.execute(f"SELECT {selects} FROM __eval").fetchone()
-    return {n: FieldStats(int(row[3 * i]), int(row[3 * i + 1]), row[3 * i + 2]) for i, n in enumerate(names)}
+    return {
+        n: FieldStats(int(row[stats * i]), int(row[stats * i + 1]), row[stats * i + 2], int(row[stats * i + 3]))
+        for i, n in enumerate(names)
+    }
 
 
 # --------------------------------------------------------------------------- helpers

@@ -359,7 +359,8 @@ def _check_pairs(spec: ReconciliationSpec, a: _PgSide, b: _PgSide) -> None:
 
 def _field_kind(rule, fa: _Column, fb: _Column) -> str:
     """How the database tells whether a field's two values can differ: 'raw' (the values),
-    'instant' (naive timestamps read in different zones), 'scaled' (numbers in different units)."""
+    'instant' (naive timestamps read in different zones), 'scaled' / 'scaled_exact' (numbers in
+    different units, multiplied in doubles / in numeric)."""
     if isinstance(rule, TimestampRule):
         if fa.group not in _INSTANTS or fb.group not in _INSTANTS:
             raise NotPushable(f"field {rule.name!r}: a timestamp rule on {fa.column.type}/{fb.column.type} parses values locally")
@@ -371,7 +372,9 @@ def _field_kind(rule, fa: _Column, fb: _Column) -> str:
         if rule.scale_a != rule.scale_b:
             if "float4" in (fa.group, fb.group):  # the driver reads a real as its shortest text, not its double
                 raise NotPushable(f"field {rule.name!r}: a real scaled against another type is compared locally")
-            return "scaled"
+            # Integers and numerics are scaled exactly (numeric arithmetic), as the engine does;
+            # with a double on a side, in doubles, the very product the engine computes.
+            return "scaled_exact" if {fa.group, fb.group} <= {"int", "numeric"} else "scaled"
     if fa.group != fb.group or fa.arrow != fb.arrow:
         raise NotPushable(f"field {rule.name!r}: types {fa.column.type} and {fb.column.type} are compared as text locally")
     return "raw"
@@ -407,7 +410,10 @@ def _instant(col: sa.ColumnElement, group: str, zone: str) -> sa.ColumnElement:
     return sa.func.timezone(sa.literal(zone, sa.Text), naive)
 
 
-def _scaled(col: sa.ColumnElement, factor: float) -> sa.ColumnElement:
+def _scaled(col: sa.ColumnElement, factor: float, exact: bool) -> sa.ColumnElement:
+    if exact:  # 0.01 as the decimal the spec wrote, not its double
+        value = sa.cast(col, sa.Numeric())
+        return value if factor == 1.0 else value * sa.cast(sa.literal(repr(float(factor))), sa.Numeric())
     value = sa.cast(col, pg.DOUBLE_PRECISION())
     return value if factor == 1.0 else value * sa.cast(sa.literal(factor), pg.DOUBLE_PRECISION())
 
@@ -416,13 +422,13 @@ def _operand(rule, kind: str, col: sa.ColumnElement, c: _Column, side: str) -> s
     """The database's twin of ``rules.hash_operand``: what is compared (or hashed) for a field."""
     if kind == "instant":
         return _instant(col, c.group, rule.timezone_a if side == "a" else rule.timezone_b)
-    if kind == "scaled":
-        return _scaled(col, rule.scale_a if side == "a" else rule.scale_b)
+    if kind in ("scaled", "scaled_exact"):
+        return _scaled(col, rule.scale_a if side == "a" else rule.scale_b, exact=kind == "scaled_exact")
     return col
 
 
 def _operand_group(kind: str, c: _Column) -> str:
-    return {"instant": "timestamptz", "scaled": "float8"}.get(kind, c.group)
+    return {"instant": "timestamptz", "scaled": "float8", "scaled_exact": "numeric"}.get(kind, c.group)
 
 
 def _strict(spec: ReconciliationSpec, cols: list[sa.ColumnElement], fields: list[_Column]) -> list:

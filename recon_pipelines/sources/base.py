@@ -14,6 +14,8 @@ from datetime import datetime
 
 import pyarrow as pa
 
+from recon_pipelines.instants import window_mask, window_sql
+
 
 class SourceError(RuntimeError):
     """A source could not be read; the message names the source and never holds a secret."""
@@ -21,10 +23,13 @@ class SourceError(RuntimeError):
 
 @dataclass(frozen=True)
 class RecordFilter:
-    """Restricts a read to records modified in a window and/or to given keys.
+    """Restricts a read to records modified in a window [modified_from, modified_to) and/or to
+    given keys.
 
-    Connectors that can push the filter down (SQL) do so; the others read
-    everything and the snapshot step filters the batches.
+    The window has one definition, ``instants.window_sql``: files apply it in DuckDB
+    (``window_clauses``), HTTP pages and SQL batches through ``window_mask``, so a record
+    is in or out of a window whichever connector read it. The SQL connector may also push
+    the bounds down, to use an index, where the column's type makes that exact.
     """
 
     updated_column: str | None = None
@@ -33,6 +38,22 @@ class RecordFilter:
     modified_to: datetime | None = None
     key_column: str | None = None
     keys: tuple | None = None
+
+    @property
+    def has_window(self) -> bool:
+        return bool(self.updated_column) and (self.modified_from is not None or self.modified_to is not None)
+
+    def window_clauses(self, duck_type: str) -> list[str]:
+        """DuckDB conditions for the window, the update column being of ``duck_type``."""
+        if not self.has_window:
+            return []
+        return window_sql(self.updated_column, duck_type, self.updated_timezone, self.modified_from, self.modified_to)
+
+    def window_mask(self, batch: pa.RecordBatch) -> pa.Array | None:
+        """Which rows of ``batch`` (holding the update column) lie in the window; None without one."""
+        if not self.has_window:
+            return None
+        return window_mask(batch, self.updated_column, self.updated_timezone, self.modified_from, self.modified_to)
 
 
 class Connector(ABC):

@@ -13,7 +13,6 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from recon_pipelines.engine.rules import instant_sql
 from recon_pipelines.redact import redact
 from recon_pipelines.sources.base import Connector, RecordFilter, SourceError, require_columns
 from recon_pipelines.sources.types import declared_schema
@@ -38,7 +37,9 @@ class FileConnector(Connector):
             return f"read_parquet({sql_literal(path)})"
         declared = declared_schema(self.spec.columns, "columns")
         # Undeclared columns stay text; declared ones get their type.
-        options = [f"delim={sql_literal(self.spec.delimiter)}", "header=true", "all_varchar=true"]
+        # The RFC 4180 quote and escape, given rather than sniffed: with them a malformed row deep
+        # in a file is reported by its line number instead of "could not sniff the dialect".
+        options = [f"delim={sql_literal(self.spec.delimiter)}", "quote='\"'", "escape='\"'", "header=true", "all_varchar=true"]
         if declared is not None:
             types = ", ".join(f"{sql_literal(n)}: {sql_literal(_duck_type(t))}" for n, t in zip(declared.names, declared.types))
             options.append(f"types={{{types}}}")
@@ -81,13 +82,7 @@ def filter_sql(record_filter: RecordFilter | None, types: dict[str, str]) -> str
     if record_filter is None:
         return ""
     f = record_filter
-    clauses = []
-    if f.updated_column and (f.modified_from is not None or f.modified_to is not None):
-        instant = instant_sql(quote_ident(f.updated_column), types.get(f.updated_column, "VARCHAR"), f.updated_timezone)
-        if f.modified_from is not None:
-            clauses.append(f"{instant} >= {sql_literal(f.modified_from.isoformat())}::TIMESTAMPTZ")
-        if f.modified_to is not None:
-            clauses.append(f"{instant} < {sql_literal(f.modified_to.isoformat())}::TIMESTAMPTZ")
+    clauses = f.window_clauses(types.get(f.updated_column, "VARCHAR")) if f.updated_column else []
     if f.key_column and f.keys is not None:
         values = ", ".join(sql_literal(str(k)) for k in f.keys) or "NULL"
         clauses.append(f"CAST({quote_ident(f.key_column)} AS VARCHAR) IN ({values})")

@@ -116,7 +116,7 @@ class HttpConnector(Connector):
             needed = wanted + [c for c in _filter_columns(record_filter) if c not in wanted]
             require_columns(self._schema, needed, self.label)
             batch = self._to_batch(records, needed, number)
-            batch = self._apply_filter(batch, record_filter, number)
+            batch = self._apply_filter(batch, record_filter)
             yield batch.select(wanted)
 
     def close(self) -> None:
@@ -440,36 +440,19 @@ class HttpConnector(Connector):
                 f"({detail}); declare its type under columns:"
             ) from None
 
-    def _apply_filter(self, batch: pa.RecordBatch, record_filter: RecordFilter, number: int) -> pa.RecordBatch:
+    def _apply_filter(self, batch: pa.RecordBatch, record_filter: RecordFilter) -> pa.RecordBatch:
         masks = []
         if record_filter.key_column and record_filter.keys is not None:
             masks.append(_in_keys(batch.column(record_filter.key_column), record_filter.keys))
-        if record_filter.updated_column and (record_filter.modified_from or record_filter.modified_to):
-            name = record_filter.updated_column
-            column = self._as_utc_times(batch.column(name), name, number)
-            if record_filter.modified_from:
-                masks.append(pc.greater_equal(column, _utc_scalar(record_filter.modified_from, column.type)))
-            if record_filter.modified_to:
-                masks.append(pc.less(column, _utc_scalar(record_filter.modified_to, column.type)))
+        window = record_filter.window_mask(batch)  # naive times in the source's zone, as files and SQL read them
+        if window is not None:
+            masks.append(window)
         if not masks:
             return batch
         mask = masks[0]
         for other in masks[1:]:
             mask = pc.and_kleene(mask, other)
         return batch.filter(mask)  # a null comparison (no updated time) drops the record
-
-    def _as_utc_times(self, column: pa.Array, name: str, number: int) -> pa.Array:
-        """The updated-at column as UTC timestamps; naive times are taken as UTC."""
-        if pa.types.is_date(column.type):
-            column = column.cast(pa.timestamp("us"))
-        if pa.types.is_timestamp(column.type):
-            return column if column.type.tz else column.cast(pa.timestamp(column.type.unit, tz="UTC"))
-        if pa.types.is_string(column.type):
-            try:  # vectorised when every value carries an offset; else parse each value below
-                return column.cast(pa.timestamp("us", tz="UTC"))
-            except _CONVERSION_ERRORS:
-                pass
-        return self._column(column.to_pylist(), pa.timestamp("us", tz="UTC"), name, number)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -553,7 +536,7 @@ def _filter_columns(record_filter: RecordFilter) -> list[str]:
     columns = []
     if record_filter.key_column and record_filter.keys is not None:
         columns.append(record_filter.key_column)
-    if record_filter.updated_column and (record_filter.modified_from or record_filter.modified_to):
+    if record_filter.has_window:
         columns.append(record_filter.updated_column)
     return columns
 
@@ -565,12 +548,6 @@ def _in_keys(column: pa.Array, keys: tuple) -> pa.Array:
         # Keys of another type than the column (ids as strings vs numbers): compare as text.
         return pc.is_in(column.cast(pa.string()), value_set=pa.array([_as_text(k) for k in keys], pa.string()))
     return pc.is_in(column, value_set=value_set)
-
-
-def _utc_scalar(value: datetime, kind: pa.DataType) -> pa.Scalar:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return pa.scalar(value, type=kind)
 
 
 # ---------------------------------------------------------------------- JSON values -> Arrow

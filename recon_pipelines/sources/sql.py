@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import os
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 from collections.abc import Iterator, Sequence
 
@@ -76,26 +76,40 @@ class SqlConnector(Connector):
         return [sa.column(name) for name in names]
 
     def _window_clauses(self, f: RecordFilter | None) -> list:
-        """Bounds typed like the column, so an index on it is used: aware for a timestamp with
-        zone, the source's local wall clock for a naive one (and for text holding such times)."""
-        if f is None or not f.updated_column:
+        """The window pushed down, so an index on the column is used. It only narrows the read:
+        the batches are then filtered by ``RecordFilter.window_mask`` like every connector's,
+        so the bounds here are widened to keep every record the mask could keep.
+
+        - timestamp with zone: the bounds themselves;
+        - naive timestamp: the bounds in the source's wall clock, a day wider (DST folds);
+        - text: ISO-8601 text sorts as its time, give or take its offset (under a day), so the
+          day before the window's first local day up to two days after its last (a text that
+          is not ISO-8601, e.g. with leading blanks, can be missed here);
+        - anything else (epoch numbers): not pushed down."""
+        if f is None or not f.has_window:
             return []
         (column,) = self.columns_of([f.updated_column])
-        aware = bool(getattr(getattr(column, "type", None), "timezone", False))
+        column_type = getattr(column, "type", None)
         zone = ZoneInfo(f.updated_timezone)
 
-        def bound(value: datetime) -> datetime | str:
-            value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-            if aware:
-                return value
-            local = value.astimezone(zone).replace(tzinfo=None)
-            return local if isinstance(getattr(column, "type", None), sa.DateTime) else local.isoformat(sep=" ")
+        def local(value: datetime) -> datetime:
+            return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).astimezone(zone)
 
+        if isinstance(column_type, sa.DateTime) and column_type.timezone:
+            low, high = f.modified_from, f.modified_to
+        elif isinstance(column_type, sa.DateTime):
+            low = f.modified_from and (local(f.modified_from) - timedelta(days=1)).replace(tzinfo=None)
+            high = f.modified_to and (local(f.modified_to) + timedelta(days=1)).replace(tzinfo=None)
+        elif isinstance(column_type, sa.String):
+            low = f.modified_from and (local(f.modified_from).date() - timedelta(days=1)).isoformat()
+            high = f.modified_to and (local(f.modified_to).date() + timedelta(days=2)).isoformat()
+        else:
+            return []
         clauses = []
-        if f.modified_from is not None:
-            clauses.append(column >= bound(f.modified_from))
-        if f.modified_to is not None:
-            clauses.append(column < bound(f.modified_to))
+        if low is not None:
+            clauses.append(column >= low)
+        if high is not None:
+            clauses.append(column < high)
         return clauses
 
     def _key_chunks(self, base: sa.Select, f: RecordFilter | None) -> Iterator[sa.Select]:
@@ -151,14 +165,19 @@ class SqlConnector(Connector):
         self, columns: Sequence[str] | None = None, record_filter: RecordFilter | None = None
     ) -> Iterator[pa.RecordBatch]:
         schema = self.schema()
-        columns = list(columns or schema.names)
-        require_columns(schema, columns, self.label)
-        out_schema = pa.schema([schema.field(c) for c in columns])
+        wanted = list(columns or schema.names)
+        window = record_filter is not None and record_filter.has_window
+        read = wanted + ([record_filter.updated_column] if window and record_filter.updated_column not in wanted else [])
+        require_columns(schema, read, self.label)
+        out_schema = pa.schema([schema.field(c) for c in read])
         source = self.selectable()
-        base = sa.select(*self.columns_of(columns)).select_from(source)
+        base = sa.select(*self.columns_of(read)).select_from(source)
         base = base.where(*self._window_clauses(record_filter))
         for statement in self._key_chunks(base, record_filter):
-            yield from self._stream(statement, out_schema)
+            for batch in self._stream(statement, out_schema):
+                if window:
+                    batch = batch.filter(record_filter.window_mask(batch))
+                yield batch.select(wanted) if len(read) > len(wanted) else batch
 
     def _stream(self, statement: sa.Select, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
         try:

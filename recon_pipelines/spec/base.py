@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -50,6 +50,21 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
+def parse_moment(text: str, *, now: datetime, ahead: bool, what: str) -> datetime:
+    """An operator's point in time: a duration from ``now`` (``7d``, ``12h``; later when ``ahead``,
+    earlier otherwise) or an ISO date/time, read as UTC when it names no zone."""
+    try:
+        step = timedelta(seconds=parse_duration(text))
+        return now + step if ahead else now - step
+    except ValueError:
+        pass
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{what} {text!r} is neither a duration (7d, 12h) nor an ISO date/time") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
 Duration = Annotated[float, Field(ge=0)]
 
 
@@ -62,4 +77,6 @@ def check_zone(value: str) -> str:
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan: a tolerance, scale, lag or threshold of .inf / .nan / 1e400 is refused at load,
+    # naming the field (an infinite tolerance would make every pair agree).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)

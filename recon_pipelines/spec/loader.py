@@ -37,12 +37,44 @@ class SpecError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys without a word; a second ``source_b`` once made
+    a spec compare a file with itself. Here a repeated key is an error naming it and its lines."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *defaults` merges are meant to be overridden
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                    seen.setdefault(key, key_node.start_mark.line + 1)
+                except TypeError:
+                    continue  # an unhashable key: the base loader reports it
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} given twice (first on line {first})", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(text: str):
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def load_spec(path: str | Path) -> ReconciliationSpec:
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = read_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SpecError(path, "", "file not found") from None
+    except IsADirectoryError:
+        raise SpecError(path, "", "is a folder, not a spec file") from None
+    except OSError as exc:
+        raise SpecError(path, "", f"cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(path, "", f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at position {exc.start})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else ""
@@ -76,13 +108,18 @@ def load_spec_dir(folder: str | Path) -> list[ReconciliationSpec]:
     if not folder.is_dir():
         raise SpecError(folder, "", "spec folder not found")
     specs, seen = [], {}
-    for file in sorted(p for p in folder.iterdir() if p.suffix in SPEC_SUFFIXES):
+    for file in spec_files(folder):
         spec = load_spec(file)
         if spec.name in seen:
             raise SpecError(file, "name", f"{spec.name!r} is also the name of {seen[spec.name]}")
         seen[spec.name] = file.name
         specs.append(spec)
     return specs
+
+
+def spec_files(folder: str | Path) -> list[Path]:
+    """The spec files of a folder, sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix in SPEC_SUFFIXES)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -61,8 +61,27 @@ from recon_pipelines.spec.sources import FileSource, HttpAuth, HttpSource, Pagin
 # --------------------------------------------------------------------------- the spec
 
 
+class ExpectSpec(StrictModel):
+    """What a healthy reconciliation looks like; the Dagster asset checks turn red or yellow past it."""
+
+    max_open_critical: int = Field(0, ge=0, description="More open critical discrepancies than this: the check fails (ERROR).")
+    max_open_warning: int | None = Field(None, ge=0, description="More open warnings than this: the check warns (none: no limit).")
+    max_mismatch_rate: float | None = Field(
+        None, ge=0, le=1, description="Share of compared records with a discrepancy above which a run warns (none: no limit)."
+    )
+
+
 class ReconciliationSpec(StrictModel):
     name: str = Field(pattern=NAME_PATTERN, description="Identifier; names the Dagster asset group.")
+
+    @field_validator("name")
+    @classmethod
+    def _no_double_underscore(cls, value: str) -> str:
+        # Generated Dagster names join a spec name and a step with "__" (asset ops `<name>__<step>`,
+        # the re-check op `<name>__recheck`); a name holding "__" could then meet another's.
+        if "__" in value:
+            raise ValueError("must not contain '__' (it separates the spec name in generated Dagster names)")
+        return value
     description: str = ""
     owner: str | None = None
     source_a: SourceSpec
@@ -92,6 +111,7 @@ class ReconciliationSpec(StrictModel):
         7200.0, gt=0,
         description="Longest a Dagster run of this reconciliation may take (the dagster/max_runtime run tag); default 2h.",
     )
+    expect: ExpectSpec = ExpectSpec()
     # Push-down (engine/pushdown.py): two SQL tables are compared inside their database(s) and
     # only what differs is fetched; false always reads both sides whole and compares locally.
     pushdown: bool = Field(True, description="Compare two PostgreSQL tables in the database when possible.")

@@ -71,6 +71,9 @@ class TimestampRule(_RuleBase):
     lag: Duration = 0.0
     timezone_a: str = Field("UTC", description="Zone of naive timestamps on side A.")
     timezone_b: str = Field("UTC", description="Zone of naive timestamps on side B.")
+    epoch_unit_a: Literal["s", "ms", "us"] | None = Field(
+        None, description="Unit of epoch numbers on side A (number columns default to s; when set, text holding a number is an epoch too).")
+    epoch_unit_b: Literal["s", "ms", "us"] | None = Field(None, description="Unit of epoch numbers on side B.")
 
     @field_validator("lag", mode="before")
     @classmethod

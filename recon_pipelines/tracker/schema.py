@@ -190,6 +190,26 @@ fixes = sa.Table(
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# --------------------------------------------------------------------------- web (migration 0006)
+
+WEB_ROLES = ("viewer", "operator", "admin")  # each can do what the ones before it can
+web_users = sa.Table(
+    "recon_web_users",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("password_hash", sa.Text, nullable=False),  # argon2id, never the password
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+web_settings = sa.Table(
+    "recon_web_settings",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
 # Event-driven runs (streams/expectations.py): a change awaiting its counterpart, per key.
 stream_expectations = sa.Table(
     "recon_stream_expectations",

@@ -272,9 +272,16 @@ class Tracker:
         until: datetime | None = None,
         assignee: str | None = None,
         now: datetime | None = None,
+        on_behalf_of: str | None = None,
+        run_id: str | None = None,
     ) -> list[dict]:
         """Apply an operator action to discrepancies: all of them or, if any is not allowed,
-        none (TransitionError says which and why). Every action is recorded with its actor."""
+        none (TransitionError says which and why). Every action is recorded with its actor.
+
+        ``actor`` is the identity that performed it, as authenticated by the caller (the OS
+        user for the CLI, see ``recon_pipelines.identity``); a name the operator merely states
+        goes in ``on_behalf_of`` and is recorded in the note, never as the actor. ``run_id``
+        ties the event to the Dagster run that applied it."""
         now = now or utcnow()
         ids = list(dict.fromkeys(ids))
         if not ids:
@@ -313,7 +320,9 @@ class Tracker:
                 text = note if action != "mute" else f"muted until {_utc(until).isoformat()}" + (f": {note}" if note else "")
                 if action == "assign":
                     text = f"assigned to {assignee}" + (f": {note}" if note else "")
-                self._log(conn, rows[i].reconciliation, [i], rows[i].status, to or rows[i].status, action, None, now,
+                if on_behalf_of:
+                    text = f"on behalf of {on_behalf_of}" + (f": {text}" if text else "")
+                self._log(conn, rows[i].reconciliation, [i], rows[i].status, to or rows[i].status, action, run_id, now,
                           actor=actor, note=text)
         return [self.get(i) for i in ids]
 

@@ -6,15 +6,15 @@
 - ``recon_stream_positions``: the last change handled per source (a replication slot's commit
   LSN, a JetStream stream sequence), so a change delivered again after a restart is skipped.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
