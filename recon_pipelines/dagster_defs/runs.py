@@ -8,6 +8,8 @@
 - ``change_feed_<name>``: one re-check per write in the spec's change feed, once the write's
   window has passed. Its cursor is Dagster's sensor cursor; run keys make each write launch
   at most one run, even if a cursor is lost.
+- ``change_stream_<name>``: consumes the spec's change stream (dagster_defs/streams.py) and
+  launches one re-check per batch of keys whose window passed without their counterpart.
 - ``recon_run_failures``: reports failed reconciliation runs, including UI and backfill runs.
 
 Dagster starts schedules and sensors stopped unless told otherwise; the spec says which
@@ -36,6 +38,8 @@ from recon_pipelines.remediation import outbox
 from recon_pipelines.remediation.notifications import run_failure_notifications
 from recon_pipelines.remediation.notifications import notification_writer
 from recon_pipelines.spec.models import ReconciliationSpec
+from recon_pipelines.streams import wiring as streams
+from recon_pipelines.streams.settle import expired, relabel_not_propagated
 from recon_pipelines.trigger import recheck_op_name
 
 
@@ -46,6 +50,8 @@ class RecheckConfig(dg.Config):
     keys: list[str] = Field(default_factory=list, description="Re-check these record keys only.")
     date_from: str | None = Field(default=None, description="First day (YYYY-MM-DD) of records modified in a range.")
     date_to: str | None = Field(default=None, description="Last day (YYYY-MM-DD, inclusive) of the range.")
+    stream_claim: str | None = Field(
+        default=None, description="Set by change_stream_<name>: the keys' windows passed; report them as not_propagated.")
 
 
 def recheck_config(spec: ReconciliationSpec, **config) -> dict:
@@ -81,16 +87,22 @@ def recheck_job(spec: ReconciliationSpec) -> dg.JobDefinition:
     def recheck(context: dg.OpExecutionContext, config: RecheckConfig, recon: ReconResource) -> None:
         scope = scope_from_config(spec, config)
         folder = recon.folder(spec, scope)
+        started = datetime.now(timezone.utc)
+        stream = streams.expectation_store(spec, recon.tracker().engine) if config.stream_claim else None
         for side in "ab":
             snapshot = pipeline.take_snapshot(spec, side, scope, folder)
             if snapshot["missing"]:
                 raise dg.Failure(f"{spec.name}: side {side.upper()} lacks column(s) {', '.join(snapshot['missing'])}")
         stats = pipeline.match_pairs(spec, folder, recon.duckdb_memory_limit, recon.spill_dir())
         found = pipeline.find_discrepancies(spec, folder, memory_limit=recon.duckdb_memory_limit, spill_dir=recon.spill_dir())
+        if stream is not None:  # from change_stream_<name>: what is still wrong was not propagated
+            relabel_not_propagated(spec, folder, expired(stream, scope.keys, started))
         outcome = pipeline.update_tracker(spec, folder, scope, recon.tracker(), run_id=f"{context.run.run_id}:{scope.label}",
                                           on_outcome=notification_writer(spec))  # delivered by the notifications sensor
         metadata = {"scope": scope.label, **{k: stats[k] for k in ("rows_a", "rows_b", "matched", "only_in_a", "only_in_b")},
                     **discrepancy_metadata(found, folder), **tracker_metadata(recon, spec, outcome)}
+        if stream is not None:
+            metadata["expectations_closed"] = stream.settle(scope.keys, started)
         context.add_output_metadata(metadata)
         if outcome.held:  # the alert is already in the outbox, keyed so the failure sensor adds none
             raise dg.Failure(outcome.held, metadata={"held": outcome.held})
@@ -212,4 +224,8 @@ def build_run_definitions(spec: ReconciliationSpec) -> dict:
         definitions["schedules"].append(daily_schedule(spec, asset_job))
     if spec.change_feed is not None:
         definitions["sensors"].append(change_feed_sensor(spec, recheck))
+    if spec.change_stream is not None:
+        from recon_pipelines.dagster_defs.streams import change_stream_sensor
+
+        definitions["sensors"].append(change_stream_sensor(spec, recheck))
     return definitions

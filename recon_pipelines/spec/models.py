@@ -55,7 +55,7 @@ from recon_pipelines.spec.rules import (  # noqa: F401
     StringRule,
     TimestampRule,
 )
-from recon_pipelines.spec.runs import ChangeFeedSpec, DeepScanSpec, GuardSpec, IncrementalSpec  # noqa: F401
+from recon_pipelines.spec.runs import CdcSpec, ChangeFeedSpec, ChangeStreamSpec, DeepScanSpec, GuardSpec, IncrementalSpec  # noqa: F401
 from recon_pipelines.spec.sources import FileSource, HttpAuth, HttpSource, Pagination, SourceSpec, SqlSource  # noqa: F401
 
 # --------------------------------------------------------------------------- the spec
@@ -100,6 +100,7 @@ class ReconciliationSpec(StrictModel):
     incremental: IncrementalSpec | None = None
     deep_scan: DeepScanSpec = DeepScanSpec()
     change_feed: ChangeFeedSpec | None = None
+    change_stream: ChangeStreamSpec | None = None
     guard: GuardSpec = GuardSpec()
     tags: dict[str, str] = Field(default_factory=dict)
     env_allowlist: list[str] = Field(
@@ -133,9 +134,14 @@ class ReconciliationSpec(StrictModel):
             raise ValueError(f"names used twice among key and fields: {', '.join(dupes)}")
         if self.key_mapping is not None and len(self.key) != 1:
             raise ValueError("key_mapping works with a single key field")
-        if self.incremental is not None or self.change_feed is not None:
+        if self.incremental is not None or self.change_feed is not None or self.change_stream is not None:
             if len(self.key) != 1 or self.key_mapping is not None:
-                raise ValueError("incremental runs and change feeds need a single key field and no key_mapping")
+                raise ValueError("incremental runs, change feeds and change streams need a single key field and no key_mapping")
+        for side in (self.change_stream.cdc if self.change_stream else {}):
+            source = self.source_a if side == "a" else self.source_b
+            if not (isinstance(source, SqlSource) and source.table):
+                raise ValueError(f"change_stream.cdc.{side}: side {side.upper()} must be a sql source with a table "
+                                 "(its database is the one decoded)")
         if self.propagation_lag and not (self.source_a.updated_at and self.source_b.updated_at):
             raise ValueError("propagation_lag: both sources must name their updated_at column")
         if self.incremental is not None:

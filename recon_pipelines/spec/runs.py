@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -61,6 +61,41 @@ class ChangeFeedSpec(StrictModel):
     @field_validator("window", mode="before")
     @classmethod
     def _window(cls, value: Any) -> float:
+        return parse_duration(value)
+
+
+class CdcSpec(StrictModel):
+    """One side's PostgreSQL logical decoding (pgoutput): its source's database, this table."""
+
+    table: str = Field(description="Watched table, optionally schema-qualified (public.orders).")
+    slot: str = Field(pattern=r"^[a-z0-9_]{1,63}$", description="Replication slot; created on first use.")
+    publication: str = Field(description="Publication holding the table (CREATE PUBLICATION ... FOR TABLE ...).")
+
+
+class ChangeStreamSpec(StrictModel):
+    """Both systems' change events on a NATS JetStream stream: each change on one side expects
+    its counterpart on the other within ``window``; what is still wrong after it is re-checked
+    and reported as ``not_propagated`` (docs/change-streams.md)."""
+
+    url: str = Field("nats://127.0.0.1:4222", description="NATS server with JetStream.")
+    token_env: str | None = Field(None, description="Environment variable holding the NATS auth token.")
+    stream: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="JetStream stream carrying the events.")
+    subject_prefix: str | None = Field(None, description="Events go to <prefix>.a and <prefix>.b; default recon.<name>.")
+    durable: str | None = Field(None, description="Durable consumer name; default recon_<name>.")
+    window: Duration = Field(description="How long the counterpart may take to appear, e.g. '30s'.")
+    ack_wait: Duration = Field(30.0, gt=0, description="A fetched event not acknowledged within this is redelivered.")
+    running: bool = Field(False, description="Start the change_stream_<name> sensor running.")
+    max_events_per_tick: int = Field(10_000, gt=0, description="Events the sensor consumes per evaluation.")
+    keys_per_run: int = Field(500, gt=0, description="Expired keys re-checked together in one run.")
+    max_runs_per_tick: int = Field(20, gt=0)
+    lag_warning: Duration = Field(
+        300.0, description="The sensor warns when the oldest open expectation is older than this past its window.")
+    cdc: dict[Literal["a", "b"], CdcSpec] = Field(
+        default_factory=dict, description="Per side (a, b): read changes from PostgreSQL logical decoding.")
+
+    @field_validator("window", "ack_wait", "lag_warning", mode="before")
+    @classmethod
+    def _durations(cls, value: Any) -> float:
         return parse_duration(value)
 
 

@@ -209,3 +209,28 @@ web_settings = sa.Table(
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
 )
+
+# Event-driven runs (streams/expectations.py): a change awaiting its counterpart, per key.
+stream_expectations = sa.Table(
+    "recon_stream_expectations",
+    metadata,
+    sa.Column("reconciliation", sa.String(128), primary_key=True),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("waiting_for", sa.String(1), nullable=False),
+    sa.Column("op", sa.String(8), nullable=False),
+    sa.Column("values_digest", sa.String(32), nullable=False),
+    sa.Column("event_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("counterpart_at", sa.DateTime(timezone=True)),
+    sa.Column("claim", sa.String(64)),
+)
+
+# The last change handled per source (a slot's commit LSN, a stream sequence), for idempotency.
+stream_positions = sa.Table(
+    "recon_stream_positions",
+    metadata,
+    sa.Column("reconciliation", sa.String(128), primary_key=True),
+    sa.Column("source", sa.String(200), primary_key=True),
+    sa.Column("position", sa.String(64), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
