@@ -5,12 +5,13 @@ Registered into the ``recon`` group by cli.py; helpers come from there at call t
 
 from __future__ import annotations
 
-import getpass
 import os
 import sys
 from pathlib import Path
 
 import click
+
+from recon_pipelines.identity import os_user
 
 RUN_COLUMNS = ("run_id", "reconciliation", "scope", "outcome", "finished_at", "rows_a", "rows_b", "discrepancies",
                "new", "resolved", "accepted_by", "guard_note")
@@ -64,8 +65,8 @@ def _runs_table(rows: list[dict]) -> str:
 
 @runs.command("accept")
 @click.argument("run_id")
-@click.option("--actor", envvar="RECON_ACTOR", default=getpass.getuser, show_default="$RECON_ACTOR or your user name",
-              help="Who accepts the run; recorded on the run and on every change it makes.")
+@click.option("--actor", default=None,
+              help="On whose behalf you accept; recorded beside your account (the OS user), which is the identity.")
 @click.option("--spec", "spec_file", type=click.Path(path_type=Path), default=None,
               help="The reconciliation's spec (its escalation and routing apply); default: found by name in $RECON_SPEC_DIR.")
 @click.pass_context
@@ -78,6 +79,8 @@ def accept(ctx, run_id, actor, spec_file) -> None:
     if held is None:
         raise LookupError(f"no run with id {run_id!r} in the tracker (see `recon runs list`)")
     spec = _spec_named(held["reconciliation"], spec_file)
+    # As for every operator action: the authenticated account acts, a claimed name is only a note.
+    actor = os_user() if actor is None else f"{os_user()} (on behalf of {actor})"
     outcome = tracker.accept_run(run_id, actor, escalation=spec.escalation, on_outcome=notification_writer(spec))
     click.echo(f"run {run_id} accepted by {actor}: {len(outcome.new_ids) + len(outcome.reopened_ids)} opened, "
                f"{len(outcome.resolved_ids)} resolved, {len(outcome.escalated_ids)} escalated; {outcome.open_count} open")

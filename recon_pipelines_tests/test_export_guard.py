@@ -15,6 +15,7 @@ import yaml
 from click.testing import CliRunner
 
 from recon_pipelines.cli import main as recon
+from recon_pipelines.identity import os_user
 from recon_pipelines.remediation import outbox
 from recon_pipelines.remediation.notifications import held_run_notifications, run_failure_notifications
 from recon_pipelines.runner import run_tracked
@@ -131,19 +132,19 @@ def test_accepting_applies_the_held_run_with_the_operator_on_record(setup, track
     result = cli("runs", "--tracker-url", tracker_url, "accept", held.outcome.run_id, "--spec", str(path),
                  "--actor", "alice@example.com")
     assert result.exit_code == 0, result.output
-    assert f"run {held.outcome.run_id} accepted by alice@example.com: {CUSTOMERS} opened, {DRIFTED} resolved" in result.output
+    actor = f"{os_user()} (on behalf of alice@example.com)"  # the OS account acts; the claimed name is a note
+    assert f"run {held.outcome.run_id} accepted by {actor}: {CUSTOMERS} opened, {DRIFTED} resolved" in result.output
 
     # What the run would have done: the plan mismatches are gone, every CRM customer is only_in_a.
     state = {r["id"]: (r["kind"], r["status"]) for r in tracker.discrepancies("crm_vs_billing")}
     assert sum(1 for kind, status in state.values() if kind == "only_in_a" and status == "new") == CUSTOMERS
     assert sum(1 for kind, status in state.values() if kind == "field_mismatch" and status == "resolved") == DRIFTED
     row = tracker.runs("crm_vs_billing")[-1]
-    assert (row["outcome"], row["accepted_by"], row["new"], row["resolved"]) == ("accepted", "alice@example.com",
-                                                                                  CUSTOMERS, DRIFTED)
+    assert (row["outcome"], row["accepted_by"], row["new"], row["resolved"]) == ("accepted", actor, CUSTOMERS, DRIFTED)
     with tracker.engine.connect() as conn:
         actors = set(conn.scalars(sa.select(events.c.actor).where(events.c.run_id == held.outcome.run_id)))
         assert conn.scalar(sa.select(sa.func.count()).select_from(staging)) == 0  # the held rows are used up
-    assert actors == {"alice@example.com"}
+    assert actors == {actor}
     # The openings are routed like any run's (critical: Slack and the log), after the one alert.
     opened = [r for r in outbox_rows(tracker) if r.run_id == held.outcome.run_id and r.event == "opened"]
     assert len({r.discrepancy_id for r in opened}) == CUSTOMERS
