@@ -429,6 +429,10 @@ from recon_pipelines.cli_notifications import notifications  # noqa: E402  (a gr
 
 main.add_command(notifications)
 
+from recon_pipelines.cli_streams import streams  # noqa: E402  (a group of its own module)
+
+main.add_command(streams)
+
 from recon_pipelines.cli_web import register as _register_web  # noqa: E402  (web, users, report)
 
 _register_web(main)

@@ -48,7 +48,10 @@ class Systems:
         self.storage = tmp_path / "runs"
 
     def spec(self, **stream):
-        return parse_spec({
+        return parse_spec(self.spec_dict(**stream))
+
+    def spec_dict(self, **stream) -> dict:
+        return {
             "name": "orders",
             "source_a": {"type": "sql", "url": self.urls["a"], "table": "orders"},
             "source_b": {"type": "sql", "url": self.urls["b"], "table": "orders"},
@@ -57,7 +60,7 @@ class Systems:
             "change_stream": {"stream": self.stream, "subject_prefix": f"recon_test.{self.stream}", "window": "1s", "ack_wait": "1s", "cdc": {
                 side: {"table": "public.orders", "slot": self.slots[side], "publication": "recon_orders"} for side in "ab"},
                 **stream},
-        })
+        }
 
     def write(self, side: str, sql: str, **params) -> None:
         with self.engines[side].begin() as conn:
@@ -336,3 +339,29 @@ def test_cdc_needs_a_sql_table_source(tmp_path):
             "change_stream": {"stream": "S", "window": "1s",
                               "cdc": {"b": {"table": "orders", "slot": "s_b", "publication": "p"}}},
         })
+
+
+def test_recon_streams_forward_publishes_what_was_committed(systems, tmp_path):
+    """The forwarding process a deployment runs: `recon streams forward SPEC --once`."""
+    import yaml
+    from click.testing import CliRunner
+
+    from recon_pipelines.cli import main as recon
+
+    spec_file = tmp_path / "orders.yaml"
+    spec_file.write_text(yaml.safe_dump(systems.spec_dict()))
+    systems.write("a", "INSERT INTO orders VALUES (7, 70.00, 'paid')")
+    result = CliRunner().invoke(recon, ["streams", "forward", str(spec_file), "--side", "a", "--once", "--idle", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [f"orders: side a: 1 change(s) published to {systems.stream}"]
+    spec = systems.spec()
+    store = wiring.expectation_store(spec, systems.tracker.engine)
+    with wiring.shared_log(spec) as log:
+        consumed = wiring.consume(log, store, max_events=100, timeout=0.5)
+    assert (consumed.handled, consumed.opened) == (1, 1)  # key 7 now waits for its counterpart in B
+    again = CliRunner().invoke(recon, ["streams", "forward", str(spec_file), "--once", "--idle", "0.5"])
+    assert again.exit_code == 0 and again.output == ""  # confirmed: nothing is forwarded twice
+    uncaptured = yaml.safe_dump({**systems.spec_dict(), "change_stream": {"stream": systems.stream, "window": "1s"}})
+    spec_file.write_text(uncaptured)
+    refused = CliRunner().invoke(recon, ["streams", "forward", str(spec_file), "--once"])
+    assert refused.exit_code == 2 and "change_stream.cdc: the spec captures no side" in refused.output
