@@ -152,7 +152,24 @@ class ReconciliationSpec(StrictModel):
                 raise ValueError(f"severity.rules.{i}.field: unknown field(s) {', '.join(unknown)}")
         self._check_routing(known)
         self._check_fixes(known)
+        self._check_expectations(set(names))
         return self
+
+    def _check_expectations(self, names: set[str]) -> None:
+        """Expectations name the spec's key and field names (what a snapshot holds), once each."""
+        for side, source in (("a", self.source_a), ("b", self.source_b)):
+            seen: set[str] = set()
+            for i, expectation in enumerate(source.expect):
+                where = f"source_{side}.expect.{i}"
+                unknown = [c for c in expectation.columns if c not in names]
+                if unknown:
+                    raise ValueError(f"{where}: unknown column(s) {', '.join(unknown)}; expectations name the "
+                                     f"spec's key and fields: {', '.join(sorted(names))}")
+                if expectation.kind == "freshness" and not source.updated_at:
+                    raise ValueError(f"{where}: freshness needs source_{side}.updated_at")
+                if expectation.check_name in seen:
+                    raise ValueError(f"{where}: {expectation.check_name} is used twice on this side; give a name")
+                seen.add(expectation.check_name)
 
     def _check_routing(self, known: set[str]) -> None:
         destinations = self.notifications.destinations

@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from recon_pipelines.sources.readonly import DEFAULT_STATEMENT_TIMEOUT, check_filter, check_query
 from recon_pipelines.sources.types import arrow_type
+from recon_pipelines.spec.expectations import Expectation
 from recon_pipelines.spec.base import Duration, StrictModel, check_zone, parse_duration
 
 
@@ -32,6 +33,8 @@ class _SourceBase(StrictModel):
         description="A row filter: one SQL boolean expression over the source's own columns (SQL: in the "
         "database's dialect, added as a WHERE; files and HTTP: DuckDB SQL over the records read).",
     )
+    expect: list[Expectation] = Field(
+        [], description="Expectations each record (or the side as a whole) must meet before the comparison.")
 
     def filter_backend(self) -> str | None:
         """The SQL dialect the filter is written in (SQL sources: their database's)."""
