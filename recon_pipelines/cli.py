@@ -400,6 +400,10 @@ def _summary_text(name: str, sources: tuple[str, str], s: dict) -> str:
     if mismatched:
         lines.append(("field mismatches", ", ".join(f"{for_terminal(f)}={n:,}" for f, n in mismatched.items())))
     lines.append(("discrepancies", f"{s['discrepancies']:,}"))
+    if s.get("sample"):
+        p = s["sample"]
+        lines.append(("sample", f"{p['keys_sampled']:,} keys (seed {p['seed']}); mismatch rate {p['mismatch_rate']:.2%} "
+                                f"(95% CI {p['mismatch_rate_ci95_low']:.2%} to {p['mismatch_rate_ci95_high']:.2%})"))
     width = max(len(label) for label, _ in lines)  # source names vary in length: align on the longest label
     return "\n".join([f"reconciliation {name}: {a} vs {b}", *(f"  {label.ljust(width)}  {value}" for label, value in lines)])
 

@@ -63,7 +63,7 @@ def run_reconciliation(spec: ReconciliationSpec, workdir: Path | None = None,
                        warn: Callable[[str], None] | None = None) -> ComparisonResult:
     """``warn`` receives one line per failed ``warn`` expectation (default: the log)."""
     expect = bool(spec.source_a.expect or spec.source_b.expect)
-    if spec.pushdown and not expect:  # two PostgreSQL tables: compare in the database, fetch only what differs
+    if spec.pushdown and not expect and spec.sample is None:  # two PostgreSQL tables: compare in the database, fetch only what differs
         from recon_pipelines.engine.pushdown import compare_in_database
 
         result = compare_in_database(spec)
@@ -74,7 +74,14 @@ def run_reconciliation(spec: ReconciliationSpec, workdir: Path | None = None,
         side_a, side_b = open_side(spec, "a", work, warn), open_side(spec, "b", work, warn)
         mapping = open_mapping(spec, work)
         try:
-            return compare(spec, side_a, side_b, mapping)
+            if spec.sample is None:
+                return compare(spec, side_a, side_b, mapping)
+            from recon_pipelines import sampling
+
+            side_a, side_b, keys = sampling.sample_sides(spec, side_a, side_b)
+            result = compare(spec, side_a, side_b, mapping)
+            result.sample = sampling.sample_summary(spec, keys, set(result.discrepancies.column("key").to_pylist()))
+            return result
         except duckdb.Error as exc:
             raise ComparisonError(_blame(exc, [side_a, side_b, mapping])) from None
 
@@ -123,5 +130,6 @@ def run_tracked(spec: ReconciliationSpec, tracker: Tracker, run_id: str | None =
         found = pipeline.find_discrepancies(spec, folder)
         outcome = pipeline.update_tracker(spec, folder, scope, tracker, run_id, on_outcome=notification_writer(spec))
     summary = {**stats, "discrepancies": found.table.num_rows,
-               "fields": {name: asdict(field_stats) for name, field_stats in found.fields.items()}}
+               "fields": {name: asdict(field_stats) for name, field_stats in found.fields.items()},
+               **({"sample": found.sample} if found.sample is not None else {})}
     return TrackedRun(summary, found.table, outcome)

@@ -318,6 +318,8 @@ def discrepancy_metadata(found: pipeline.Found, folder: pipeline.RunFolder, trac
     metadata["by_kind"] = shown_in_ui.kind_table(table)
     metadata["by_field"] = shown_in_ui.field_table(figures)
     metadata["path"] = dg.MetadataValue.path(str(folder["discrepancies"]))
+    if found.sample is not None:
+        metadata.update({f"sample/{k}": v for k, v in found.sample.items() if v is not None})
     return metadata
 
 

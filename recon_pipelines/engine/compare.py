@@ -119,6 +119,7 @@ class ComparisonResult:
     discrepancies: pa.Table
     match: MatchStats
     fields: dict[str, FieldStats] = field(default_factory=dict)
+    sample: dict | None = None  # a sampled run's figures (recon_pipelines.sampling.sample_summary)
 
     @property
     def counts_by_kind(self) -> dict[str, int]:
@@ -130,6 +131,7 @@ class ComparisonResult:
             "discrepancies": self.discrepancies.num_rows,
             "by_kind": self.counts_by_kind,
             "fields": {name: asdict(stats) for name, stats in self.fields.items()},
+            **({"sample": self.sample} if self.sample is not None else {}),
         }
 
 

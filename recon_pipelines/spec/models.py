@@ -55,7 +55,7 @@ from recon_pipelines.spec.rules import (  # noqa: F401
     StringRule,
     TimestampRule,
 )
-from recon_pipelines.spec.runs import ChangeFeedSpec, DeepScanSpec, GuardSpec, IncrementalSpec  # noqa: F401
+from recon_pipelines.spec.runs import ChangeFeedSpec, DeepScanSpec, GuardSpec, IncrementalSpec, SampleSpec  # noqa: F401
 from recon_pipelines.spec.sources import FileSource, HttpAuth, HttpSource, Pagination, SourceSpec, SqlSource  # noqa: F401
 
 # --------------------------------------------------------------------------- the spec
@@ -111,6 +111,8 @@ class ReconciliationSpec(StrictModel):
         description="Longest a Dagster run of this reconciliation may take (the dagster/max_runtime run tag); default 2h.",
     )
     expect: ExpectSpec = ExpectSpec()
+    sample: SampleSpec | None = Field(
+        None, description="Compare a deterministic sample of keys (fraction or rows, and a seed) instead of every record.")
     # Push-down (engine/pushdown.py): two SQL tables are compared inside their database(s) and
     # only what differs is fetched; false always reads both sides whole and compares locally.
     pushdown: bool = Field(True, description="Compare two PostgreSQL tables in the database when possible.")
@@ -131,6 +133,8 @@ class ReconciliationSpec(StrictModel):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"names used twice among key and fields: {', '.join(dupes)}")
+        if self.sample is not None and self.key_mapping is not None:
+            raise ValueError("sample: the two sides' keys differ under a key_mapping, so no sample can pick the same keys")
         if self.key_mapping is not None and len(self.key) != 1:
             raise ValueError("key_mapping works with a single key field")
         if self.incremental is not None or self.change_feed is not None:
