@@ -23,10 +23,19 @@ HASH_RANGE = 2**64
 Z_95 = 1.959963984540054  # the standard normal's 97.5th percentile
 
 
+def _parts(spec: ReconciliationSpec, side: Side) -> list[str]:
+    return [f"CAST({quote_ident(side.columns[k.name])} AS VARCHAR)" for k in spec.key]
+
+
 def key_text_sql(spec: ReconciliationSpec, side: Side) -> str:
-    """A side's key as the text the engine matches on (composite keys joined by \\x1f)."""
-    parts = [f"CAST({quote_ident(side.columns[k.name])} AS VARCHAR)" for k in spec.key]
-    return parts[0] if len(parts) == 1 else f"concat_ws(chr(31), {', '.join(parts)})"
+    """A side's key as the engine renders it in a discrepancy's ``key`` (compare._key_text):
+    the text of a single key, a JSON list of texts for a composite one."""
+    parts = _parts(spec, side)
+    return parts[0] if len(parts) == 1 else f"to_json([{', '.join(parts)}])::VARCHAR"
+
+
+def _valid_sql(spec: ReconciliationSpec, side: Side) -> str:
+    return " AND ".join(f"{p} IS NOT NULL" for p in _parts(spec, side))
 
 
 def key_hash_sql(spec: ReconciliationSpec, side: Side) -> str:
@@ -39,7 +48,7 @@ def threshold(spec: ReconciliationSpec, a: Side, b: Side) -> int:
     sample = spec.sample
     if sample.fraction is not None:
         return min(HASH_RANGE, math.ceil(sample.fraction * HASH_RANGE))
-    union = " UNION ".join(f"SELECT {key_hash_sql(spec, s)} AS h FROM {s.scan} WHERE {key_text_sql(spec, s)} IS NOT NULL"
+    union = " UNION ".join(f"SELECT {key_hash_sql(spec, s)} AS h FROM {s.scan} WHERE {_valid_sql(spec, s)}"
                            for s in (a, b))
     with duckdb_connect() as con:
         row = con.execute(f"SELECT max(h) FROM (SELECT h FROM ({union}) ORDER BY h LIMIT {sample.rows})").fetchone()
@@ -48,7 +57,7 @@ def threshold(spec: ReconciliationSpec, a: Side, b: Side) -> int:
 
 def sampled(spec: ReconciliationSpec, side: Side, below: int) -> Side:
     """``side`` restricted to the sampled keys (a DuckDB subquery over its scan)."""
-    where = f"{key_text_sql(spec, side)} IS NOT NULL AND {key_hash_sql(spec, side)} < {below}::UHUGEINT"
+    where = f"{_valid_sql(spec, side)} AND {key_hash_sql(spec, side)} < {below}::UHUGEINT"
     return replace(side, scan=f"(SELECT * FROM {side.scan} WHERE {where})")
 
 

@@ -121,3 +121,36 @@ def test_spec_refuses_both_sizes_and_a_key_mapping(tmp_path):
         parse_spec({"name": "m", "key": "id", "fields": {}, "sample": {"rows": 5},
                     "source_a": {"type": "file", "path": "a.csv"}, "source_b": {"type": "file", "path": "b.csv"},
                     "key_mapping": {"source": {"type": "file", "path": "m.csv"}, "a": "x", "b": "y"}})
+
+
+def test_composite_keys_are_drawn_alike_and_match_the_discrepancy_keys(tmp_path):
+    (tmp_path / "a.csv").write_text("region,id,amount\n" + "".join(f"r{i % 3},{i},{i}\n" for i in range(600)))
+    (tmp_path / "b.csv").write_text("region,id,amount\n" + "".join(f"r{i % 3},{i},{i + (i % 5 == 0)}\n" for i in range(600)))
+    spec = parse_spec({"name": "comp", "key": ["region", "id"], "fields": {"amount": "exact"}, "sample": {"fraction": 0.2},
+                       "source_a": {"type": "file", "path": str(tmp_path / "a.csv")},
+                       "source_b": {"type": "file", "path": str(tmp_path / "b.csv")}})
+    result = run_reconciliation(spec)
+    s = result.summary()["sample"]
+    found = set(result.discrepancies.column("key").to_pylist())
+    assert result.match.rows_a == result.match.rows_b == result.match.matched == s["keys_sampled"]
+    assert found and s["keys_with_discrepancy"] == len(found)  # the sample's keys are the engine's keys
+
+
+def test_dagster_discrepancies_asset_shows_the_sample(tmp_path):
+    import dagster as dg
+
+    from recon_pipelines.dagster_defs import build_definitions
+    from recon_pipelines.dagster_defs.resources import ReconResource
+
+    _write(tmp_path)
+    spec = _spec(tmp_path, rows=50, seed=3)
+    defs = build_definitions(specs=[spec], recon=ReconResource(storage_dir=str(tmp_path / "s"),
+                                                                tracker_url=f"sqlite:///{tmp_path / 't.sqlite'}"))
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("reconcile_sampled").execute_in_process(instance=instance)
+    (meta,) = [e.materialization.metadata for e in result.get_asset_materialization_events()
+               if e.materialization.asset_key.path[-1] == "discrepancies"]
+    assert meta["sample/keys_sampled"].value == 50
+    x = meta["sample/keys_with_discrepancy"].value
+    assert meta["discrepancies"].value == x
+    assert meta["sample/mismatch_rate_ci95_low"].value <= x / 50 <= meta["sample/mismatch_rate_ci95_high"].value

@@ -161,6 +161,8 @@ class ReconciliationSpec(StrictModel):
 
     def _check_expectations(self, names: set[str]) -> None:
         """Expectations name the spec's key and field names (what a snapshot holds), once each."""
+        if self.key_mapping is not None and self.key_mapping.source.expect:
+            raise ValueError("key_mapping.source.expect: expectations apply to source_a and source_b only")
         for side, source in (("a", self.source_a), ("b", self.source_b)):
             seen: set[str] = set()
             for i, expectation in enumerate(source.expect):
