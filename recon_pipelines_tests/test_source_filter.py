@@ -140,3 +140,12 @@ def test_cli_missing_filter_column_exits_2_with_one_line(tmp_path, csv_path):
     assert done.returncode == 2, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "crm" in lines[0] and "filter" in lines[0] and "'region'" in lines[0], done.stderr
+
+
+def test_validate_names_the_filter_field(tmp_path, csv_path):
+    from recon_pipelines.spec.checks import check_sources
+
+    spec = _spec({"type": "file", "path": csv_path, "name": "crm", "filter": "region = 'EU'"},
+                 {"type": "file", "path": csv_path})
+    with pytest.raises(SpecError, match=r"source_a.filter: column 'region' not found in crm"):
+        check_sources(spec, tmp_path / "spec.yaml")

@@ -32,9 +32,9 @@ class FileConnector(Connector):
     def scan_sql(self) -> str:
         """A DuckDB table expression that reads the file, restricted by the spec's ``filter:``;
         the engine scans it directly."""
-        where = filter_sql_of(self.spec.filter, "duckdb", self.schema().names, self.label)
-        if where is None:
+        if self.spec.filter is None:
             return self._read_sql()
+        where = filter_sql_of(self.spec.filter, "duckdb", self.schema().names, self.label)
         return f"(SELECT * FROM {self._read_sql()} WHERE {where})"
 
     def _read_sql(self) -> str:
