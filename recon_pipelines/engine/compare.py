@@ -119,7 +119,9 @@ class ComparisonResult:
     discrepancies: pa.Table
     match: MatchStats
     fields: dict[str, FieldStats] = field(default_factory=dict)
-    sample: dict | None = None  # a sampled run's figures (recon_pipelines.sampling.sample_summary)
+    # A sampled run's figures (recon_pipelines.sampling.sample_summary); keyword-only, so the
+    # subclasses' positional fields (PushdownResult's stats) keep their places.
+    sample: dict | None = field(default=None, kw_only=True)
 
     @property
     def counts_by_kind(self) -> dict[str, int]:
