@@ -56,8 +56,8 @@ from recon_pipelines.spec.rules import (  # noqa: F401
     TimestampRule,
 )
 from recon_pipelines.spec.runs import ChangeFeedSpec, DeepScanSpec, GuardSpec, IncrementalSpec  # noqa: F401
-from recon_pipelines.spec.runs import SampleSpec  # noqa: F401
 from recon_pipelines.spec.sources import FileSource, HttpAuth, HttpSource, Pagination, SourceSpec, SqlSource  # noqa: F401
+from recon_pipelines.spec.runs import SampleSpec  # noqa: F401,E402 - apart from the line above it, for clean merges
 
 # --------------------------------------------------------------------------- the spec
 
