@@ -152,13 +152,13 @@ def run(spec_file: Path, fmt: str, output: Path | None, limit: int, track: bool,
     spec = load_spec(spec_file)
     check_sources(spec, spec_file)  # a missing column is named by its spec field, before any work
     if track:
-        tracked = run_tracked(spec, _tracker_at(tracker_url))
+        tracked = run_tracked(spec, _tracker_at(tracker_url), warn=_warn)
         if tracked.outcome.held:
             click.echo(for_terminal(tracked.outcome.held, keep=chr(10)), err=True)
             sys.exit(EXIT_ERROR)
         rows, summary = tracked.discrepancies.to_pylist(), tracked.summary
     else:
-        result = run_reconciliation(spec)
+        result = run_reconciliation(spec, warn=_warn)
         rows, summary = result.discrepancies.to_pylist(), result.summary()
     rows = [_displayed(row) for row in rows]
     # With json/csv on stdout the summary goes to stderr, so stdout stays machine-readable.
@@ -183,6 +183,10 @@ def run(spec_file: Path, fmt: str, output: Path | None, limit: int, track: bool,
         else:
             _write(rows, fmt, sys.stdout)
     sys.exit(EXIT_FOUND if rows else EXIT_AGREE)
+
+
+def _warn(line: str) -> None:
+    click.echo(for_terminal(f"warning: {line}"), err=True)
 
 
 @main.command()
@@ -389,6 +393,10 @@ def _summary_text(name: str, sources: tuple[str, str], s: dict) -> str:
     if mismatched:
         lines.append(("field mismatches", ", ".join(f"{for_terminal(f)}={n:,}" for f, n in mismatched.items())))
     lines.append(("discrepancies", f"{s['discrepancies']:,}"))
+    if s.get("sample"):
+        p = s["sample"]
+        lines.append(("sample", f"{p['keys_sampled']:,} keys (seed {p['seed']}); mismatch rate {p['mismatch_rate']:.2%} "
+                                f"(95% CI {p['mismatch_rate_ci95_low']:.2%} to {p['mismatch_rate_ci95_high']:.2%})"))
     width = max(len(label) for label, _ in lines)  # source names vary in length: align on the longest label
     return "\n".join([f"reconciliation {name}: {a} vs {b}", *(f"  {label.ljust(width)}  {value}" for label, value in lines)])
 

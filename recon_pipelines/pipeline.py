@@ -57,6 +57,7 @@ FILES = {
     "pairs": "matched_pairs.parquet",
     "discrepancies": "discrepancies.parquet",
     "in_flight": "in_flight.parquet",
+    "sample_keys": "sample_keys.parquet",  # a sampled run's keys: the only ones it may resolve
 }
 
 
@@ -231,6 +232,12 @@ def match_pairs(spec: ReconciliationSpec, folder: RunFolder, memory_limit: str |
     summaries); the candidate pairs go to ``matched_pairs.parquet`` with the stats inside."""
     con = duckdb_connect(memory_limit, spill_dir)
     sides = [snapshot_side(folder[f"snapshot_{s}"], list(side_columns(spec, s)), f"snapshot_{s}") for s in "ab"]
+    folder["sample_keys"].unlink(missing_ok=True)
+    if spec.sample is not None:  # the same keys of both sides, before anything is paired
+        from recon_pipelines import sampling
+
+        *sides, keys = sampling.sample_sides(spec, *sides)
+        write_keys(folder["sample_keys"], keys)
     # Summaries cost a full hashing pass of each side: only when the spec asks for them.
     summaries = _summaries(con, spec, folder) if wants_summaries(spec) else {}
     skip = bool(spec.incremental and spec.incremental.skip_when_summaries_match and summaries["summaries_match"])
@@ -301,6 +308,7 @@ class Found:
     table: pa.Table
     fields: dict
     in_flight: list[str]
+    sample: dict | None = None  # a sampled run: keys sampled, mismatch rate and its 95% interval
 
 
 def find_discrepancies(spec: ReconciliationSpec, folder: RunFolder, as_of: datetime | None = None,
@@ -316,7 +324,13 @@ def find_discrepancies(spec: ReconciliationSpec, folder: RunFolder, as_of: datet
     partial = partial_path(folder["discrepancies"])
     pq.write_table(table, partial)
     partial.replace(folder["discrepancies"])
-    return Found(table, fields, in_flight)
+    sample = None
+    if spec.sample is not None:
+        from recon_pipelines.sampling import sample_summary
+
+        judged = sorted(set(read_keys(folder["sample_keys"])) - set(in_flight))
+        sample = sample_summary(spec, judged, set(table.column("key").to_pylist()))
+    return Found(table, fields, in_flight, sample)
 
 
 def in_flight_keys(spec: ReconciliationSpec, folder: RunFolder, as_of: datetime) -> list[str]:
@@ -348,15 +362,20 @@ def update_tracker(spec: ReconciliationSpec, folder: RunFolder, scope: RunScope,
     found = pq.read_table(folder["discrepancies"])
     in_flight = read_keys(folder["in_flight"])
     summary = read_match_stats(folder["pairs"])
-    if scope.is_full:
+    sampled = spec.sample is not None
+    if scope.is_full and not sampled:
         tracker_scope = Scope.full(exclude=in_flight, label=scope.label)
     else:
-        judged = set(read_keys(folder["scope_keys"])) - set(in_flight)
-        tracker_scope = Scope.of_keys(sorted(judged), label=scope.label)
+        # A sampled run judged its sample only: a discrepancy whose key it did not draw stays open.
+        judged = set(read_keys(folder["sample_keys"])) if sampled else set()
+        if not scope.is_full:
+            judged = (judged & set(read_keys(folder["scope_keys"]))) if sampled else set(read_keys(folder["scope_keys"]))
+        tracker_scope = Scope.of_keys(sorted(judged - set(in_flight)), label=scope.label + ("-sample" if sampled else ""))
     return tracker.apply_run(
         spec.name, run_id=tracker_run_id(spec.name, run_id), found=found, scope=tracker_scope, summary=summary,
         started_at=started_at, escalation=spec.escalation, on_outcome=on_outcome,
-        guard=export_guard(spec, folder, scope, tracker, summary),
+        # A sample's row counts say nothing about the sides' sizes: no export guard.
+        guard=None if sampled else export_guard(spec, folder, scope, tracker, summary),
     )
 
 

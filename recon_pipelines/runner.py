@@ -6,8 +6,10 @@ The Dagster assets run the same steps one asset at a time (see dagster_defs/asse
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +18,7 @@ import duckdb
 import pyarrow as pa
 
 from recon_pipelines.engine import ComparisonError, ComparisonResult, Side, compare, side_columns
-from recon_pipelines.snapshots import direct_side, snapshot_side, write_snapshot
+from recon_pipelines.snapshots import direct_side, snapshot_columns, snapshot_side, write_snapshot
 from recon_pipelines.spec.models import ReconciliationSpec
 from recon_pipelines.sqlutil import duckdb_connect
 
@@ -24,14 +26,28 @@ if TYPE_CHECKING:  # the tracker (SQLAlchemy, Alembic) is loaded only by runs th
     from recon_pipelines.tracker import RunOutcome, Tracker
 
 
-def open_side(spec: ReconciliationSpec, side: str, workdir: Path) -> Side:
-    """Files are scanned in place; SQL and HTTP sources are streamed to a Parquet snapshot first."""
+log = logging.getLogger(__name__)
+
+
+def open_side(spec: ReconciliationSpec, side: str, workdir: Path,
+              warn: Callable[[str], None] | None = None) -> Side:
+    """Files are scanned in place; SQL and HTTP sources are streamed to a Parquet snapshot first.
+    The side's expectations are checked here: a failed ``error`` one raises ExpectationFailed."""
+    from recon_pipelines import expectations
+
+    source = spec.source_a if side == "a" else spec.source_b
     direct = direct_side(spec, side)
     if direct is not None:
+        if source.expect:
+            outcomes = expectations.evaluate_scan(spec, side, direct.scan, snapshot_columns(spec, side))
+            expectations.enforce(spec, side, outcomes, warn or log.warning)
         return direct
-    source = spec.source_a if side == "a" else spec.source_b
     columns = side_columns(spec, side)
-    info = write_snapshot(source, columns, workdir / f"snapshot_{side}.parquet")
+    # With expectations the snapshot also carries __updated_at (for freshness); the engine ignores it.
+    info = write_snapshot(source, snapshot_columns(spec, side) if source.expect else columns,
+                          workdir / f"snapshot_{side}.parquet")
+    if source.expect:
+        expectations.enforce(spec, side, expectations.evaluate_snapshot(spec, side, info.path), warn or log.warning)
     return snapshot_side(info.path, list(columns), info.label)
 
 
@@ -43,8 +59,11 @@ def open_mapping(spec: ReconciliationSpec, workdir: Path) -> Side | None:
     return snapshot_side(info.path, ["a", "b"], info.label)
 
 
-def run_reconciliation(spec: ReconciliationSpec, workdir: Path | None = None) -> ComparisonResult:
-    if spec.pushdown:  # two PostgreSQL tables: compare in the database, fetch only what differs
+def run_reconciliation(spec: ReconciliationSpec, workdir: Path | None = None,
+                       warn: Callable[[str], None] | None = None) -> ComparisonResult:
+    """``warn`` receives one line per failed ``warn`` expectation (default: the log)."""
+    expect = bool(spec.source_a.expect or spec.source_b.expect)
+    if spec.pushdown and not expect and spec.sample is None:  # two PostgreSQL tables: compare in the database, fetch only what differs
         from recon_pipelines.engine.pushdown import compare_in_database
 
         result = compare_in_database(spec)
@@ -52,10 +71,17 @@ def run_reconciliation(spec: ReconciliationSpec, workdir: Path | None = None) ->
             return result
     with tempfile.TemporaryDirectory(prefix="recon-") as tmp:
         work = Path(workdir or tmp)
-        side_a, side_b = open_side(spec, "a", work), open_side(spec, "b", work)
+        side_a, side_b = open_side(spec, "a", work, warn), open_side(spec, "b", work, warn)
         mapping = open_mapping(spec, work)
         try:
-            return compare(spec, side_a, side_b, mapping)
+            if spec.sample is None:
+                return compare(spec, side_a, side_b, mapping)
+            from recon_pipelines import sampling
+
+            side_a, side_b, keys = sampling.sample_sides(spec, side_a, side_b)
+            result = compare(spec, side_a, side_b, mapping)
+            result.sample = sampling.sample_summary(spec, keys, set(result.discrepancies.column("key").to_pylist()))
+            return result
         except duckdb.Error as exc:
             raise ComparisonError(_blame(exc, [side_a, side_b, mapping])) from None
 
@@ -83,10 +109,11 @@ class TrackedRun:
     outcome: RunOutcome
 
 
-def run_tracked(spec: ReconciliationSpec, tracker: Tracker, run_id: str | None = None) -> TrackedRun:
+def run_tracked(spec: ReconciliationSpec, tracker: Tracker, run_id: str | None = None,
+                warn: Callable[[str], None] | None = None) -> TrackedRun:
     """The Dagster run's steps in this process (a full scope), then the tracker, with the export
     guard and the notification outbox, as a deep scan would update it."""
-    from recon_pipelines import pipeline
+    from recon_pipelines import expectations, pipeline
     from recon_pipelines.remediation.notifications import notification_writer
 
     scope = pipeline.RunScope.full()
@@ -97,9 +124,12 @@ def run_tracked(spec: ReconciliationSpec, tracker: Tracker, run_id: str | None =
             missing = pipeline.take_snapshot(spec, side, scope, folder)["missing"]
             if missing:
                 raise ComparisonError(f"{spec.name}: side {side.upper()} lacks column(s) {', '.join(missing)}")
+            outcomes = expectations.evaluate_snapshot(spec, side, folder[f"snapshot_{side}"])
+            expectations.enforce(spec, side, outcomes, warn or log.warning)
         stats = pipeline.match_pairs(spec, folder)
         found = pipeline.find_discrepancies(spec, folder)
         outcome = pipeline.update_tracker(spec, folder, scope, tracker, run_id, on_outcome=notification_writer(spec))
     summary = {**stats, "discrepancies": found.table.num_rows,
-               "fields": {name: asdict(field_stats) for name, field_stats in found.fields.items()}}
+               "fields": {name: asdict(field_stats) for name, field_stats in found.fields.items()},
+               **({"sample": found.sample} if found.sample is not None else {})}
     return TrackedRun(summary, found.table, outcome)

@@ -17,7 +17,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recon_pipelines import pipeline
+from recon_pipelines import expectations, pipeline
 from recon_pipelines.dagster_defs import metadata as shown_in_ui
 from recon_pipelines.dagster_defs.metadata import SEVERITY_ORDER
 from recon_pipelines.dagster_defs.resources import ReconResource
@@ -139,6 +139,11 @@ def _snapshot_asset(spec: ReconciliationSpec, side: str) -> dg.AssetsDefinition:
         dg.AssetCheckSpec("key_unique", asset=key, description="No key appears twice (duplicates are never paired)."),
         dg.AssetCheckSpec("schema_unchanged", asset=key, description=(
             "No compared column disappeared or changed type since the previous materialization.")),
+    ] + [
+        # error: blocking, so a failure stops the downstream assets; warn: reported only.
+        dg.AssetCheckSpec(e.check_name, asset=key, blocking=e.severity == "error",
+                          description=f"{e.kind} expectation ({e.severity}) from source_{side}.expect.")
+        for e in source.expect
     ]
 
     @dg.asset(
@@ -174,9 +179,24 @@ def _snapshot_asset(spec: ReconciliationSpec, side: str) -> dg.AssetsDefinition:
                 dg.AssetCheckResult(check_name="key_unique", passed=duplicates == 0, severity=dg.AssetCheckSeverity.WARN,
                                     metadata={"duplicated_keys": duplicates}),
             ]
+        checks += expectation_results(spec, side, folder[f"snapshot_{side}"], missing)
         return report(context, scope, metadata, by_day, checks)
 
     return snapshot
+
+
+def expectation_results(spec: ReconciliationSpec, side: str, path, missing: list[str]) -> list[dg.AssetCheckResult]:
+    """The side's expectations as asset check results (evaluated by ``recon_pipelines.expectations``)."""
+    source = spec.source_a if side == "a" else spec.source_b
+    if not source.expect:
+        return []
+    severity = {"error": dg.AssetCheckSeverity.ERROR, "warn": dg.AssetCheckSeverity.WARN}
+    if missing:  # required_columns already failed; the expectations cannot be judged
+        return [dg.AssetCheckResult(check_name=e.check_name, passed=False, severity=severity[e.severity],
+                                    metadata={"reason": "snapshot lacks a required column"}) for e in source.expect]
+    return [dg.AssetCheckResult(check_name=o.check_name, passed=o.passed, severity=severity[o.severity],
+                                metadata=o.metadata())
+            for o in expectations.evaluate_snapshot(spec, side, path)]
 
 
 def snapshot_metadata(figures: dict, folder: pipeline.RunFolder, side: str) -> dict:
@@ -298,6 +318,8 @@ def discrepancy_metadata(found: pipeline.Found, folder: pipeline.RunFolder, trac
     metadata["by_kind"] = shown_in_ui.kind_table(table)
     metadata["by_field"] = shown_in_ui.field_table(figures)
     metadata["path"] = dg.MetadataValue.path(str(folder["discrepancies"]))
+    if found.sample is not None:
+        metadata.update({f"sample/{k}": v for k, v in found.sample.items() if v is not None})
     return metadata
 
 

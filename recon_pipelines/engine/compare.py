@@ -119,6 +119,9 @@ class ComparisonResult:
     discrepancies: pa.Table
     match: MatchStats
     fields: dict[str, FieldStats] = field(default_factory=dict)
+    # A sampled run's figures (recon_pipelines.sampling.sample_summary); keyword-only, so the
+    # subclasses' positional fields (PushdownResult's stats) keep their places.
+    sample: dict | None = field(default=None, kw_only=True)
 
     @property
     def counts_by_kind(self) -> dict[str, int]:
@@ -130,6 +133,7 @@ class ComparisonResult:
             "discrepancies": self.discrepancies.num_rows,
             "by_kind": self.counts_by_kind,
             "fields": {name: asdict(stats) for name, stats in self.fields.items()},
+            **({"sample": self.sample} if self.sample is not None else {}),
         }
 
 

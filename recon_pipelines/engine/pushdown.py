@@ -192,6 +192,10 @@ def _backend_of(spec: ReconciliationSpec) -> str:
     for source in (spec.source_a, spec.source_b):
         if not isinstance(source, SqlSource) or source.table is None:
             raise NotPushable("both sources must be sql sources naming a table")
+        if source.filter is not None:
+            # The paths here read whole tables (and skip duplicate checks a primary key rules
+            # out); a filtered side is compared locally, the filter pushed down into its read.
+            raise NotPushable("a source has a filter")
         url = source.url if source.url is not None else os.environ.get(source.url_env or "")
         if not url:
             SqlConnector(source)  # raises the connector's own error for an unset variable

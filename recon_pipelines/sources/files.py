@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from recon_pipelines.redact import redact
 from recon_pipelines.sources.base import Connector, RecordFilter, SourceError, require_columns
+from recon_pipelines.sources.readonly import filter_sql as filter_sql_of
 from recon_pipelines.sources.types import declared_schema
 from recon_pipelines.spec.models import FileSource
 from recon_pipelines.sqlutil import duckdb_connect, quote_ident, sql_literal
@@ -29,7 +30,14 @@ class FileConnector(Connector):
         self._schema: pa.Schema | None = None
 
     def scan_sql(self) -> str:
-        """A DuckDB table expression that reads the file; the engine scans it directly."""
+        """A DuckDB table expression that reads the file, restricted by the spec's ``filter:``;
+        the engine scans it directly."""
+        if self.spec.filter is None:
+            return self._read_sql()
+        where = filter_sql_of(self.spec.filter, "duckdb", self.schema().names, self.label)
+        return f"(SELECT * FROM {self._read_sql()} WHERE {where})"
+
+    def _read_sql(self) -> str:
         path = self.spec.path
         if self.spec.resolved_format == "parquet":
             if Path(path).is_dir():
@@ -55,7 +63,7 @@ class FileConnector(Connector):
             self._check_exists()
             try:
                 with duckdb_connect() as con:
-                    self._schema = con.sql(f"SELECT * FROM {self.scan_sql()} LIMIT 0").to_arrow_table().schema
+                    self._schema = con.sql(f"SELECT * FROM {self._read_sql()} LIMIT 0").to_arrow_table().schema
             except duckdb.Error as exc:
                 raise SourceError(f"{self.label}: cannot read: {redact(exc)}") from None
         return self._schema

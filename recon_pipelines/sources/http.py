@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 
 from recon_pipelines.redact import SENSITIVE_NAME, redact
 from recon_pipelines.sources.base import Connector, RecordFilter, SourceError, require_columns
+from recon_pipelines.sources.readonly import check_filter, filter_columns, filter_sql
 from recon_pipelines.sources.types import declared_schema
 from recon_pipelines.spec.models import HttpSource
 
@@ -113,10 +114,14 @@ class HttpConnector(Connector):
             if self._schema is None:  # infer from the page we already have instead of refetching it
                 self._schema = self._schema_from(records)
             wanted = list(columns) if columns is not None else self._schema.names
-            needed = wanted + [c for c in _filter_columns(record_filter) if c not in wanted]
+            where = filter_sql(self.spec.filter, "duckdb", self._schema.names, self.label)
+            filter_needs = filter_columns(check_filter(self.spec.filter, "duckdb")) if where else []
+            needed = list(dict.fromkeys(wanted + _filter_columns(record_filter) + filter_needs))
             require_columns(self._schema, needed, self.label)
             batch = self._to_batch(records, needed, number)
             batch = self._apply_filter(batch, record_filter)
+            if where is not None:
+                batch = _where(batch, where, self.label)
             yield batch.select(wanted)
 
     def close(self) -> None:
@@ -530,6 +535,22 @@ def _retry_after(response: httpx.Response) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def _where(batch: pa.RecordBatch, where: str, label: str) -> pa.RecordBatch:
+    """The spec's ``filter:`` over one page, in DuckDB (as files are filtered)."""
+    import duckdb
+
+    from recon_pipelines.sqlutil import duckdb_connect
+
+    with duckdb_connect() as con:
+        con.register("page", pa.Table.from_batches([batch]))
+        try:
+            table = con.sql(f"SELECT * FROM page WHERE {where}").to_arrow_table()
+        except duckdb.Error as exc:
+            raise SourceError(f"{label}: filter cannot be applied: {redact(str(exc).splitlines()[0])}") from None
+    table = table.cast(batch.schema) if table.num_rows else batch.schema.empty_table()
+    return table.combine_chunks().to_batches()[0] if table.num_rows else pa.RecordBatch.from_pylist([], schema=batch.schema)
 
 
 def _filter_columns(record_filter: RecordFilter) -> list[str]:

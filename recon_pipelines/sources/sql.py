@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from recon_pipelines.redact import redact
 from recon_pipelines.sources.base import Connector, RecordFilter, SourceError, require_columns
-from recon_pipelines.sources.readonly import check_query, read_only_engine
+from recon_pipelines.sources.readonly import check_query, filter_sql, read_only_engine
 from recon_pipelines.sources.types import declared_schema
 from recon_pipelines.spec.models import SqlSource
 
@@ -129,6 +129,11 @@ class SqlConnector(Connector):
         for start in range(0, len(keys), KEYS_PER_STATEMENT):
             yield base.where(column.in_(keys[start : start + KEYS_PER_STATEMENT]))
 
+    def filter_clause(self) -> list:
+        """The spec's ``filter:`` as a WHERE condition, checked in this database's dialect."""
+        where = filter_sql(self.spec.filter, self.engine.dialect.name, self.schema().names, self.label)
+        return [] if where is None else [sa.text(where)]
+
     def selectable(self) -> sa.FromClause:
         if self._table is not None:
             return self._table
@@ -172,7 +177,7 @@ class SqlConnector(Connector):
         out_schema = pa.schema([schema.field(c) for c in read])
         source = self.selectable()
         base = sa.select(*self.columns_of(read)).select_from(source)
-        base = base.where(*self._window_clauses(record_filter))
+        base = base.where(*self._window_clauses(record_filter), *self.filter_clause())
         for statement in self._key_chunks(base, record_filter):
             for batch in self._stream(statement, out_schema):
                 if window:

@@ -30,6 +30,13 @@ def check_sources(spec: ReconciliationSpec, file: str | Path) -> None:
             except SourceError as exc:
                 raise SpecError(file, f"source_{side}", str(exc)) from None
         name = spec.source_names[0 if side == "a" else 1]
+        if source.filter is not None:
+            from recon_pipelines.sources.readonly import check_filter, filter_columns
+
+            for column in filter_columns(check_filter(source.filter, source.filter_backend())):
+                if column not in available:
+                    raise SpecError(file, f"source_{side}.filter",
+                                    f"column {column!r} not found in {name} (it has: {', '.join(sorted(available))})")
         wanted = [(f"key.{k.name}.{side}", getattr(k, side)) for k in spec.key]
         wanted += [(f"fields.{f.name}.{side}", getattr(f, side)) for f in spec.fields]
         if source.updated_at:

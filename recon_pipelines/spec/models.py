@@ -57,6 +57,7 @@ from recon_pipelines.spec.rules import (  # noqa: F401
 )
 from recon_pipelines.spec.runs import CdcSpec, ChangeFeedSpec, ChangeStreamSpec, DeepScanSpec, GuardSpec, IncrementalSpec  # noqa: F401
 from recon_pipelines.spec.sources import FileSource, HttpAuth, HttpSource, Pagination, SourceSpec, SqlSource  # noqa: F401
+from recon_pipelines.spec.runs import SampleSpec  # noqa: F401,E402 - apart from the line above it, for clean merges
 
 # --------------------------------------------------------------------------- the spec
 
@@ -112,6 +113,8 @@ class ReconciliationSpec(StrictModel):
         description="Longest a Dagster run of this reconciliation may take (the dagster/max_runtime run tag); default 2h.",
     )
     expect: ExpectSpec = ExpectSpec()
+    sample: SampleSpec | None = Field(
+        None, description="Compare a deterministic sample of keys (fraction or rows, and a seed) instead of every record.")
     # Push-down (engine/pushdown.py): two SQL tables are compared inside their database(s) and
     # only what differs is fetched; false always reads both sides whole and compares locally.
     pushdown: bool = Field(True, description="Compare two PostgreSQL tables in the database when possible.")
@@ -132,6 +135,8 @@ class ReconciliationSpec(StrictModel):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"names used twice among key and fields: {', '.join(dupes)}")
+        if self.sample is not None and self.key_mapping is not None:
+            raise ValueError("sample: the two sides' keys differ under a key_mapping, so no sample can pick the same keys")
         if self.key_mapping is not None and len(self.key) != 1:
             raise ValueError("key_mapping works with a single key field")
         if self.incremental is not None or self.change_feed is not None or self.change_stream is not None:
@@ -158,7 +163,26 @@ class ReconciliationSpec(StrictModel):
                 raise ValueError(f"severity.rules.{i}.field: unknown field(s) {', '.join(unknown)}")
         self._check_routing(known)
         self._check_fixes(known)
+        self._check_expectations(set(names))
         return self
+
+    def _check_expectations(self, names: set[str]) -> None:
+        """Expectations name the spec's key and field names (what a snapshot holds), once each."""
+        if self.key_mapping is not None and self.key_mapping.source.expect:
+            raise ValueError("key_mapping.source.expect: expectations apply to source_a and source_b only")
+        for side, source in (("a", self.source_a), ("b", self.source_b)):
+            seen: set[str] = set()
+            for i, expectation in enumerate(source.expect):
+                where = f"source_{side}.expect.{i}"
+                unknown = [c for c in expectation.columns if c not in names]
+                if unknown:
+                    raise ValueError(f"{where}: unknown column(s) {', '.join(unknown)}; expectations name the "
+                                     f"spec's key and fields: {', '.join(sorted(names))}")
+                if expectation.kind == "freshness" and not source.updated_at:
+                    raise ValueError(f"{where}: freshness needs source_{side}.updated_at")
+                if expectation.check_name in seen:
+                    raise ValueError(f"{where}: {expectation.check_name} is used twice on this side; give a name")
+                seen.add(expectation.check_name)
 
     def _check_routing(self, known: set[str]) -> None:
         destinations = self.notifications.destinations

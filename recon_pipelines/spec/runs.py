@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from recon_pipelines.spec.base import Duration, StrictModel, check_zone, parse_duration
 from recon_pipelines.spec.sources import SourceSpec
@@ -108,3 +108,17 @@ class GuardSpec(StrictModel):
         description="Hold the run when a side has lost more than this share of the previous run's rows or keys.",
     )
     allow_empty: bool = Field(False, description="An empty side is legitimate (never held for being empty or shrinking to 0).")
+
+
+class SampleSpec(StrictModel):
+    """Compare a deterministic sample of keys (the same on both sides, the same in every run)."""
+
+    fraction: float | None = Field(None, gt=0, le=1, description="Share of the keys to compare, e.g. 0.01.")
+    rows: int | None = Field(None, gt=0, description="Number of keys to compare (of both sides together).")
+    seed: int = Field(42, description="Another seed picks other keys.")
+
+    @model_validator(mode="after")
+    def _one_size(self) -> "SampleSpec":
+        if (self.fraction is None) == (self.rows is None):
+            raise ValueError("sample: give exactly one of fraction or rows")
+        return self

@@ -7,8 +7,9 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from recon_pipelines.sources.readonly import DEFAULT_STATEMENT_TIMEOUT, check_query
+from recon_pipelines.sources.readonly import DEFAULT_STATEMENT_TIMEOUT, check_filter, check_query
 from recon_pipelines.sources.types import arrow_type
+from recon_pipelines.spec.expectations import Expectation
 from recon_pipelines.spec.base import Duration, StrictModel, check_zone, parse_duration
 
 
@@ -27,6 +28,23 @@ class _SourceBase(StrictModel):
         "not declared stay text). HTTP: these are the columns (no request is made to infer them). "
         "Parquet files carry their own types and ignore this.",
     )
+    filter: str | None = Field(
+        None,
+        description="A row filter: one SQL boolean expression over the source's own columns (SQL: in the "
+        "database's dialect, added as a WHERE; files and HTTP: DuckDB SQL over the records read).",
+    )
+    expect: list[Expectation] = Field(
+        [], description="Expectations each record (or the side as a whole) must meet before the comparison.")
+
+    def filter_backend(self) -> str | None:
+        """The SQL dialect the filter is written in (SQL sources: their database's)."""
+        return "duckdb"
+
+    @model_validator(mode="after")
+    def _filter_is_one_condition(self):
+        if self.filter is not None:
+            check_filter(self.filter, self.filter_backend())  # raises UnsafeFilter (a ValueError)
+        return self
 
     @field_validator("timezone")
     @classmethod
@@ -83,6 +101,10 @@ class SqlSource(_SourceBase):
     )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def filter_backend(self) -> str | None:
+        # With url_env the dialect is known only once connected; the connector checks it again.
+        return self.url.split(":", 1)[0].split("+")[0] if self.url else None
 
     @field_validator("statement_timeout", mode="before")
     @classmethod
