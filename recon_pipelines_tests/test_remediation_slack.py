@@ -11,7 +11,7 @@ import re
 import subprocess
 import sys
 import textwrap
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -22,30 +22,17 @@ from recon_pipelines.remediation.queue import IncidentQueue
 from recon_pipelines.remediation.slack import ZWSP
 from recon_pipelines.tracker import Tracker
 from recon_pipelines.tracker.schema import outbox as outbox_table
-from recon_pipelines_tests.remediation_support import RECON, Sleeps, deliverer, disc, found, make_spec
+from recon_pipelines_tests.remediation_support import RECON, T0, Sleeps, deliverer, disc, found, make_spec
+from recon_pipelines_tests.remediation_support import run as run_found
+from recon_pipelines_tests.remediation_support import slack, tracker  # noqa: F401 (fixtures)
 from recon_pipelines_tests.slack_fake import FakeSlack
 
-T0 = datetime(2025, 1, 6, 8, 0, tzinfo=timezone.utc)  # in the past: deliveries use the real clock
 SUMMARY = {"rows_a": 1000, "rows_b": 1000, "matched": 1000}
 POST = "/api/chat.postMessage"
 
 
-@pytest.fixture
-def tracker(tracker_url):
-    t = Tracker(tracker_url)
-    yield t
-    t.engine.dispose()
-
-
-@pytest.fixture
-def slack():
-    with FakeSlack() as server:
-        yield server
-
-
 def run(tracker: Tracker, spec, run_id: str, *rows: dict, now: datetime = T0, summary: dict = SUMMARY):
-    return tracker.apply_run(RECON, f"{run_id}:full", found(*rows), summary=summary, now=now,
-                             escalation=spec.escalation, on_outcome=notification_writer(spec))
+    return run_found(tracker, spec, run_id, *rows, now=now, summary=summary)
 
 
 def statuses(tracker: Tracker, destination: str) -> dict[str, str]:
