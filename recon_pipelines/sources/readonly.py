@@ -77,15 +77,20 @@ def check_query(sql: str, backend: str | None) -> None:
     (tree,) = statements
     if not isinstance(tree, exp.Query) or isinstance(tree, exp.Values):
         raise UnsafeQuery(f"query must be a SELECT, not {tree.key.upper()}")
+    _refuse_anything_but_reads(tree, "query", UnsafeQuery)
+
+
+def _refuse_anything_but_reads(tree: exp.Expression, what: str, error: type[UnsafeQuery]) -> None:
+    """One rule for a query and a filter: no node that writes or locks, no side-effecting function."""
     for node in tree.walk():
         if isinstance(node, _FORBIDDEN_NODES):
-            what = "SELECT ... INTO" if isinstance(node, exp.Into) else (
+            found = "SELECT ... INTO" if isinstance(node, exp.Into) else (
                 "a locking clause (FOR UPDATE/SHARE)" if isinstance(node, exp.Lock) else node.key.upper())
-            raise UnsafeQuery(f"query must only read, found {what}")
+            raise error(f"{what} must only read, found {found}")
         if isinstance(node, exp.Func):
             name = (node.name if isinstance(node, exp.Anonymous) else node.sql_name()).lower()
             if name in _FORBIDDEN_FUNCTIONS or name.startswith(_FORBIDDEN_PREFIXES):
-                raise UnsafeQuery(f"query calls {name}(), which acts outside a read-only transaction")
+                raise error(f"{what} calls {name}(), which acts outside a read-only transaction")
 
 
 # The roots a ``filter:`` may have: one condition (comparison, IN, LIKE, IS, BETWEEN...),
@@ -112,13 +117,7 @@ def check_filter(predicate: str, backend: str | None, what: str = "filter") -> e
     (tree,) = trees
     if not isinstance(tree, _CONDITION_ROOTS):
         raise UnsafeFilter(f"{what} must be one boolean expression (a condition), not {tree.key.upper()}")
-    for node in tree.walk():
-        if isinstance(node, _FORBIDDEN_NODES):
-            raise UnsafeFilter(f"{what} must only read, found {node.key.upper()}")
-        if isinstance(node, exp.Func):
-            name = (node.name if isinstance(node, exp.Anonymous) else node.sql_name()).lower()
-            if name in _FORBIDDEN_FUNCTIONS or name.startswith(_FORBIDDEN_PREFIXES):
-                raise UnsafeFilter(f"{what} calls {name}(), which acts outside a read-only transaction")
+    _refuse_anything_but_reads(tree, what, UnsafeFilter)
     return tree
 
 
