@@ -35,13 +35,17 @@ DEPLOYMENT_DOC = dc.REPO_ROOT / "docs" / "deployment.md"
 
 # The threat model (docs/deployment.md), as the policy the static checks hold the files to.
 PROXY_SERVICE, WEBSERVER_SERVICE = "proxy", "dagster_webserver"
-MAY_PUBLISH = {PROXY_SERVICE}  # the UI is reachable through the authenticating proxy only
+TRIAGE_PROXY_SERVICE, TRIAGE_SERVICE = "triage_proxy", "recon_web"
+# The UI and the triage page are reachable through their authenticating proxies only.
+MAY_PUBLISH = {PROXY_SERVICE, TRIAGE_PROXY_SERVICE}
 MAY_MOUNT_DOCKER_SOCKET = {"dagster_daemon"}  # it launches the run containers
 _RUNS_RECONCILIATIONS = {"DAGSTER_POSTGRES_PASSWORD", "RECON_TRACKER_URL", "SLACK_BOT_TOKEN", "RECON_WEBHOOK_URL"}
 MAY_RECEIVE = {
     "postgres": {"DAGSTER_POSTGRES_PASSWORD"},
     WEBSERVER_SERVICE: {"DAGSTER_POSTGRES_PASSWORD"},  # Dagster's storage only: no tracker, no Slack
     PROXY_SERVICE: {"RECON_UI_PASSWORD_HASH"},
+    TRIAGE_PROXY_SERVICE: {"RECON_UI_PASSWORD_HASH"},
+    TRIAGE_SERVICE: {"RECON_TRACKER_URL"},  # the tracker only: no Dagster storage, no Slack
     CODE_LOCATION_SERVICE: _RUNS_RECONCILIATIONS,  # sensors notify and read the tracker
     "dagster_daemon": _RUNS_RECONCILIATIONS,  # forwards them to the run containers it launches
 }
@@ -385,10 +389,11 @@ def test_invalid_container_context_is_caught(docker_copy, env):
 # ----------------------------------------------------------------------------- closed by default: the real files
 
 
-def test_only_the_proxy_publishes_a_port_and_on_loopback(env):
+def test_only_the_proxies_publish_a_port_and_on_loopback(env):
     assert dc.check_published_ports(dc.COMPOSE_FILE, env, MAY_PUBLISH) == []
-    ports = yaml.safe_load(dc.COMPOSE_FILE.read_text())["services"][PROXY_SERVICE]["ports"]
-    assert {dc.parse_port(p, env)[0] for p in ports} == {"127.0.0.1"}
+    services = yaml.safe_load(dc.COMPOSE_FILE.read_text())["services"]
+    for proxy in MAY_PUBLISH:
+        assert {dc.parse_port(p, env)[0] for p in services[proxy]["ports"]} == {"127.0.0.1"}
 
 
 def test_only_the_daemon_holds_the_docker_socket():
@@ -411,6 +416,16 @@ def test_images_are_pinned_and_run_as_non_root():
 
 def test_the_proxy_authenticates_and_owns_the_identity_header():
     assert dc.check_caddyfile(dc.CADDYFILE, dc.COMPOSE_FILE, PROXY_SERVICE, WEBSERVER_SERVICE) == []
+
+
+def test_the_triage_page_sits_behind_its_proxy_and_trusts_only_its_header():
+    # The same Caddyfile (basic_auth, identity header set by the proxy, client copies stripped),
+    # forwarding to `recon web`, which takes the user from that header and from nowhere else.
+    assert dc.check_caddyfile(dc.CADDYFILE, dc.COMPOSE_FILE, TRIAGE_PROXY_SERVICE, TRIAGE_SERVICE) == []
+    command = dc.service_command(dc.COMPOSE_FILE, TRIAGE_SERVICE)
+    assert command[:2] == ["recon", "web"]
+    assert dc.option_value(command, "--trust-proxy-header") == dc.IDENTITY_HEADER
+    assert dc.option_value(command, "--host") == "0.0.0.0"  # on the triage network only: it publishes no port
 
 
 # ----------------------------------------------------------------------------- the secrets guard, run
