@@ -103,6 +103,6 @@ def _spec_named(name: str, spec_file: Path | None):
 
 
 def _tracker(ctx):
-    from recon_pipelines.cli import _tracker_at  # an unreachable tracker is named as such
+    from recon_pipelines.cli import _tracker  # the group's --tracker-url, opened as every command opens it
 
-    return _tracker_at(ctx.obj.get("tracker_url") if ctx.obj else None)
+    return _tracker(ctx)

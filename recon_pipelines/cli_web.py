@@ -14,9 +14,9 @@ TRACKER_OPTION = click.option("--tracker-url", envvar="RECON_TRACKER_URL", defau
 
 
 def _tracker(url: str | None):
-    from recon_pipelines.tracker import Tracker
+    from recon_pipelines.cli import _tracker_at  # one way to open it: an unreachable tracker is named as such
 
-    return Tracker(url)
+    return _tracker_at(url)
 
 
 @click.command()
