@@ -214,3 +214,31 @@ def test_bad_suggest_specs_name_the_field(tmp_path, extra, message):
     proc = subprocess.run([sys.executable, "-m", "recon_pipelines.cli", "validate", "--offline", str(path)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and message in proc.stderr + proc.stdout
+
+
+def test_the_triage_page_confirms_a_suggestion_as_the_signed_in_operator(tmp_path):
+    from recon_pipelines.engine import DISCREPANCY_SCHEMA
+    from recon_pipelines_tests.web_server import RECON, csrf_of, running, seed, signed_in
+
+    tracker = Tracker(f"sqlite:///{tmp_path / 'web.sqlite'}")
+    seed(tracker)
+    suggestion = {"id": "s" * 24, "reconciliation": RECON, "kind": "suggested_match", "key": "c-1 ↔ b-9",
+                  "reason": "suggested_match", "value_a": "c-1", "value_b": "b-9", "severity": "info",
+                  "detail": "match probability 0.981: name equal, city differs"}
+    tracker.apply_run(RECON, "run-2", pa.Table.from_pylist([suggestion], schema=DISCREPANCY_SCHEMA),
+                      scope=Scope.of_keys([]))
+    with running(tracker) as base:
+        viewer = signed_in(base, "victor")
+        page = viewer.get(f"/d/{suggestion['id']}")
+        assert "confirm match" not in page.text  # a viewer reads only
+        assert viewer.post("/suggestions", data={"csrf": csrf_of(page.text), "id": suggestion["id"],
+                                                 "decision": "confirmed"}).status_code == 403
+        operator = signed_in(base, "alice")
+        page = operator.get(f"/d/{suggestion['id']}")
+        assert "confirm match" in page.text
+        form = {"csrf": csrf_of(page.text), "id": suggestion["id"], "decision": "confirmed", "note": "same person",
+                "back": f"/d/{suggestion['id']}"}
+        assert operator.post("/suggestions", data=form).status_code == 303
+    assert decided_pairs(tracker, RECON, "confirmed") == [("c-1", "b-9")]
+    last = tracker.history(suggestion["id"])[-1]
+    assert (last["actor"], last["to_status"]) == ("alice", "resolved") and "same person" in last["note"]
