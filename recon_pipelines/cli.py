@@ -141,7 +141,8 @@ def _definitions_problem(specs) -> str | None:
 @click.option("--limit", type=int, default=50, show_default=True, help="Rows shown by --format table on stdout.")
 @click.option("--track", is_flag=True, help="Also fold the result into the tracker, as a deep scan does (export guard "
               "and notifications included); a run held as suspicious exits 2.")
-@click.option("--tracker-url", envvar="RECON_TRACKER_URL", default=None, help="With --track; default $RECON_TRACKER_URL, else SQLite under DAGSTER_HOME.")
+@click.option("--tracker-url", envvar="RECON_TRACKER_URL", default=None,
+              help="With --track, or to read confirmed suggested matches; default $RECON_TRACKER_URL, else SQLite under DAGSTER_HOME.")
 def run(spec_file: Path, fmt: str, output: Path | None, limit: int, track: bool, tracker_url: str | None) -> None:
     """Run one reconciliation without Dagster and report what disagrees. Exit 1 when anything does."""
     from recon_pipelines.runner import run_reconciliation, run_tracked
@@ -158,7 +159,7 @@ def run(spec_file: Path, fmt: str, output: Path | None, limit: int, track: bool,
             sys.exit(EXIT_ERROR)
         rows, summary = tracked.discrepancies.to_pylist(), tracked.summary
     else:
-        result = run_reconciliation(spec, warn=_warn)
+        result = run_reconciliation(spec, warn=_warn, decided=_match_decisions(spec, tracker_url))
         rows, summary = result.discrepancies.to_pylist(), result.summary()
     rows = [_displayed(row) for row in rows]
     # With json/csv on stdout the summary goes to stderr, so stdout stays machine-readable.
@@ -351,6 +352,21 @@ def _tracker_at(url: str | None):
         raise UserError(f"tracker {redact(url)}: {first}") from None
 
 
+def _match_decisions(spec, url: str | None):
+    """An untracked run still pairs what an operator confirmed: read the decisions from the
+    tracker when there is one (never creating it)."""
+    if spec.suggest is None:
+        return None
+    from recon_pipelines.pipeline import MatchDecisions
+    from recon_pipelines.tracker import Tracker
+    from recon_pipelines.tracker.db import default_tracker_url
+
+    url = url or default_tracker_url()
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return None
+    return MatchDecisions.of(Tracker(url, migrate_schema=False), spec)
+
+
 def _echo_run_discrepancies(tracker, run_id: str) -> None:
     """What one Dagster run found, as the tracker recorded it (its runs are ``<run id>:<scope>``)."""
     if not tracker.runs_of(run_id):
@@ -397,6 +413,10 @@ def _summary_text(name: str, sources: tuple[str, str], s: dict) -> str:
     if mismatched:
         lines.append(("field mismatches", ", ".join(f"{for_terminal(f)}={n:,}" for f, n in mismatched.items())))
     lines.append(("discrepancies", f"{s['discrepancies']:,}"))
+    if s.get("suggestions"):
+        g = s["suggestions"]
+        lines.append(("suggested pairs", g.get("skipped") or f"{g['suggested']:,} of {g['scored_pairs']:,} scored "
+                                                             f"(see `recon suggestions list` once tracked)"))
     if s.get("sample"):
         p = s["sample"]
         lines.append(("sample", f"{p['keys_sampled']:,} keys (seed {p['seed']}); mismatch rate {p['mismatch_rate']:.2%} "
@@ -444,6 +464,10 @@ main.add_command(notifications)
 from recon_pipelines.cli_streams import streams  # noqa: E402  (a group of its own module)
 
 main.add_command(streams)
+
+from recon_pipelines.cli_suggestions import suggestions  # noqa: E402  (a group of its own module)
+
+main.add_command(suggestions)
 
 from recon_pipelines.cli_web import register as _register_web  # noqa: E402  (web, users, report)
 

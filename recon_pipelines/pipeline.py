@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from recon_pipelines.engine import MatchStats, evaluate, match, side_columns
+from recon_pipelines.engine import MatchStats, evaluate, match, side_columns, suggest
 from recon_pipelines.instants import instant_sql
 from recon_pipelines.snapshots import (
     UPDATED_AT,
@@ -86,6 +86,22 @@ class RunScope:
     @property
     def is_full(self) -> bool:
         return self.window is None and self.keys is None
+
+
+@dataclass(frozen=True)
+class MatchDecisions:
+    """The suggested pairs an operator decided (tracker/matches.py), as a run uses them."""
+
+    confirmed: tuple[tuple[str, str], ...] = ()
+    rejected: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, tracker: "Tracker | None", spec: ReconciliationSpec) -> "MatchDecisions":
+        if tracker is None or spec.suggest is None:
+            return cls()
+        from recon_pipelines.tracker.matches import decided_pairs
+
+        return cls(tuple(decided_pairs(tracker, spec.name, "confirmed")), tuple(decided_pairs(tracker, spec.name, "rejected")))
 
 
 @dataclass(frozen=True)
@@ -227,11 +243,13 @@ def read_keys(path: Path) -> list[str]:
 
 
 def match_pairs(spec: ReconciliationSpec, folder: RunFolder, memory_limit: str | None = None,
-                spill_dir: str | None = None) -> dict:
+                spill_dir: str | None = None, confirmed: Sequence[tuple[str, str]] = ()) -> dict:
     """Pair the snapshots by key; compare summaries first. Returns metadata (MatchStats and
-    summaries); the candidate pairs go to ``matched_pairs.parquet`` with the stats inside."""
+    summaries); the candidate pairs go to ``matched_pairs.parquet`` with the stats inside.
+    ``confirmed``: suggested pairs an operator confirmed (their B key is read as their A key)."""
     con = duckdb_connect(memory_limit, spill_dir)
-    sides = [snapshot_side(folder[f"snapshot_{s}"], list(side_columns(spec, s)), f"snapshot_{s}") for s in "ab"]
+    sides = snapshot_sides(spec, folder)
+    sides[1] = suggest.rekeyed(spec, sides[1], confirmed)
     folder["sample_keys"].unlink(missing_ok=True)
     if spec.sample is not None:  # the same keys of both sides, before anything is paired
         from recon_pipelines import sampling
@@ -258,6 +276,10 @@ def match_pairs(spec: ReconciliationSpec, folder: RunFolder, memory_limit: str |
                 f"KV_METADATA {{{MATCH_STATS_KEY}: {sql_literal(json.dumps(metadata))}}})")
     partial.replace(folder["pairs"])
     return metadata
+
+
+def snapshot_sides(spec: ReconciliationSpec, folder: RunFolder) -> list:
+    return [snapshot_side(folder[f"snapshot_{s}"], list(side_columns(spec, s)), f"snapshot_{s}") for s in "ab"]
 
 
 def wants_summaries(spec: ReconciliationSpec) -> bool:
@@ -309,18 +331,27 @@ class Found:
     fields: dict
     in_flight: list[str]
     sample: dict | None = None  # a sampled run: keys sampled, mismatch rate and its 95% interval
+    suggestions: dict | None = None  # spec suggest: how many pairs were scored and suggested
 
 
 def find_discrepancies(spec: ReconciliationSpec, folder: RunFolder, as_of: datetime | None = None,
-                       memory_limit: str | None = None, spill_dir: str | None = None) -> Found:
+                       memory_limit: str | None = None, spill_dir: str | None = None,
+                       decided: Sequence[tuple[str, str]] = (), confirmed: Sequence[tuple[str, str]] = ()) -> Found:
     """Apply the field rules to the candidate pairs, then hold back what is still in flight:
-    a key modified on either side less than ``propagation_lag`` before ``as_of`` is not judged."""
+    a key modified on either side less than ``propagation_lag`` before ``as_of`` is not judged.
+    With ``suggest:``, the records left unmatched are scored (``decided`` pairs are not suggested again)."""
     con = duckdb_connect(memory_limit, spill_dir)
     table, fields = evaluate(con, spec, f"read_parquet({sql_literal(str(folder['pairs']))})")
     in_flight = in_flight_keys(spec, folder, as_of or datetime.now(timezone.utc))
     if in_flight:
         table = table.filter(pc.invert(pc.is_in(table.column("key"), pa.array(in_flight, pa.string()))))
     write_keys(folder["in_flight"], in_flight)
+    suggestions = None
+    if spec.suggest is not None:  # among the records left unmatched and not in flight
+        side_a, side_b = snapshot_sides(spec, folder)
+        scored = suggest.suggest(spec, side_a, suggest.rekeyed(spec, side_b, confirmed), *suggest.unmatched_keys(table),
+                                 decided=decided)
+        table, suggestions = pa.concat_tables([table, suggest.as_discrepancies(spec, scored)]), scored.summary()
     partial = partial_path(folder["discrepancies"])
     pq.write_table(table, partial)
     partial.replace(folder["discrepancies"])
@@ -330,7 +361,7 @@ def find_discrepancies(spec: ReconciliationSpec, folder: RunFolder, as_of: datet
 
         judged = sorted(set(read_keys(folder["sample_keys"])) - set(in_flight))
         sample = sample_summary(spec, judged, set(table.column("key").to_pylist()))
-    return Found(table, fields, in_flight, sample)
+    return Found(table, fields, in_flight, sample, suggestions)
 
 
 def in_flight_keys(spec: ReconciliationSpec, folder: RunFolder, as_of: datetime) -> list[str]:

@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING
 import duckdb
 import pyarrow as pa
 
-from recon_pipelines.engine import ComparisonError, ComparisonResult, Side, compare, side_columns
+from recon_pipelines.engine import ComparisonError, ComparisonResult, Side, compare, side_columns, suggest
 from recon_pipelines.snapshots import direct_side, snapshot_columns, snapshot_side, write_snapshot
 from recon_pipelines.spec.models import ReconciliationSpec
 from recon_pipelines.sqlutil import duckdb_connect
 
 if TYPE_CHECKING:  # the tracker (SQLAlchemy, Alembic) is loaded only by runs that track
+    from recon_pipelines.pipeline import MatchDecisions
     from recon_pipelines.tracker import RunOutcome, Tracker
 
 
@@ -60,10 +61,13 @@ def open_mapping(spec: ReconciliationSpec, workdir: Path) -> Side | None:
 
 
 def run_reconciliation(spec: ReconciliationSpec, workdir: Path | None = None,
-                       warn: Callable[[str], None] | None = None) -> ComparisonResult:
-    """``warn`` receives one line per failed ``warn`` expectation (default: the log)."""
+                       warn: Callable[[str], None] | None = None,
+                       decided: MatchDecisions | None = None) -> ComparisonResult:
+    """``warn`` receives one line per failed ``warn`` expectation (default: the log); ``decided``
+    holds the suggested pairs an operator confirmed or rejected (spec ``suggest:``)."""
     expect = bool(spec.source_a.expect or spec.source_b.expect)
-    if spec.pushdown and not expect and spec.sample is None:  # two PostgreSQL tables: compare in the database, fetch only what differs
+    # Suggestions score the unmatched records themselves: they need the local path.
+    if spec.pushdown and not expect and spec.sample is None and spec.suggest is None:  # two PostgreSQL tables: compare in the database, fetch only what differs
         from recon_pipelines.engine.pushdown import compare_in_database
 
         result = compare_in_database(spec)
@@ -73,9 +77,11 @@ def run_reconciliation(spec: ReconciliationSpec, workdir: Path | None = None,
         work = Path(workdir or tmp)
         side_a, side_b = open_side(spec, "a", work, warn), open_side(spec, "b", work, warn)
         mapping = open_mapping(spec, work)
+        confirmed, rejected = (decided.confirmed, decided.rejected) if decided else ((), ())
+        side_b = suggest.rekeyed(spec, side_b, confirmed)
         try:
             if spec.sample is None:
-                return compare(spec, side_a, side_b, mapping)
+                return with_suggestions(spec, compare(spec, side_a, side_b, mapping), side_a, side_b, confirmed + rejected)
             from recon_pipelines import sampling
 
             side_a, side_b, keys = sampling.sample_sides(spec, side_a, side_b)
@@ -84,6 +90,17 @@ def run_reconciliation(spec: ReconciliationSpec, workdir: Path | None = None,
             return result
         except duckdb.Error as exc:
             raise ComparisonError(_blame(exc, [side_a, side_b, mapping])) from None
+
+
+def with_suggestions(spec: ReconciliationSpec, result: ComparisonResult, side_a: Side, side_b: Side,
+                     decided: tuple[tuple[str, str], ...]) -> ComparisonResult:
+    """Add the suggested matches among the records left unmatched (spec ``suggest:``)."""
+    if spec.suggest is None:
+        return result
+    found = suggest.suggest(spec, side_a, side_b, *suggest.unmatched_keys(result.discrepancies), decided=decided)
+    result.discrepancies = pa.concat_tables([result.discrepancies, suggest.as_discrepancies(spec, found)])
+    result.suggestions = found.summary()
+    return result
 
 
 def _blame(exc: duckdb.Error, sides: list[Side | None]) -> str:
@@ -126,10 +143,13 @@ def run_tracked(spec: ReconciliationSpec, tracker: Tracker, run_id: str | None =
                 raise ComparisonError(f"{spec.name}: side {side.upper()} lacks column(s) {', '.join(missing)}")
             outcomes = expectations.evaluate_snapshot(spec, side, folder[f"snapshot_{side}"])
             expectations.enforce(spec, side, outcomes, warn or log.warning)
-        stats = pipeline.match_pairs(spec, folder)
-        found = pipeline.find_discrepancies(spec, folder)
+        decided = pipeline.MatchDecisions.of(tracker, spec)
+        stats = pipeline.match_pairs(spec, folder, confirmed=decided.confirmed)
+        found = pipeline.find_discrepancies(spec, folder, decided=decided.confirmed + decided.rejected,
+                                            confirmed=decided.confirmed)
         outcome = pipeline.update_tracker(spec, folder, scope, tracker, run_id, on_outcome=notification_writer(spec))
     summary = {**stats, "discrepancies": found.table.num_rows,
                "fields": {name: asdict(field_stats) for name, field_stats in found.fields.items()},
-               **({"sample": found.sample} if found.sample is not None else {})}
+               **({"sample": found.sample} if found.sample is not None else {}),
+               **({"suggestions": found.suggestions} if found.suggestions is not None else {})}
     return TrackedRun(summary, found.table, outcome)

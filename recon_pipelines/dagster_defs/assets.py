@@ -243,14 +243,15 @@ def _matched_pairs_asset(spec: ReconciliationSpec) -> dg.AssetsDefinition:
     def matched_pairs(context: dg.AssetExecutionContext, recon: ReconResource) -> dg.MaterializeResult:
         scope = run_scope(context)
         folder = recon.folder(spec, scope)
-        stats = pipeline.match_pairs(spec, folder, recon.duckdb_memory_limit, recon.spill_dir())
+        confirmed = pipeline.MatchDecisions.of(recon.tracker(), spec).confirmed  # suggested pairs an operator confirmed
+        stats = pipeline.match_pairs(spec, folder, recon.duckdb_memory_limit, recon.spill_dir(), confirmed)
         checks = []
         if pipeline.wants_summaries(spec):
             sums = {k: v for k, v in stats.items() if k.startswith(("count_", "sum_"))}
             checks.append(dg.AssetCheckResult(check_name="summaries_match", passed=bool(stats["summaries_match"]),
                                               severity=dg.AssetCheckSeverity.WARN, metadata=sums))
         by_day = {day.label: pairs_metadata(pipeline.match_pairs(spec, day_folder, recon.duckdb_memory_limit,
-                                                                 recon.spill_dir()), day_folder)
+                                                                 recon.spill_dir(), confirmed), day_folder)
                   for day, day_folder in day_runs(context, recon, spec)}
         return report(context, scope, pairs_metadata(stats, folder), by_day, checks)
 
@@ -283,12 +284,13 @@ def _discrepancies_asset(spec: ReconciliationSpec) -> dg.AssetsDefinition:
     def discrepancies(context: dg.AssetExecutionContext, recon: ReconResource) -> dg.MaterializeResult:
         scope = run_scope(context)
         folder = recon.folder(spec, scope)
-        found = pipeline.find_discrepancies(spec, folder, memory_limit=recon.duckdb_memory_limit,
-                                            spill_dir=recon.spill_dir())
+        decided = pipeline.MatchDecisions.of(recon.tracker(), spec)
+        judged = dict(memory_limit=recon.duckdb_memory_limit, spill_dir=recon.spill_dir(),
+                      decided=decided.confirmed + decided.rejected, confirmed=decided.confirmed)
+        found = pipeline.find_discrepancies(spec, folder, **judged)
         by_day = {}
         for day, day_folder in day_runs(context, recon, spec):
-            day_found = pipeline.find_discrepancies(spec, day_folder, memory_limit=recon.duckdb_memory_limit,
-                                                    spill_dir=recon.spill_dir())
+            day_found = pipeline.find_discrepancies(spec, day_folder, **judged)
             by_day[day.label] = discrepancy_metadata(day_found, day_folder, recon.tracker())
         metadata = discrepancy_metadata(found, folder, recon.tracker())
         return report(context, scope, metadata, by_day, [mismatch_rate_check(spec, metadata)])
@@ -320,6 +322,8 @@ def discrepancy_metadata(found: pipeline.Found, folder: pipeline.RunFolder, trac
     metadata["path"] = dg.MetadataValue.path(str(folder["discrepancies"]))
     if found.sample is not None:
         metadata.update({f"sample/{k}": v for k, v in found.sample.items() if v is not None})
+    if found.suggestions is not None:
+        metadata.update({f"suggestions/{k}": v for k, v in found.suggestions.items()})
     return metadata
 
 

@@ -122,6 +122,7 @@ class ComparisonResult:
     # A sampled run's figures (recon_pipelines.sampling.sample_summary); keyword-only, so the
     # subclasses' positional fields (PushdownResult's stats) keep their places.
     sample: dict | None = field(default=None, kw_only=True)
+    suggestions: dict | None = field(default=None, kw_only=True)  # engine/suggest.py's summary
 
     @property
     def counts_by_kind(self) -> dict[str, int]:
@@ -134,6 +135,7 @@ class ComparisonResult:
             "by_kind": self.counts_by_kind,
             "fields": {name: asdict(stats) for name, stats in self.fields.items()},
             **({"sample": self.sample} if self.sample is not None else {}),
+            **({"suggestions": self.suggestions} if self.suggestions is not None else {}),
         }
 
 

@@ -24,6 +24,7 @@ KINDS = (
     "unmapped_a",
     "unmapped_b",
     "field_mismatch",
+    "suggested_match",  # engine/suggest.py: a likely pair of unmatched records, for an operator to decide
 )
 Kind = Literal[KINDS]  # type: ignore[valid-type]
 

@@ -58,6 +58,7 @@ from recon_pipelines.spec.rules import (  # noqa: F401
 from recon_pipelines.spec.runs import CdcSpec, ChangeFeedSpec, ChangeStreamSpec, DeepScanSpec, GuardSpec, IncrementalSpec  # noqa: F401
 from recon_pipelines.spec.sources import FileSource, HttpAuth, HttpSource, Pagination, SourceSpec, SqlSource  # noqa: F401
 from recon_pipelines.spec.runs import SampleSpec  # noqa: F401,E402 - apart from the line above it, for clean merges
+from recon_pipelines.spec.suggest import SuggestSpec  # noqa: F401,E402
 
 # --------------------------------------------------------------------------- the spec
 
@@ -115,6 +116,8 @@ class ReconciliationSpec(StrictModel):
     expect: ExpectSpec = ExpectSpec()
     sample: SampleSpec | None = Field(
         None, description="Compare a deterministic sample of keys (fraction or rows, and a seed) instead of every record.")
+    suggest: SuggestSpec | None = Field(
+        None, description="Score the records no key paired against each other and report likely pairs (suggested_match).")
     # Push-down (engine/pushdown.py): two SQL tables are compared inside their database(s) and
     # only what differs is fetched; false always reads both sides whole and compares locally.
     pushdown: bool = Field(True, description="Compare two PostgreSQL tables in the database when possible.")
@@ -164,7 +167,21 @@ class ReconciliationSpec(StrictModel):
         self._check_routing(known)
         self._check_fixes(known)
         self._check_expectations(set(names))
+        self._check_suggest(known)
         return self
+
+    def _check_suggest(self, known: set[str]) -> None:
+        if self.suggest is None:
+            return
+        if len(self.key) != 1 or self.key_mapping is not None:
+            raise ValueError("suggest: needs a single key field and no key_mapping (a confirmed pair re-keys side B)")
+        if self.sample is not None:
+            raise ValueError("suggest: a sample compares some keys only, so what it leaves unmatched is no basis for suggestions")
+        for where, names in (("compare", [c.field for c in self.suggest.compare]), ("block_on", self.suggest.block_on)):
+            unknown = [n for n in names if n not in known]
+            if unknown:
+                raise ValueError(f"suggest.{where}: unknown field(s) {', '.join(unknown)}; "
+                                 f"fields: {', '.join(sorted(known)) or 'none'}")
 
     def _check_expectations(self, names: set[str]) -> None:
         """Expectations name the spec's key and field names (what a snapshot holds), once each."""

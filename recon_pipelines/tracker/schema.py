@@ -234,3 +234,19 @@ stream_positions = sa.Table(
     sa.Column("position", sa.String(64), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# Suggested matches an operator decided (migration 0011, tracker/matches.py).
+MATCH_DECISIONS = ("confirmed", "rejected")
+match_decisions = sa.Table(
+    "recon_match_decisions",
+    metadata,
+    sa.Column("reconciliation", sa.String(128), primary_key=True),
+    sa.Column("key_a", LosslessText, primary_key=True),
+    sa.Column("key_b", LosslessText, primary_key=True),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("discrepancy_id", sa.String(32), nullable=False),
+    sa.Column("score", sa.Float),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("note", sa.Text),
+    sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
+)

@@ -27,6 +27,7 @@ from recon_pipelines.spec.base import parse_duration, parse_moment
 from recon_pipelines.tracker import Tracker
 from recon_pipelines.tracker import queue as q
 from recon_pipelines.tracker.lifecycle import TRANSITIONS, TransitionError
+from recon_pipelines.tracker import matches
 from recon_pipelines.web import report
 from recon_pipelines.tracker.schema import WEB_ROLES
 from recon_pipelines.web.auth import User, UserError, Users, csrf_matches, new_csrf_token, session_secret
@@ -158,6 +159,17 @@ def create_app(tracker: Tracker, settings: Settings | None = None) -> Starlette:
             request.session["flash"] = ["error", str(exc)]
         return RedirectResponse(back, 303)
 
+    def decide_match(request, user, form):
+        """A suggested match confirmed or rejected (tracker/matches.py): the signed-in user decides."""
+        discrepancy_id, decision, note = (_field(form, name) for name in ("id", "decision", "note"))
+        back = _safe_next(form.get("back"))
+        try:
+            row = matches.decide(tracker, discrepancy_id or "", decision or "", user.name, note=note)
+            request.session["flash"] = ["ok", f"{decision}: {row['value_a']} ↔ {row['value_b']}"]
+        except (TransitionError, LookupError, ValueError) as exc:
+            request.session["flash"] = ["error", str(exc)]
+        return RedirectResponse(back, 303)
+
     def users_page(request, user, form):
         return render(request, "users.html", user=user, users=users.all(), roles=WEB_ROLES)
 
@@ -190,6 +202,7 @@ def create_app(tracker: Tracker, settings: Settings | None = None) -> Starlette:
         _route("/", queue_page, "viewer"),
         _route("/d/{id}", discrepancy_page, "viewer"),
         _route("/actions", act, "operator", methods=("POST",)),
+        _route("/suggestions", decide_match, "operator", methods=("POST",)),
         _route("/runs/{run_id}/report", run_report, "viewer"),
         _route("/users", users_page, "admin"),
         _route("/users", manage_users, "admin", methods=("POST",)),
