@@ -396,6 +396,12 @@ def _summary_text(name: str, sources: tuple[str, str], s: dict) -> str:
     mismatched = {f: st["mismatches"] for f, st in s["fields"].items() if st["mismatches"]}
     if mismatched:
         lines.append(("field mismatches", ", ".join(f"{for_terminal(f)}={n:,}" for f, n in mismatched.items())))
+    if s.get("groups"):  # match: group and window rules
+        g = s["groups"]
+        lines.append(("groups", f"{g['groups_matched']:,} matched, {g['groups_mismatched']:,} with sums that differ, "
+                                f"{g['window_matches']:,} window matches, {g['ambiguous']:,} ambiguous"))
+        lines.append(("unmatched lines", f"{a}={g['unmatched_a']:,}  {b}={g['unmatched_b']:,}"
+                                         + (f"  ({g['search_limit_reached']:,} past the search limit)" if g["search_limit_reached"] else "")))
     lines.append(("discrepancies", f"{s['discrepancies']:,}"))
     if s.get("sample"):
         p = s["sample"]

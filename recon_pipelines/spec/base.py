@@ -24,6 +24,11 @@ KINDS = (
     "unmapped_a",
     "unmapped_b",
     "field_mismatch",
+    # match: group and window rules (engine/groups.py)
+    "group_mismatch",
+    "unmatched_a",
+    "unmatched_b",
+    "ambiguous_match",
 )
 Kind = Literal[KINDS]  # type: ignore[valid-type]
 
