@@ -390,6 +390,8 @@ def _summary_text(name: str, sources: tuple[str, str], s: dict) -> str:
              ("matched", f"{s['matched']:,} ({s['identical']:,} identical)"),
              (f"only in {a}", f"{s['only_in_a']:,}"),
              (f"only in {b}", f"{s['only_in_b']:,}")]
+    if s.get("groups"):  # then those records went on to the match: group and window rules
+        lines[2:4] = [("left by key", f"{a}={s['only_in_a']:,}  {b}={s['only_in_b']:,} (for the group and window rules)")]
     for label, key in (("duplicate keys", "duplicate_keys"), ("invalid keys", "invalid_key_rows"), ("unmapped", "unmapped_rows")):
         if s[f"{key}_a"] or s[f"{key}_b"]:
             lines.append((label, both(key)))
