@@ -327,3 +327,9 @@ def test_group_rules_are_refused_with_a_key_mapping():
     with pytest.raises(SpecError) as info:
         spec_with(GROUP, key_mapping=MAPPING)
     assert "not with key_mapping" in str(info.value)
+
+
+def test_a_line_whose_amount_is_not_a_number_is_left_unmatched_and_says_why():
+    rows = found(run(spec_with(GROUP), lines(["c1", "c2"], ["abc", "5"], payouts=["G", "G"]), lines(["b1"], ["5"], payouts=["G"])))
+    assert set(rows) == {("unmatched_a", "c1")}  # the group is c2 alone, and agrees
+    assert rows[("unmatched_a", "c1")]["detail"].startswith("its amount is not a number")

@@ -338,10 +338,12 @@ def _discrepancies(con, spec: ReconciliationSpec) -> pa.Table:
     severity rules, the engine's schema."""
     name = sql_literal(spec.name)
     severity = severity_sql(spec.severity, "kind", "field", "difference", "relative_difference")
-    unmatched = """SELECT 'unmatched_' || side AS kind, key, NULL::VARCHAR AS field, coalesce(reason, 'no_match') AS reason,
+    first = next(i for i, rule in enumerate(spec.match) if isinstance(rule, (GroupMatch, WindowMatch)))
+    unreadable = f"CASE WHEN amount{first} IS NULL THEN 'its amount is not a number; ' ELSE '' END"
+    unmatched = f"""SELECT 'unmatched_' || side AS kind, key, NULL::VARCHAR AS field, coalesce(reason, 'no_match') AS reason,
             CASE side WHEN 'a' THEN record END AS value_a, CASE side WHEN 'b' THEN record END AS value_b,
             NULL::DOUBLE AS difference, NULL::DOUBLE AS relative_difference,
-            coalesce(detail || '; no later rule matched it', 'matched by no key, group or window rule') AS detail
+            {unreadable} || coalesce(detail || '; no later rule matched it', 'matched by no key, group or window rule') AS detail
         FROM __lines WHERE NOT settled"""
     table = con.sql(f"""SELECT
             substr(md5({name} || chr(31) || kind || chr(31) || key || chr(31) || coalesce(field, '')), 1, 24) AS id,
