@@ -294,6 +294,36 @@ def test_many_to_one_reports_unmapped_duplicate_and_missing_ids():
     assert set(rows) == {("duplicate_key_a", "a2"), ("unmapped_a", "a9"), ("unmapped_b", "B7")}  # a1 alone = B1
 
 
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32), st.integers(1, 20), st.integers(1, 6))
+def test_random_many_to_one_mappings_agree_and_one_missing_record_is_its_amount(seed, n_a, n_b):
+    """A records mapped at random onto B ids, each B record the exact sum of its A records: no
+    discrepancy; one A record gone: one amount mismatch of exactly its value on its group's key
+    (or, when it was the group's only record, the B record alone)."""
+    rng = random.Random(seed)
+    amounts = [Decimal(rng.randrange(1, 10**7)).scaleb(-3) for _ in range(n_a)]
+    owner = [rng.randrange(n_b) for _ in range(n_a)]
+    used = sorted(set(owner))
+    a_ids = [f"a{i}" for i in range(n_a)]
+    mapping = {"a_id": a_ids, "b_id": [f"B{o}" for o in owner]}
+    b = {"id": [f"B{o}" for o in used], "amount": [str(sum(x for x, w in zip(amounts, owner) if w == o)) for o in used],
+         "currency": ["USD"] * len(used)}
+    a = {"id": a_ids, "amount": [str(x) for x in amounts], "currency": ["USD"] * n_a}
+    spec = mapped_spec("many_to_one")
+    assert found(run(spec, a, b, mapping)) == {}
+
+    gone = rng.randrange(n_a)
+    kept = {k: [v for i, v in enumerate(col) if i != gone] for k, col in a.items()}
+    rows = found(run(spec, kept, b, mapping))
+    members = [a_ids[i] for i in range(n_a) if owner[i] == owner[gone]]
+    key = group_key(members, [f"B{owner[gone]}"])
+    if len(members) == 1:
+        assert set(rows) == {("only_in_b", key)}
+    else:
+        assert set(rows) == {("field_mismatch", key)}
+        assert Decimal(rows[("field_mismatch", key)]["value_b"]) - Decimal(rows[("field_mismatch", key)]["value_a"]) == amounts[gone]
+
+
 @pytest.mark.parametrize("cardinality, mapping, culprit", [
     ("many_to_one", {"a_id": ["a1", "a1"], "b_id": ["B1", "B2"]}, "'a1' (A side)"),
     ("one_to_many", {"a_id": ["A1", "A2"], "b_id": ["b1", "b1"]}, "'b1' (B side)"),
