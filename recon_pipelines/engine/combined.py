@@ -51,8 +51,8 @@ def create_combined_views(con, spec: ReconciliationSpec, raw: dict[str, dict[str
         UNION ALL
         SELECT {own_key}{''.join(', ' + c for c in nulls)},
                coalesce(__bad, 'duplicate_key_{many}') FROM tagged s WHERE __bad IS NOT NULL OR __copies > 1""")
-    # The one side: re-keyed to its group; an id absent from the mapping keeps its own.
-    others = "".join(f", CAST(s.{q(n)} AS VARCHAR) AS {q(n)}" for n in names)
+    # The one side: re-keyed to its group (its values as they are); an id absent from the mapping keeps its own.
+    others = "".join(f", s.{q(n)}" for n in names)
     con.execute(f"""CREATE OR REPLACE TEMP VIEW __{one} AS SELECT coalesce(m.gkey, {own_key}) AS {q(key)}{others},
         CASE WHEN {invalid_key_sql([key], raw[one], "s")} THEN 'invalid_key_{one}'
              WHEN m.gkey IS NULL THEN 'unmapped_{one}' END AS __flag
