@@ -363,3 +363,12 @@ def test_a_line_whose_amount_is_not_a_number_is_left_unmatched_and_says_why():
     rows = found(run(spec_with(GROUP), lines(["c1", "c2"], ["abc", "5"], payouts=["G", "G"]), lines(["b1"], ["5"], payouts=["G"])))
     assert set(rows) == {("unmatched_a", "c1")}  # the group is c2 alone, and agrees
     assert rows[("unmatched_a", "c1")]["detail"].startswith("its amount is not a number")
+
+
+def test_group_rules_are_never_pushed_down():
+    from recon_pipelines.engine.pushdown import NotPushable, _backend_of
+
+    sql = {"type": "sql", "url": "postgresql://u@127.0.0.1/db", "table": "t"}
+    raw = {"name": "groups_test", "source_a": sql, "source_b": sql, "key": "id", "fields": FIELDS, "match": [{"by": "key"}, GROUP]}
+    with pytest.raises(NotPushable, match="group and window rules run locally"):
+        _backend_of(parse_spec(raw, source_file="test.yaml"))
