@@ -406,12 +406,20 @@ def _summary_text(name: str, sources: tuple[str, str], s: dict) -> str:
              ("matched", f"{s['matched']:,} ({s['identical']:,} identical)"),
              (f"only in {a}", f"{s['only_in_a']:,}"),
              (f"only in {b}", f"{s['only_in_b']:,}")]
+    if s.get("groups"):  # then those records went on to the match: group and window rules
+        lines[2:4] = [("left by key", f"{a}={s['only_in_a']:,}  {b}={s['only_in_b']:,} (for the group and window rules)")]
     for label, key in (("duplicate keys", "duplicate_keys"), ("invalid keys", "invalid_key_rows"), ("unmapped", "unmapped_rows")):
         if s[f"{key}_a"] or s[f"{key}_b"]:
             lines.append((label, both(key)))
     mismatched = {f: st["mismatches"] for f, st in s["fields"].items() if st["mismatches"]}
     if mismatched:
         lines.append(("field mismatches", ", ".join(f"{for_terminal(f)}={n:,}" for f, n in mismatched.items())))
+    if s.get("groups"):  # match: group and window rules
+        g = s["groups"]
+        lines.append(("groups", f"{g['groups_matched']:,} matched, {g['groups_mismatched']:,} with sums that differ, "
+                                f"{g['window_matches']:,} window matches, {g['ambiguous']:,} ambiguous"))
+        lines.append(("unmatched lines", f"{a}={g['unmatched_a']:,}  {b}={g['unmatched_b']:,}"
+                                         + (f"  ({g['search_limit_reached']:,} past the search limit)" if g["search_limit_reached"] else "")))
     lines.append(("discrepancies", f"{s['discrepancies']:,}"))
     if s.get("suggestions"):
         g = s["suggestions"]

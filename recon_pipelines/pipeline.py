@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from recon_pipelines.engine import MatchStats, evaluate, match, side_columns, suggest
+from recon_pipelines.engine.compare import combine_discrepancies
 from recon_pipelines.instants import instant_sql
 from recon_pipelines.snapshots import (
     UPDATED_AT,
@@ -58,6 +59,7 @@ FILES = {
     "discrepancies": "discrepancies.parquet",
     "in_flight": "in_flight.parquet",
     "sample_keys": "sample_keys.parquet",  # a sampled run's keys: the only ones it may resolve
+    "groups": "group_discrepancies.parquet",  # what the match: group and window rules found
 }
 
 
@@ -270,7 +272,7 @@ def match_pairs(spec: ReconciliationSpec, folder: RunFolder, memory_limit: str |
                                   folder.root / "key_mapping.parquet")
             mapping = snapshot_side(info.path, ["a", "b"], info.label)
         stats = match(con, spec, sides[0], sides[1], mapping)
-    metadata = {**asdict(stats), **summaries, "summary_skip": skip}
+    metadata = {**asdict(stats), **summaries, "summary_skip": skip, **_match_groups(con, spec, folder, skip)}
     partial = partial_path(folder["pairs"])
     con.execute(f"COPY __pairs TO {sql_literal(str(partial))} (FORMAT parquet, "
                 f"KV_METADATA {{{MATCH_STATS_KEY}: {sql_literal(json.dumps(metadata))}}})")
@@ -280,6 +282,19 @@ def match_pairs(spec: ReconciliationSpec, folder: RunFolder, memory_limit: str |
 
 def snapshot_sides(spec: ReconciliationSpec, folder: RunFolder) -> list:
     return [snapshot_side(folder[f"snapshot_{s}"], list(side_columns(spec, s)), f"snapshot_{s}") for s in "ab"]
+def _match_groups(con, spec: ReconciliationSpec, folder: RunFolder, skip: bool) -> dict:
+    """The spec's group and window rules, on the records key pairing left on one side (before
+    ``__pairs`` is written: they take those rows over); their discrepancies go to their own file."""
+    folder["groups"].unlink(missing_ok=True)
+    if not spec.aggregate_rules or skip:
+        return {}
+    from recon_pipelines.engine.groups import match_groups
+
+    table, stats = match_groups(con, spec)
+    partial = partial_path(folder["groups"])
+    pq.write_table(table, partial)
+    partial.replace(folder["groups"])
+    return {"groups": asdict(stats)}
 
 
 def wants_summaries(spec: ReconciliationSpec) -> bool:
@@ -342,6 +357,8 @@ def find_discrepancies(spec: ReconciliationSpec, folder: RunFolder, as_of: datet
     With ``suggest:``, the records left unmatched are scored (``decided`` pairs are not suggested again)."""
     con = duckdb_connect(memory_limit, spill_dir)
     table, fields = evaluate(con, spec, f"read_parquet({sql_literal(str(folder['pairs']))})")
+    if folder["groups"].exists():  # the match: group and window rules' findings (match_pairs)
+        table = combine_discrepancies(table, pq.read_table(folder["groups"]))
     in_flight = in_flight_keys(spec, folder, as_of or datetime.now(timezone.utc))
     if in_flight:
         table = table.filter(pc.invert(pc.is_in(table.column("key"), pa.array(in_flight, pa.string()))))

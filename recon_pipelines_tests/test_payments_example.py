@@ -84,3 +84,89 @@ def test_a_processor_that_stays_down_fails_with_a_clear_error(ledger, monkeypatc
             run_reconciliation(spec)
     message = str(excinfo.value)
     assert "processor" in message and "503" in message and TOKEN not in message
+
+
+# --------------------------------------------------------------------------- payouts against charges (match: rules)
+
+PAYOUTS_SPEC = Path(recon_pipelines.__file__).parent / "examples" / "payouts_vs_charges.yaml"
+
+
+def _seeded(tmp_path, monkeypatch, seed: int):
+    from recon_pipelines.examples.payouts import generate
+
+    truth = generate(tmp_path / "payouts", seed=seed)
+    monkeypatch.setenv("PAYOUTS_DATA", str(tmp_path / "payouts"))
+    return truth
+
+
+@pytest.mark.parametrize("seed", [17, 2026])
+def test_payouts_find_exactly_the_seeded_gaps(tmp_path, monkeypatch, seed):
+    """Split payments, fees, a missing charge, an ambiguous pair: the generator's ground truth,
+    no more, no less; the gap of the missing charge to the cent (Python's decimal)."""
+    from decimal import Decimal
+
+    truth = _seeded(tmp_path, monkeypatch, seed)
+    result = run_reconciliation(load_spec(PAYOUTS_SPEC))
+    found = {(r["kind"], r["key"]): r for r in result.discrepancies.to_pylist()}
+    assert set(found) == set(truth.expected)
+    for (kind, key), gap in truth.expected.items():
+        if gap is not None:
+            assert Decimal(str(found[(kind, key)]["difference"])) == gap
+    groups = result.groups
+    assert (groups.groups_mismatched, groups.ambiguous, groups.unmatched_a, groups.unmatched_b) == (1, 1, 1, 1)
+    assert groups.window_matches == 6 + 2  # the unreferenced charges' payouts and the split payments
+    assert result.match.matched == 40  # the direct charges, by key
+
+
+def test_recon_run_reports_the_new_kinds_and_exits_1(tmp_path, monkeypatch):
+    import json
+
+    from click.testing import CliRunner
+
+    from recon_pipelines.cli import main as recon
+
+    truth = _seeded(tmp_path, monkeypatch, 17)
+    result = CliRunner().invoke(recon, ["run", str(PAYOUTS_SPEC), "--format", "json"])
+    assert result.exit_code == 1, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert {(r["kind"], r["key"]) for r in rows} == set(truth.expected)
+    assert "1 with sums that differ" in result.stderr and "1 ambiguous" in result.stderr
+
+
+def test_group_discrepancies_keep_their_ids_in_the_tracker(tmp_path, monkeypatch):
+    """Tracked twice: the same ids (from the group reference, or the sorted members), seen again."""
+    from recon_pipelines.runner import run_tracked
+    from recon_pipelines.tracker import Tracker
+
+    truth = _seeded(tmp_path, monkeypatch, 17)
+    tracker = Tracker(f"sqlite:///{tmp_path / 'tracker.sqlite'}")
+    spec = load_spec(PAYOUTS_SPEC)
+    first = run_tracked(spec, tracker, run_id="run-1")
+    second = run_tracked(spec, tracker, run_id="run-2")
+    assert len(first.outcome.new_ids) == len(truth.expected)
+    assert second.outcome.new_ids == [] and second.outcome.resolved_ids == []
+    assert sorted(first.discrepancies.column("id").to_pylist()) == sorted(second.discrepancies.column("id").to_pylist())
+    assert first.summary["groups"]["groups_mismatched"] == 1
+
+
+def test_the_asset_graph_counts_groups_and_reports_the_seeded_gaps(tmp_path, monkeypatch):
+    import dagster as dg
+
+    from recon_pipelines.dagster_defs import build_definitions
+    from recon_pipelines.dagster_defs.resources import ReconResource
+
+    truth = _seeded(tmp_path, monkeypatch, 17)
+    recon = ReconResource(storage_dir=str(tmp_path / "store"), tracker_url=f"sqlite:///{tmp_path / 'tracker.sqlite'}")
+    defs = build_definitions(specs=[load_spec(PAYOUTS_SPEC)], recon=recon)
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("reconcile_payouts_vs_charges").execute_in_process(instance=instance)
+    assert result.success
+    meta = {e.materialization.asset_key.path[-1]: {k: v.value for k, v in e.materialization.metadata.items()}
+            for e in result.get_asset_materialization_events()}
+    pairs = meta["matched_pairs"]
+    assert (pairs["groups/groups_matched"], pairs["groups/groups_mismatched"], pairs["groups/ambiguous"],
+            pairs["groups/unmatched_a"], pairs["groups/unmatched_b"]) == (120, 1, 1, 1, 1)
+    found = meta["discrepancies"]
+    assert found["discrepancies"] == len(truth.expected)
+    assert (found["kind/group_mismatch"], found["kind/ambiguous_match"], found["kind/unmatched_a"]) == (1, 1, 1)
+    assert meta["tracker_state"]["new"] == len(truth.expected)

@@ -259,7 +259,9 @@ def _matched_pairs_asset(spec: ReconciliationSpec) -> dg.AssetsDefinition:
 
 
 def pairs_metadata(stats: dict, folder: pipeline.RunFolder) -> dict:
-    metadata = {k: v for k, v in stats.items() if not k.startswith("content_hash")}
+    metadata = {k: v for k, v in stats.items() if not k.startswith("content_hash") and k != "groups"}
+    # match: group and window rules: groups matched, with sums that differ, ambiguous, lines left unmatched
+    metadata.update({f"groups/{k}": v for k, v in stats.get("groups", {}).items()})
     metadata["path"] = dg.MetadataValue.path(str(folder["pairs"]))
     return metadata
 
@@ -329,7 +331,7 @@ def discrepancy_metadata(found: pipeline.Found, folder: pipeline.RunFolder, trac
 
 def _records_with_discrepancies(table: pa.Table) -> int:
     """Compared records (pairs, and records on one side only) with at least one discrepancy."""
-    compared = table.filter(pc.is_in(table.column("kind"), pa.array(["field_mismatch", "only_in_a", "only_in_b"])))
+    compared = table.filter(pc.is_in(table.column("kind"), pa.array(["field_mismatch", "only_in_a", "only_in_b", "unmatched_a", "unmatched_b"])))
     return pc.count_distinct(compared.column("key")).as_py()
 
 

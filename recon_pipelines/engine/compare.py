@@ -31,9 +31,11 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from recon_pipelines.engine.combined import check_cardinality, create_combined_views
 from recon_pipelines.engine.keys import invalid_key_sql
 from recon_pipelines.engine.rules import compile_rule, hash_operand, stages, unsettled
 from recon_pipelines.engine.severity import severity_sql
+from recon_pipelines.spec.matching import match_columns
 from recon_pipelines.spec.models import ReconciliationSpec
 from recon_pipelines.sqlutil import duckdb_connect as connect
 from recon_pipelines.sqlutil import quote_ident as q
@@ -123,6 +125,7 @@ class ComparisonResult:
     # subclasses' positional fields (PushdownResult's stats) keep their places.
     sample: dict | None = field(default=None, kw_only=True)
     suggestions: dict | None = field(default=None, kw_only=True)  # engine/suggest.py's summary
+    groups: object | None = field(default=None, kw_only=True)  # engine.groups.GroupStats with match: rules
 
     @property
     def counts_by_kind(self) -> dict[str, int]:
@@ -136,6 +139,7 @@ class ComparisonResult:
             "fields": {name: asdict(stats) for name, stats in self.fields.items()},
             **({"sample": self.sample} if self.sample is not None else {}),
             **({"suggestions": self.suggestions} if self.suggestions is not None else {}),
+            **({"groups": asdict(self.groups)} if self.groups is not None else {}),
         }
 
 
@@ -149,6 +153,7 @@ def side_columns(spec: ReconciliationSpec, side: str) -> dict[str, str]:
     """Spec name -> source column for one side ("a" or "b"): keys first, then fields."""
     columns = {k.name: getattr(k, side) for k in spec.key}
     columns.update({f.name: getattr(f, side) for f in spec.fields})
+    columns.update(match_columns(spec.match, side))  # group references and fees (engine/groups.py)
     return columns
 
 
@@ -172,8 +177,21 @@ def compare(
     """Match and evaluate in one go (``recon run``, tests, the benchmark)."""
     con = con or connect()
     stats = match(con, spec, side_a, side_b, mapping)
+    groups = None
+    if spec.aggregate_rules:  # the records left on one side: group and window rules (engine/groups.py)
+        from recon_pipelines.engine.groups import match_groups
+
+        grouped, groups = match_groups(con, spec)
     table, fields = evaluate(con, spec, "__pairs")
-    return ComparisonResult(table, stats, fields)
+    if groups is not None:
+        table = combine_discrepancies(table, grouped)
+    return ComparisonResult(table, stats, fields, groups=groups)
+
+
+def combine_discrepancies(*tables: pa.Table) -> pa.Table:
+    """Several discrepancy tables as one, in evaluate()'s order (kind, key, field)."""
+    table = pa.concat_tables([t.cast(DISCREPANCY_SCHEMA) for t in tables])
+    return table.sort_by([("kind", "ascending"), ("key", "ascending"), ("field", "ascending")])
 
 
 # --------------------------------------------------------------------------- match
@@ -349,13 +367,14 @@ def _create_mapped_views(con, spec, mapping: Side, raw_a: dict, raw_b: dict) -> 
             CAST({q(b_col)} AS VARCHAR) AS b_id FROM {mapping.scan} WHERE {q(a_col)} IS NOT NULL AND {q(b_col)} IS NOT NULL""")
     except duckdb.Error as exc:
         raise ComparisonError(f"{mapping.label or 'key_mapping'}: {_first_line(exc)}") from None
-    for column in ("a_id", "b_id"):
-        clash = con.execute(f"SELECT {column}, count(*) FROM __map GROUP BY 1 HAVING count(*) > 1 ORDER BY 1 LIMIT 1").fetchone()
-        if clash:
-            raise ComparisonError(
-                f"{mapping.label or 'key_mapping'}: id {clash[0]!r} ({column[0].upper()} side) maps to {clash[1]} different ids; "
-                "a mapping must be one-to-one"
-            )
+    cardinality = spec.key_mapping.cardinality if spec.key_mapping is not None else "one_to_one"
+    try:
+        check_cardinality(con, cardinality, mapping.label or "key_mapping")
+    except ValueError as exc:
+        raise ComparisonError(str(exc)) from None
+    if cardinality != "one_to_one":  # several records of one side stand for one of the other
+        create_combined_views(con, spec, {"a": raw_a, "b": raw_b})
+        return
     others = ", ".join(f"s.{q(f.name)}" for f in spec.fields)
     others = f", {others}" if others else ""
     con.execute(f"""CREATE OR REPLACE TEMP VIEW __a AS SELECT CAST(s.{q(key)} AS VARCHAR) AS {q(key)}{others},

@@ -188,6 +188,8 @@ def _backend_of(spec: ReconciliationSpec) -> str:
     """'postgresql' or 'duckdb' when both sources are tables there; NotPushable otherwise."""
     if spec.key_mapping is not None:
         raise NotPushable("key_mapping translates keys locally")
+    if spec.aggregate_rules:
+        raise NotPushable("match: group and window rules run locally")
     backends = set()
     for source in (spec.source_a, spec.source_b):
         if not isinstance(source, SqlSource) or source.table is None:

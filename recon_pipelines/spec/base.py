@@ -25,6 +25,11 @@ KINDS = (
     "unmapped_b",
     "field_mismatch",
     "suggested_match",  # engine/suggest.py: a likely pair of unmatched records, for an operator to decide
+    # match: group and window rules (engine/groups.py)
+    "group_mismatch",
+    "unmatched_a",
+    "unmatched_b",
+    "ambiguous_match",
 )
 Kind = Literal[KINDS]  # type: ignore[valid-type]
 

@@ -59,6 +59,7 @@ from recon_pipelines.spec.runs import CdcSpec, ChangeFeedSpec, ChangeStreamSpec,
 from recon_pipelines.spec.sources import FileSource, HttpAuth, HttpSource, Pagination, SourceSpec, SqlSource  # noqa: F401
 from recon_pipelines.spec.runs import SampleSpec  # noqa: F401,E402 - apart from the line above it, for clean merges
 from recon_pipelines.spec.suggest import SuggestSpec  # noqa: F401,E402
+from recon_pipelines.spec.matching import GroupMatch, KeyMatch, MatchRule, WindowMatch, check_match_rules  # noqa: F401,E402
 
 # --------------------------------------------------------------------------- the spec
 
@@ -121,6 +122,9 @@ class ReconciliationSpec(StrictModel):
     # Push-down (engine/pushdown.py): two SQL tables are compared inside their database(s) and
     # only what differs is fetched; false always reads both sides whole and compares locally.
     pushdown: bool = Field(True, description="Compare two PostgreSQL tables in the database when possible.")
+    match: list[MatchRule] = Field(
+        default_factory=lambda: [KeyMatch(by="key")],
+        description="Matching rules in precedence order: key, then group references, then amount/date windows.")
 
     @field_validator("propagation_lag", "max_runtime", mode="before")
     @classmethod
@@ -168,6 +172,7 @@ class ReconciliationSpec(StrictModel):
         self._check_fixes(known)
         self._check_expectations(set(names))
         self._check_suggest(known)
+        self._check_match()
         return self
 
     def _check_suggest(self, known: set[str]) -> None:
@@ -175,6 +180,8 @@ class ReconciliationSpec(StrictModel):
             return
         if len(self.key) != 1 or self.key_mapping is not None:
             raise ValueError("suggest: needs a single key field and no key_mapping (a confirmed pair re-keys side B)")
+        if self.aggregate_rules:
+            raise ValueError("suggest: records left by group and window rules are unmatched_*, not scored for suggestions")
         if self.sample is not None:
             raise ValueError("suggest: a sample compares some keys only, so what it leaves unmatched is no basis for suggestions")
         for where, names in (("compare", [c.field for c in self.suggest.compare]), ("block_on", self.suggest.block_on)):
@@ -182,6 +189,32 @@ class ReconciliationSpec(StrictModel):
             if unknown:
                 raise ValueError(f"suggest.{where}: unknown field(s) {', '.join(unknown)}; "
                                  f"fields: {', '.join(sorted(known)) or 'none'}")
+
+    @property
+    def aggregate_rules(self) -> list[GroupMatch | WindowMatch]:
+        """The ``match:`` rules after the key rule (group, window), in order."""
+        return [rule for rule in self.match if not isinstance(rule, KeyMatch)]
+
+    def _check_match(self) -> None:
+        check_match_rules(self.match)
+        if not self.aggregate_rules:
+            return
+        clashes = [what for what, present in (
+            ("key_mapping", self.key_mapping is not None), ("incremental", self.incremental is not None),
+            ("change_feed", self.change_feed is not None), ("change_stream", self.change_stream is not None),
+            ("sample", self.sample is not None), ("propagation_lag", bool(self.propagation_lag))) if present]
+        if clashes:
+            # Groups span records a window or a key list would cut through; mapped keys are not the sides' own.
+            raise ValueError(f"match: group and window rules compare whole sides; not with {', '.join(clashes)}")
+        for i, rule in enumerate(self.match):
+            if isinstance(rule, KeyMatch):
+                continue
+            wanted = {"amount": NumericRule, **({"date": TimestampRule} if isinstance(rule, WindowMatch) else {})}
+            for option, rule_type in wanted.items():
+                name = getattr(rule, option)
+                if not any(f.name == name and isinstance(f, rule_type) for f in self.fields):
+                    kind = "numeric" if rule_type is NumericRule else "timestamp"
+                    raise ValueError(f"match.{i}.{option}: {name!r} is not a {kind} field of this spec")
 
     def _check_expectations(self, names: set[str]) -> None:
         """Expectations name the spec's key and field names (what a snapshot holds), once each."""

@@ -25,6 +25,9 @@ class KeyMapping(StrictModel):
     source: SourceSpec
     a: str = Field(description="Column of the mapping table holding A's key.")
     b: str = Field(description="Column of the mapping table holding B's key.")
+    cardinality: Literal["one_to_one", "many_to_one", "one_to_many"] = Field(
+        "one_to_one",
+        description="many_to_one: several A ids map to one B id (A's records are combined); one_to_many: the reverse.")
 
 
 # --------------------------------------------------------------------------- field rules
