@@ -55,16 +55,19 @@ class _Unary(FunctionElement):
 
 
 class exact_text(_Unary):  # noqa: N801 - reads as a function in SQL-building code
+    inherit_cache = True
     type = sa.Text()
     name = "exact_text"
 
 
 class is_blank(_Unary):  # noqa: N801
+    inherit_cache = True
     type = sa.Boolean()
     name = "is_blank"
 
 
 class md5_hex(_Unary):  # noqa: N801
+    inherit_cache = True
     type = sa.Text()
     name = "md5_hex"
 
@@ -72,6 +75,7 @@ class md5_hex(_Unary):  # noqa: N801
 class canonical_text(_Unary):  # noqa: N801
     """Only within ``canonical_token``: ``group`` says how the value is rendered."""
 
+    inherit_cache = False  # ``group`` is not part of SQLAlchemy's cache key: never cache
     type = sa.Text()
     name = "canonical_text"
 
@@ -87,7 +91,7 @@ class hex_int(FunctionElement):  # noqa: N801
 
     type = sa.BigInteger()
     name = "hex_int"
-    inherit_cache = True
+    inherit_cache = False  # ``start`` is not part of SQLAlchemy's cache key: never cache
 
     def __init__(self, digest, start: int):
         self.start = start
@@ -219,19 +223,21 @@ def _hex_int_databricks(element, compiler, **kw):
 
 # --------------------------------------------------------------------------- canonical_text
 
+# (template, format): the format is bound as a literal, so a '%' is escaped for drivers
+# whose parameters are '%s' (pymysql), by SQLAlchemy, not here.
 _ISO_US = {  # naive timestamp -> 'YYYY-MM-DDTHH:MM:SS.ffffff'
-    "postgresql": "to_char({v}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')",
-    "mysql": "DATE_FORMAT({v}, '%Y-%m-%dT%H:%i:%s.%f')",
-    "snowflake": "TO_VARCHAR({v}, 'YYYY-MM-DD\"T\"HH24:MI:SS.FF6')",
-    "bigquery": "FORMAT_DATETIME('%Y-%m-%dT%H:%M:%E6S', {v})",
-    "databricks": "date_format({v}, \"yyyy-MM-dd'T'HH:mm:ss.SSSSSS\")",
+    "postgresql": ("to_char({v}, {f})", 'YYYY-MM-DD"T"HH24:MI:SS.US'),
+    "mysql": ("DATE_FORMAT({v}, {f})", "%Y-%m-%dT%H:%i:%s.%f"),
+    "snowflake": ("TO_VARCHAR({v}, {f})", 'YYYY-MM-DD"T"HH24:MI:SS.FF6'),
+    "bigquery": ("FORMAT_DATETIME({f}, {v})", "%Y-%m-%dT%H:%M:%E6S"),
+    "databricks": ("date_format({v}, {f})", "yyyy-MM-dd'T'HH:mm:ss.SSSSSS"),
 }
 _ISO_DATE = {
-    "postgresql": "to_char({v}, 'YYYY-MM-DD')",
-    "mysql": "DATE_FORMAT({v}, '%Y-%m-%d')",
-    "snowflake": "TO_VARCHAR({v}, 'YYYY-MM-DD')",
-    "bigquery": "FORMAT_DATE('%Y-%m-%d', {v})",
-    "databricks": "date_format({v}, 'yyyy-MM-dd')",
+    "postgresql": ("to_char({v}, {f})", "YYYY-MM-DD"),
+    "mysql": ("DATE_FORMAT({v}, {f})", "%Y-%m-%d"),
+    "snowflake": ("TO_VARCHAR({v}, {f})", "YYYY-MM-DD"),
+    "bigquery": ("FORMAT_DATE({f}, {v})", "%Y-%m-%d"),
+    "databricks": ("date_format({v}, {f})", "yyyy-MM-dd"),
 }
 _UTC = {  # an instant as the naive UTC timestamp _ISO_US renders
     "postgresql": "({v} AT TIME ZONE 'UTC')",
@@ -261,6 +267,11 @@ def _render(template: dict, family: str, **parts) -> str:
     return template[family].format(**parts)
 
 
+def _formatted(template: dict, family: str, v: str, compiler, **kw) -> str:
+    pattern, fmt = template[family]
+    return pattern.format(v=v, f=compiler.process(sa.literal(fmt, sa.Text), **kw))
+
+
 @compiles(canonical_text)
 def _canonical(element, compiler, **kw):
     family = _family(compiler.dialect.name)
@@ -274,9 +285,9 @@ def _canonical(element, compiler, **kw):
     if group == "numeric":
         return _render(_NO_TRAILING_ZEROS, family, v=v, s=_render(_AS_TEXT, family, v=v))
     if group == "date":
-        return _render(_ISO_DATE, family, v=v)
+        return _formatted(_ISO_DATE, family, v, compiler, **kw)
     if group == "timestamp":
-        return _render(_ISO_US, family, v=v)
+        return _formatted(_ISO_US, family, v, compiler, **kw)
     if group == "timestamptz":
-        return _render(_ISO_US, family, v=_render(_UTC, family, v=v))
+        return _formatted(_ISO_US, family, _render(_UTC, family, v=v), compiler, **kw)
     return f"CASE WHEN {v} THEN '1' ELSE '0' END"  # bool (NULL never reaches here)
