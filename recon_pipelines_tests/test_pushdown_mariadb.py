@@ -20,12 +20,19 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
+import yaml
+from click.testing import CliRunner
 from sqlalchemy.dialects import mysql
 
+from recon_pipelines.cli import main
 from recon_pipelines.engine import pushdown
+from recon_pipelines.engine.compare import evaluate
 from recon_pipelines.engine.pushdown import PushdownResult
 from recon_pipelines.runner import run_reconciliation
+from recon_pipelines.engine.strategies.cross_database import CanonicalBuckets
+from recon_pipelines.engine.strategies.mariadb_join import MariaDbSameDatabase
 from recon_pipelines.spec import parse_spec
+from recon_pipelines.sqlutil import duckdb_connect
 from recon_pipelines_tests.conftest import throwaway_mariadb
 
 COLUMNS = ["id", "kind", "key", "field", "reason", "value_a", "value_b", "difference", "relative_difference", "severity", "detail"]
@@ -323,3 +330,49 @@ def test_two_mariadb_databases_compare_by_canonical_buckets(mariadb_db, mariadb_
     pushed = run_reconciliation(_spec(mariadb_db, mariadb_b, fields=CROSS_FIELDS))
     _check_same_as_local(local, pushed)
     assert _found(pushed) == expected and pushed.pushdown.mode == "canonical_buckets"
+
+
+# --------------------------------------------------------------------------- strategies and recon validate
+
+
+@pytest.mark.mariadb
+@pytest.mark.postgres
+def test_strategies_say_which_runs_and_why_the_others_are_refused(mariadb_db, pg_url, tmp_path, monkeypatch):
+    monkeypatch.setattr(pushdown, "MIN_BUCKETS", 1 << 16)
+    a_rows, b_rows, _ = _dataset(n=150, floats=False)
+    _load(mariadb_db, a_rows, "a")
+    _load(mariadb_db, b_rows, "b")
+    _load(pg_url, b_rows, "b")
+    same, cross = _spec(mariadb_db, mariadb_db), _spec(mariadb_db, pg_url, fields=CROSS_FIELDS)
+
+    join, buckets = MariaDbSameDatabase(), CanonicalBuckets()
+    assert join.refuses(same) is None and buckets.refuses(cross) is None
+    assert buckets.refuses(same) == "both tables are in one MariaDB database"
+    assert join.refuses(cross) == "the tables are in two databases (MariaDB, PostgreSQL)"
+
+    # The strategy leaves __pairs as compare.match does: evaluate then reports the local answer.
+    local = run_reconciliation(_spec(mariadb_db, pg_url, pushdown_on=False, fields=CROSS_FIELDS))
+    con = duckdb_connect()
+    pairing = buckets.pair(cross, con, sides=None)
+    table, fields = evaluate(con, cross, "__pairs")
+    assert pairing.strategy == "canonical_buckets" and pairing.stats == local.match and fields == local.fields
+    assert sorted(map(str, table.column("id").to_pylist())) == sorted(map(str, local.discrepancies.column("id").to_pylist()))
+    assert 0 < pairing.rows_moved["a"] < len(a_rows)  # most records of this small set were changed
+    with pytest.raises(pushdown.NotPushable):
+        join.pair(cross, con)
+
+    specs = {"same.yaml": same, "cross.yaml": cross, "floats.yaml": _spec(mariadb_db, pg_url, fields={"ratio": "exact"}),
+             "tz.yaml": _spec(mariadb_db, mariadb_db, fields={"updated_at": {"compare": "timestamp", "timezone_a": "Europe/Berlin"}})}
+    for file, spec in specs.items():
+        data = spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        (tmp_path / file).write_text(yaml.safe_dump({**data, "name": file.removesuffix(".yaml")}))
+    result = CliRunner().invoke(main, ["validate", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    blocks = {b.split()[0]: b for b in result.output.split("ok  ")[1:]}
+    assert "strategy: mariadb_same_database (both tables are in one MariaDB database)" in blocks["same"]
+    assert "refused: canonical_buckets: both tables are in one MariaDB database" in blocks["same"]
+    assert "strategy: canonical_buckets (the tables are in two databases (MariaDB, PostgreSQL))" in blocks["cross"]
+    assert "refused: mariadb_same_database: the tables are in two databases" in blocks["cross"]
+    assert "strategy: local" in blocks["floats"] and "'ratio'" in blocks["floats"]
+    assert "strategy: local" in blocks["tz"] and "a time zone per side on mariadb is applied locally" in blocks["tz"]
+    assert all(line.startswith(("ok  ", "    strategy: ", "    refused: ")) for line in result.output.splitlines()[:-1])

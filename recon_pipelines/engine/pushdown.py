@@ -243,20 +243,66 @@ def _in_sql(spec: ReconciliationSpec, con) -> PushdownResult:
 
 def pair_in_database(spec: ReconciliationSpec, con, *, want: str | None = None) -> tuple[MatchStats, PushdownStats]:
     """The pairing of two SQL tables where they live (``__pairs`` left on ``con``). ``want``
-    ('same_database' or 'buckets') refuses the other path (NotPushable)."""
+    (a strategy name of ``STRATEGY_MODES``) refuses any other path with NotPushable."""
     sides = _open_sides(spec)
     try:
-        same = same_database(sides["a"], sides["b"])
-        if want is not None and want != ("same_database" if same else "buckets"):
-            raise NotPushable("the two tables are in one database" if same else "the two tables are in different databases")
-        if not same and sides["a"].profile == sides["b"].profile == PROFILES["postgresql"]:
-            encodings = [_server_setting(side, "server_encoding") for side in sides.values()]
-            if encodings[0] != encodings[1]:  # the same bytes could be different text
-                raise NotPushable(f"server encodings differ ({encodings[0]}, {encodings[1]})")
-        return (same_database_pairs if same else bucket_pairs)(spec, sides["a"], sides["b"], con)
+        name, situation = _plan(sides["a"], sides["b"])
+        if want is not None and want != name:
+            raise NotPushable(situation)
+        return (same_database_pairs if STRATEGY_MODES[name] == "same_database" else bucket_pairs)(spec, sides["a"], sides["b"], con)
     finally:
         for side in sides.values():
             side.connector.close()
+
+
+# The SQL push-down strategies, by name: the mode each runs.
+STRATEGY_MODES = {
+    "postgres_same_database": "same_database",
+    "mariadb_same_database": "same_database",
+    "postgres_buckets": "buckets",
+    "canonical_buckets": "canonical_buckets",
+}
+_PRODUCT = {"postgresql": "PostgreSQL", "mariadb": "MariaDB"}
+
+
+def _plan(a: _DbSide, b: _DbSide) -> tuple[str, str]:
+    """The strategy these two opened tables get and the situation in words; NotPushable when
+    none can run (the kinds of field were already checked by ``_check_pairs``)."""
+    if same_database(a, b):
+        return f"{'mariadb' if a.profile.name == 'mariadb' else 'postgres'}_same_database", \
+            f"both tables are in one {_PRODUCT[a.profile.name]} database"
+    if a.profile.name == b.profile.name == "postgresql":
+        encodings = [_server_setting(side, "server_encoding") for side in (a, b)]
+        if encodings[0] != encodings[1]:  # the same bytes could be different text
+            raise NotPushable(f"server encodings differ ({encodings[0]}, {encodings[1]})")
+        return "postgres_buckets", "the tables are in two PostgreSQL databases"
+    _hashing(a, b)
+    return "canonical_buckets", f"the tables are in two databases ({_PRODUCT[a.profile.name]}, {_PRODUCT[b.profile.name]})"
+
+
+def explain(spec: ReconciliationSpec) -> tuple[str, str, dict[str, str]]:
+    """The pairing strategy ``recon run`` uses for a spec, why, and for each other push-down
+    strategy why it is refused (one line each); ``local`` when none runs. Opens the sources
+    (reflection only, no data read)."""
+    names = ["duckdb_files", *STRATEGY_MODES]
+    if not spec.pushdown:
+        return "local", "the spec sets pushdown: false", {n: "the spec sets pushdown: false" for n in names}
+    if spec.source_a.expect or spec.source_b.expect or spec.sample is not None:
+        why = "expectations and sampling read the sources locally"
+        return "local", why, {n: why for n in names}
+    try:
+        if _backend_of(spec) == "duckdb":
+            chosen, situation = "duckdb_files", "both sources are DuckDB files"
+        else:
+            sides = _open_sides(spec)
+            try:
+                chosen, situation = _plan(sides["a"], sides["b"])
+            finally:
+                for side in sides.values():
+                    side.connector.close()
+    except NotPushable as reason:
+        return "local", "no push-down applies", {n: str(reason) for n in names}
+    return chosen, situation, {n: situation for n in names if n != chosen} | {"local": f"{chosen} runs"}
 
 
 def same_database(a: _DbSide, b: _DbSide) -> bool:
