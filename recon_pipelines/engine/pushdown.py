@@ -71,7 +71,7 @@ from recon_pipelines.engine.compare import (
 from recon_pipelines.engine.portable_sql import CANONICAL_GROUPS, MYSQL_FAMILY, exact_text, hex_int, is_blank, record_digest
 from recon_pipelines.redact import redact
 from recon_pipelines.sources.base import SourceError, require_columns
-from recon_pipelines.sources.sql import SqlConnector, normalize_url
+from recon_pipelines.sources.sql import SqlConnector, arrow_type, normalize_url
 from recon_pipelines.spec.models import (
     NumericRule,
     ReconciliationSpec,
@@ -135,6 +135,8 @@ PROFILES = {
         frozenset({"raw"}), False, (10, 3),  # 10.3: CTEs and NO PAD collations
     ),
 }
+# Compile-only (golden SQL tests): the statements these warehouses would run, not run here.
+WAREHOUSE_PROFILES = {name: Profile(name, {}, frozenset({"raw"}), True, ()) for name in ("snowflake", "bigquery", "databricks")}
 _NUMBERS = {"int", "float8", "float4", "numeric"}
 _INSTANTS = {"date", "timestamp", "timestamptz"}
 
@@ -366,6 +368,19 @@ class _DbSide:
         return self.connector.label
 
 
+def declared_side(spec: ReconciliationSpec, side: str, table: sa.Table, profile: Profile, unique: bool = False) -> _DbSide:
+    """A side from a table whose column types are declared, not reflected (no connection):
+    for compiling the statements for another dialect (golden SQL tests)."""
+    schema = pa.schema([(c.name, arrow_type(c.type)) for c in table.columns])
+    columns = side_columns(spec, side)
+
+    def column(name: str) -> _Column:
+        col = table.c[columns[name]]
+        return _Column(name, col, _group(col.type, PROFILES["postgresql"]), schema.field(columns[name]).type)
+
+    return _DbSide(side, None, table, [column(k.name) for k in spec.key], [column(f.name) for f in spec.fields], unique, profile)
+
+
 def _resolved_url(side: _DbSide) -> str:
     return side.connector.engine.url.render_as_string(hide_password=False)
 
@@ -525,9 +540,11 @@ def _eq(x: sa.ColumnElement, y: sa.ColumnElement, group: str, profile: Profile) 
 
 
 def _grouping(col: sa.ColumnElement, group: str, profile: Profile) -> sa.ColumnElement:
-    """A key column to GROUP BY: on MariaDB text in a byte-wise collation, else its own
-    collation would group 'a', 'A' and 'a ' as one key (a duplicate DuckDB does not see)."""
-    return exact_text(col) if group == "text" and profile.name == "mariadb" else col
+    """A key column to GROUP BY: text in a byte-wise collation, else a case-insensitive or
+    trailing-space-insensitive one (MariaDB's usual, a warehouse column's declared one) would
+    group 'a', 'A' and 'a ' as one key, a duplicate DuckDB does not see. PostgreSQL's
+    collations are deterministic (byte-wise equality): its text is grouped as it is."""
+    return exact_text(col) if group == "text" and profile.name != "postgresql" else col
 
 
 def _instant(col: sa.ColumnElement, group: str, zone: str) -> sa.ColumnElement:
@@ -631,6 +648,36 @@ def _run(side: _DbSide, what: str, fn: Callable[[sa.Connection], pa.Table]) -> p
 
 def same_database_pairs(spec: ReconciliationSpec, a: _DbSide, b: _DbSide, con) -> tuple[MatchStats, PushdownStats]:
     """One read-only statement pairs the two tables in their database; leaves ``__pairs``."""
+    keys = [k.name for k in spec.key]
+    names = [f.name for f in spec.fields]
+    statement, schema = same_database_statement(spec, a, b)
+    pushed = PushdownStats(mode="same_database")
+    clock = _Clock(pushed)
+    rows = _run(a, "comparing in the database", lambda conn: _fetch(conn, statement, schema, spec.source_a.chunk_size))
+    clock.lap("database")
+
+    con.register("__pd_result", rows)
+    key_text = _key_text([q(f"k{i}") for i in range(len(keys))])
+    values = [f"{q(f'a{j}')} AS {q('a__' + n)}" for j, n in enumerate(names)] + [f"{q(f'b{j}')} AS {q('b__' + n)}" for j, n in enumerate(names)]
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE __pairs AS
+        SELECT __status, {key_text} AS __key, __count{''.join(', ' + v for v in values)}
+        FROM __pd_result WHERE NOT starts_with(__status, '__')""")
+    counts = dict(con.execute("SELECT __status, sum(__count) FROM __pd_result GROUP BY ALL").fetchall())
+    groups = dict(con.execute("SELECT __status, count(*) FROM __pd_result GROUP BY ALL").fetchall())
+    con.unregister("__pd_result")
+
+    stats = _pair_stats(counts, groups)
+    pushed.result_rows = rows.num_rows
+    pushed.rows_fetched_a = stats.candidate_pairs + stats.only_in_a
+    pushed.rows_fetched_b = stats.candidate_pairs + stats.only_in_b
+    pushed.summary_rows_a = sum(n for s, n in groups.items() if s.endswith("_a") and not s.startswith("only"))
+    pushed.summary_rows_b = sum(n for s, n in groups.items() if s.endswith("_b") and not s.startswith("only"))
+    return stats, pushed
+
+
+def same_database_statement(spec: ReconciliationSpec, a: _DbSide, b: _DbSide) -> tuple[sa.CompoundSelect, pa.Schema]:
+    """The one statement of the same-database path and the Arrow schema of its rows: the
+    candidate pairs and one-sided rows, then key anomalies and counts as aggregate rows."""
     profile = a.profile
     keys = [k.name for k in spec.key]
     names = [f.name for f in spec.fields]
@@ -641,8 +688,11 @@ def same_database_pairs(spec: ReconciliationSpec, a: _DbSide, b: _DbSide, con) -
     def cols(side: str, columns: list[_Column]) -> list[sa.ColumnElement]:
         return [src[side].c[c.column.name] for c in columns]
 
-    def key_groups(side: str) -> list[sa.ColumnElement]:
-        return [_grouping(c, k.group, profile) for c, k in zip(cols(side, sides[side].keys), sides[side].keys)]
+    def grouped_keys(side: str, where: sa.ColumnElement) -> sa.Subquery:
+        """The side's keys as GROUP BY sees them (``_grouping``), as columns k0, k1, ... of a
+        subquery: grouped by plain columns, which every dialect renders alike."""
+        kg = [_grouping(c, k.group, profile) for c, k in zip(cols(side, sides[side].keys), sides[side].keys)]
+        return sa.select(*[c.label(f"k{i}") for i, c in enumerate(kg)]).where(where).subquery(f"keys_{side}")
 
     invalid = {s: _invalid_key(cols(s, sides[s].keys), sides[s].keys) for s in "ab"}
     valid = {s: _not(invalid[s]) for s in "ab"}
@@ -651,9 +701,9 @@ def same_database_pairs(spec: ReconciliationSpec, a: _DbSide, b: _DbSide, con) -
     dup_ctes = {}
     for s in "ab":
         if not sides[s].unique:
-            kc = key_groups(s)
-            dup_ctes[s] = (sa.select(*[c.label(f"k{i}") for i, c in enumerate(kc)], sa.func.count().label("n"))
-                           .where(valid[s]).group_by(*kc).having(sa.func.count() > 1).cte(f"dups_{s}"))
+            kg = grouped_keys(s, valid[s])
+            dup_ctes[s] = (sa.select(*kg.c, sa.func.count().label("n"))
+                           .group_by(*kg.c).having(sa.func.count() > 1).cte(f"dups_{s}"))
     dup_keys = None
     if dup_ctes:
         parts = [sa.select(*[cte.c[f"k{i}"] for i in range(len(keys))]) for cte in dup_ctes.values()]
@@ -706,8 +756,8 @@ def same_database_pairs(spec: ReconciliationSpec, a: _DbSide, b: _DbSide, con) -
             cte = dup_ctes[s]
             parts.append(aggregate(f"duplicate_key_{s}", cte.c.n, [cte.c[f"k{i}"] for i in range(len(keys))]))
         if invalid[s] is not None:
-            kc = key_groups(s)
-            parts.append(aggregate(f"invalid_key_{s}", sa.func.count(), kc).where(invalid[s]).group_by(*kc))
+            kg = grouped_keys(s, invalid[s])
+            parts.append(aggregate(f"invalid_key_{s}", sa.func.count(), list(kg.c)).group_by(*kg.c))
         parts.append(aggregate(f"__rows_{s}", sa.func.count()).select_from(src[s]))
         if dup_keys is not None:
             parts.append(aggregate(f"__dup_excluded_{s}", sa.func.count()).select_from(src[s]).where(valid[s], in_dups(s)))
@@ -719,28 +769,7 @@ def same_database_pairs(spec: ReconciliationSpec, a: _DbSide, b: _DbSide, con) -
         + [(f"a{j}", c.arrow) for j, c in enumerate(a.fields)]
         + [(f"b{j}", c.arrow) for j, c in enumerate(b.fields)]
     )
-    pushed = PushdownStats(mode="same_database")
-    clock = _Clock(pushed)
-    rows = _run(a, "comparing in the database", lambda conn: _fetch(conn, statement, schema, spec.source_a.chunk_size))
-    clock.lap("database")
-
-    con.register("__pd_result", rows)
-    key_text = _key_text([q(f"k{i}") for i in range(len(keys))])
-    values = [f"{q(f'a{j}')} AS {q('a__' + n)}" for j, n in enumerate(names)] + [f"{q(f'b{j}')} AS {q('b__' + n)}" for j, n in enumerate(names)]
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE __pairs AS
-        SELECT __status, {key_text} AS __key, __count{''.join(', ' + v for v in values)}
-        FROM __pd_result WHERE NOT starts_with(__status, '__')""")
-    counts = dict(con.execute("SELECT __status, sum(__count) FROM __pd_result GROUP BY ALL").fetchall())
-    groups = dict(con.execute("SELECT __status, count(*) FROM __pd_result GROUP BY ALL").fetchall())
-    con.unregister("__pd_result")
-
-    stats = _pair_stats(counts, groups)
-    pushed.result_rows = rows.num_rows
-    pushed.rows_fetched_a = stats.candidate_pairs + stats.only_in_a
-    pushed.rows_fetched_b = stats.candidate_pairs + stats.only_in_b
-    pushed.summary_rows_a = sum(n for s, n in groups.items() if s.endswith("_a") and not s.startswith("only"))
-    pushed.summary_rows_b = sum(n for s, n in groups.items() if s.endswith("_b") and not s.startswith("only"))
-    return stats, pushed
+    return statement, schema
 
 
 def _eq_distinct(x: sa.ColumnElement, y: sa.ColumnElement, group: str) -> sa.ColumnElement:
@@ -907,9 +936,11 @@ def summary_statement(spec: ReconciliationSpec, side: _DbSide, kinds: dict, buck
                  .group_by(rows.c.b))
     if not side.unique:  # a bucket holding a duplicated key is never settled by its sums
         zero = sa.literal(0, sa.BigInteger)
-        kg = [_grouping(c, k.group, side.profile) for c, k in zip(kc, side.keys)]
-        dups = (sa.select(bucket.label("b"), zero.label("n"), zero.label("hi"), zero.label("lo"), hashing.flag_true().label("d"))
-                .where(_not(invalid)).group_by(*kg).having(sa.func.count() > 1))
+        kg = [_grouping(c, k.group, side.profile).label(f"k{i}") for i, (c, k) in enumerate(zip(kc, side.keys))]
+        keyed = sa.select(bucket.label("b"), *kg).where(_not(invalid)).subquery("keyed")
+        # grouped by plain columns (every dialect renders them alike); b follows from the key
+        dups = (sa.select(keyed.c.b, zero.label("n"), zero.label("hi"), zero.label("lo"), hashing.flag_true().label("d"))
+                .group_by(*keyed.c).having(sa.func.count() > 1))
         statement = sa.union_all(statement, dups)
     return statement
 
