@@ -44,6 +44,8 @@ from recon_pipelines.instants import WHITESPACE
 MYSQL_FAMILY = ("mysql", "mariadb")
 # Canonical text per type group (pushdown's groups). Floats are deliberately absent.
 CANONICAL_GROUPS = {"int", "numeric", "text", "date", "timestamp", "timestamptz", "bool"}
+# Formatted renderings that can be NULL for a value (PostgreSQL's to_char of 'infinity').
+_MAY_NOT_RENDER = {"date", "timestamp", "timestamptz"}
 
 
 class _Unary(FunctionElement):
@@ -80,7 +82,7 @@ class canonical_text(_Unary):  # noqa: N801
     name = "canonical_text"
 
     def __init__(self, value, group: str):
-        if group not in CANONICAL_GROUPS:
+        if group not in CANONICAL_GROUPS | {"as_text"}:
             raise ValueError(f"no canonical text for {group} values")
         self.group = group
         super().__init__(value)
@@ -99,8 +101,13 @@ class hex_int(FunctionElement):  # noqa: N801
 
 
 def canonical_token(value: sa.ColumnElement, group: str) -> sa.ColumnElement:
-    """32 hex digits for a value, 'N' for NULL: tokens concatenate without ambiguity."""
-    return sa.case((value.is_(None), sa.literal("N")), else_=md5_hex(canonical_text(value, group)))
+    """32 hex digits for a value, 'N' for NULL, and for a value the format cannot render
+    ('infinity') 'X' and the md5 of its plain text: tokens concatenate without ambiguity
+    (none is a prefix of another), and such a value never matches a rendered one."""
+    token = md5_hex(canonical_text(value, group))
+    if group in _MAY_NOT_RENDER:
+        token = sa.func.coalesce(token, sa.func.concat(sa.literal("X"), md5_hex(canonical_text(value, "as_text"))))
+    return sa.case((value.is_(None), sa.literal("N")), else_=token)
 
 
 def record_digest(values: list[tuple[sa.ColumnElement, str]]) -> sa.ColumnElement:
@@ -280,7 +287,7 @@ def _canonical(element, compiler, **kw):
     group = element.group
     if group == "text":
         return v
-    if group == "int":
+    if group in ("int", "as_text"):
         return _render(_AS_TEXT, family, v=v)
     if group == "numeric":
         return _render(_NO_TRAILING_ZEROS, family, v=v, s=_render(_AS_TEXT, family, v=v))
