@@ -63,7 +63,7 @@ def run_reconciliation(spec: ReconciliationSpec, workdir: Path | None = None,
                        warn: Callable[[str], None] | None = None) -> ComparisonResult:
     """``warn`` receives one line per failed ``warn`` expectation (default: the log)."""
     expect = bool(spec.source_a.expect or spec.source_b.expect)
-    if spec.pushdown and not expect and spec.sample is None:  # two PostgreSQL tables: compare in the database, fetch only what differs
+    if spec.pushdown and not expect and spec.sample is None:  # SQL tables (PostgreSQL, MariaDB): compare in the database, fetch only what differs
         from recon_pipelines.engine.pushdown import compare_in_database
 
         result = compare_in_database(spec)

@@ -1,43 +1,50 @@
 """Push-down: compare two SQL tables where they live and move only what differs.
 
 ``run_reconciliation`` tries this first when both sources are ``sql`` sources naming a
-``table`` (not a ``query``) in PostgreSQL, or both in DuckDB files (and the spec does not
-set ``pushdown: false``).
+``table`` (not a ``query``) in PostgreSQL or MariaDB (any pairing), or both in DuckDB files
+(and the spec does not set ``pushdown: false``). ``explain`` says which strategy a spec gets and
+why each other is refused (``recon validate`` prints it); ``engine/strategies/`` holds the
+``PairingStrategy`` face of the MariaDB ones.
 The field rules are *not* pushed down: they stay in DuckDB (``compare.evaluate``), so a
 push-down run reports exactly what the local path reports. What runs in the database is the
 pairing and the equality pre-check:
 
-Same database (the two sources resolve to the same URL)
-    One read-only query full-joins the two tables on the key and returns only the
-    *candidate pairs* (at least one compared column differs, ``IS DISTINCT FROM`` per
-    column, NULL-safe), the one-sided rows, and the key anomalies (NULL or blank keys grouped
-    by key; duplicate keys with their counts, skipped when a primary key or unique index
-    already rules them out), plus the row counts. The rows are loaded into DuckDB in the
-    shape of ``__pairs`` and ``evaluate`` judges them.
+Same database (the two sources resolve to the same URL; PostgreSQL or MariaDB)
+    One read-only query joins the two tables on the key and returns only the *candidate
+    pairs* (at least one compared column differs, ``IS DISTINCT FROM`` / MariaDB's ``<=>`` per
+    column, NULL-safe, text byte-wise: ``portable_sql.exact_text``), the one-sided rows, and the
+    key anomalies (NULL or blank keys grouped by key; duplicate keys with their counts, skipped
+    when a primary key or unique index already rules them out), plus the row counts. MariaDB
+    has no FULL JOIN: a left join, then B's rows without a partner. The rows are loaded into
+    DuckDB in the shape of ``__pairs`` and ``evaluate`` judges them.
 
 Different databases
     One read-only query per side computes, per bucket of a hash of the key, the row count,
     the sum of a 64-bit hash of each record and whether the bucket holds a row a hash cannot
-    settle (an invalid or duplicate key, a null that ``both_null: differ`` reports). The
-    record's hash combines PostgreSQL's own hash function for each column's type (those of
-    hash partitioning, seeded per column): equal under the type's ``=`` means equal hashes,
-    the equality the same-database path uses, and it costs a third of hashing a text
+    settle (an invalid or duplicate key, a null that ``both_null: differ`` reports).
+    Two PostgreSQL servers hash with PostgreSQL's own hash function for each column's type
+    (those of hash partitioning, seeded per column): equal under the type's ``=`` means equal
+    hashes, the equality the same-database path uses, and it costs a third of hashing a text
     rendering of the record (``ROW(...)::text``: 27 s against 8.5 s for 10 million rows here).
+    Any other pair (MariaDB with PostgreSQL, two MariaDB servers) hashes the md5 of each value's
+    canonical text (``portable_sql``), the same digits on both DBMSs.
     Buckets whose summaries agree hold identical records and are only counted; the rows of
-    the other buckets are fetched from each side (``WHERE bucket IN (...)``, a constant list
-    PostgreSQL hashes) and compared with the regular local ``match``/``evaluate``.
+    the other buckets are fetched from each side (``WHERE bucket IN (...)``) and compared with
+    the regular local ``match``/``evaluate``.
 
 DuckDB files (``duckdb:///path`` on both sides)
     Attached read-only to the engine's connection; ``match``/``evaluate`` run on the tables
     in place, nothing is copied.
 
-Equality in the database must imply equality in DuckDB (after the SQL connector's type
-conversion), so push-down only takes fields whose types are understood on both sides (see
-``_GROUPS``): anything else, mapping tables (``key_mapping``), declared ``columns:`` and
-rules that have to parse text (a numeric or timestamp rule on a text column) fall back to the
-local path, with the reason logged. Equal summaries imply equal records; the converse need
-not hold: two servers whose hash functions differ (another architecture, say) only make more
-buckets differ, a cost, never a wrong answer.
+Soundness: equality in the database must imply equality in DuckDB (after the SQL connector's
+type conversion), so push-down only takes fields whose types are understood on both sides (a
+``Profile``'s groups): anything else, mapping tables (``key_mapping``), declared ``columns:``
+and rules that have to parse text (a numeric or timestamp rule on a text column) fall back to
+the local path, with the reason logged; so do the field kinds a database cannot pre-check
+(MariaDB: per-side zones and unit scales) and, across two kinds of database, floats (no
+canonical text). Equal summaries imply equal records; the converse need not hold: two servers
+whose hash functions or renderings differ (another architecture, a DBMS printing a value
+another way) only make more buckets differ, a cost, never a wrong answer.
 
 Every statement is a ``SELECT`` in a ``READ ONLY`` transaction, built with SQLAlchemy
 constructs (identifiers quoted, values bound), on the SQL connector's read-only engine

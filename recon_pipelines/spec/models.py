@@ -117,7 +117,7 @@ class ReconciliationSpec(StrictModel):
         None, description="Compare a deterministic sample of keys (fraction or rows, and a seed) instead of every record.")
     # Push-down (engine/pushdown.py): two SQL tables are compared inside their database(s) and
     # only what differs is fetched; false always reads both sides whole and compares locally.
-    pushdown: bool = Field(True, description="Compare two PostgreSQL tables in the database when possible.")
+    pushdown: bool = Field(True, description="Compare two PostgreSQL or MariaDB tables in their database(s) when possible.")
 
     @field_validator("propagation_lag", "max_runtime", mode="before")
     @classmethod
