@@ -15,19 +15,19 @@ tests), Snowflake, BigQuery and Databricks.
     of ``instants.WHITESPACE``. MariaDB's ``TRIM`` strips one string, not a set of
     characters, so there every whitespace character is removed and the rest compared, byte
     for byte, with ``''``.
-``canonical_token``
-    A value as 32 hex digits (md5 of its canonical text) or ``'N'`` for NULL, the same on
-    every database: integers in decimal; decimals without trailing fractional zeros
-    (``1.50`` and ``1.5`` alike, as the connector's decimal128 holds them); text as its
-    UTF-8 bytes; dates ``YYYY-MM-DD``; naive timestamps ISO at microseconds; instants the same
+``record_digest``
+    md5 of a record's values, each as its canonical text prefixed by its length in
+    characters (``'N'`` for NULL), the same on every database: integers in decimal;
+    decimals without trailing fractional zeros (``1.50`` and ``1.5`` alike, as the
+    connector's decimal128 holds them); text as its UTF-8 bytes; dates ``YYYY-MM-DD``; naive timestamps ISO at microseconds; instants the same
     in UTC; booleans ``1``/``0``. Floats have no such rendering here (MariaDB prints fewer
     digits than a double needs, so two doubles could print alike): they are refused.
 ``hex_int``
     Eight hex digits of an md5 as a non-negative integer.
 
 Soundness of the bucket summaries built from these (``pushdown.bucket_pairs``):
-equal tokens imply equal canonical texts (an md5 collision aside), and equal canonical texts
-imply equal values after the connector's conversion (a decimal's text without trailing zeros
+equal digests imply equal encodings (an md5 collision aside), so equal canonical texts,
+and equal canonical texts imply equal values after the connector's conversion (a decimal's text without trailing zeros
 *is* its value; text is compared as bytes; a timestamp's text carries every microsecond). The
 converse need not hold: a canonicalisation that differs between servers (a DBMS printing a
 value another way) only makes more buckets differ, which costs a fetch, never an answer.
@@ -74,8 +74,16 @@ class md5_hex(_Unary):  # noqa: N801
     name = "md5_hex"
 
 
+class text_length(_Unary):  # noqa: N801
+    """Characters (not bytes) of a text: the same count on every database."""
+
+    inherit_cache = True
+    type = sa.Integer()
+    name = "text_length"
+
+
 class canonical_text(_Unary):  # noqa: N801
-    """Only within ``canonical_token``: ``group`` says how the value is rendered."""
+    """Only within ``record_digest``: ``group`` says how the value is rendered."""
 
     inherit_cache = False  # ``group`` is not part of SQLAlchemy's cache key: never cache
     type = sa.Text()
@@ -100,20 +108,22 @@ class hex_int(FunctionElement):  # noqa: N801
         super().__init__(digest)
 
 
-def canonical_token(value: sa.ColumnElement, group: str) -> sa.ColumnElement:
-    """32 hex digits for a value, 'N' for NULL, and for a value the format cannot render
-    ('infinity') 'X' and the md5 of its plain text: tokens concatenate without ambiguity
-    (none is a prefix of another), and such a value never matches a rendered one."""
-    token = md5_hex(canonical_text(value, group))
+def canonical_field(value: sa.ColumnElement, group: str) -> sa.ColumnElement:
+    """A value's canonical text, length-prefixed (``5:1.25``), or 'N' for NULL: fields so
+    encoded concatenate without ambiguity (none is a prefix of another's encoding). A value its
+    format cannot render (PostgreSQL's to_char of 'infinity') is 'X' and its plain text, which
+    no rendered date or timestamp (digits first) can equal."""
+    text = canonical_text(value, group)
     if group in _MAY_NOT_RENDER:
-        token = sa.func.coalesce(token, sa.func.concat(sa.literal("X"), md5_hex(canonical_text(value, "as_text"))))
-    return sa.case((value.is_(None), sa.literal("N")), else_=token)
+        text = sa.func.coalesce(text, sa.func.concat(sa.literal("X"), canonical_text(value, "as_text")))
+    encoded = sa.func.concat(canonical_text(text_length(text), "int"), sa.literal(":"), text)
+    return sa.case((value.is_(None), sa.literal("N")), else_=encoded)
 
 
 def record_digest(values: list[tuple[sa.ColumnElement, str]]) -> sa.ColumnElement:
-    """md5 of the concatenated tokens of (value, group) pairs, in order."""
-    tokens = [canonical_token(v, g) for v, g in values]
-    return md5_hex(sa.func.concat(*tokens) if len(tokens) > 1 else tokens[0])
+    """md5 of the encoded (value, group) pairs, in order: one md5 per record."""
+    fields = [canonical_field(v, g) for v, g in values]
+    return md5_hex(sa.func.concat(*fields) if len(fields) > 1 else fields[0])
 
 
 # --------------------------------------------------------------------------- exact_text
@@ -177,7 +187,18 @@ def _blank_mysql(element, compiler, **kw):
     return f"({text} = '')"
 
 
-# --------------------------------------------------------------------------- md5_hex, hex_int
+# --------------------------------------------------------------------------- md5_hex, hex_int, text_length
+
+
+@compiles(text_length)
+def _length(element, compiler, **kw):
+    return f"char_length({compiler.process(element.arg, **kw)})"
+
+
+@compiles(text_length, "snowflake")
+def _length_snowflake(element, compiler, **kw):
+    return f"LENGTH({compiler.process(element.arg, **kw)})"
+
 
 
 @compiles(md5_hex)
@@ -285,8 +306,8 @@ def _canonical(element, compiler, **kw):
     family = family if family in _AS_TEXT else "postgresql"
     v = compiler.process(element.arg, **kw)
     group = element.group
-    if group == "text":
-        return v
+    if group == "text":  # MariaDB: in utf8mb4, whatever the column's character set
+        return f"CONVERT({v} USING utf8mb4)" if family == "mysql" else v
     if group in ("int", "as_text"):
         return _render(_AS_TEXT, family, v=v)
     if group == "numeric":
