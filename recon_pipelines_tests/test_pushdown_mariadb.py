@@ -376,3 +376,31 @@ def test_strategies_say_which_runs_and_why_the_others_are_refused(mariadb_db, pg
     assert "strategy: local" in blocks["floats"] and "'ratio'" in blocks["floats"]
     assert "strategy: local" in blocks["tz"] and "a time zone per side on mariadb is applied locally" in blocks["tz"]
     assert all(line.startswith(("ok  ", "    strategy: ", "    refused: ")) for line in result.output.splitlines()[:-1])
+
+
+@pytest.mark.mariadb
+def test_push_down_statements_run_in_a_read_only_transaction_on_mariadb(mariadb_db):
+    """pushdown._run opens MariaDB transactions with START TRANSACTION READ ONLY on the
+    connector's read-only engine: a write there fails, naming the source, and changes nothing."""
+    from types import SimpleNamespace
+
+    from recon_pipelines.sources.base import SourceError
+    from recon_pipelines.sources.sql import SqlConnector
+    from recon_pipelines.spec.models import SqlSource
+
+    engine = sa.create_engine(mariadb_db)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE victim (id int)"))
+    connector = SqlConnector(SqlSource(type="sql", name="crm", url=mariadb_db, table="victim"))
+    side = SimpleNamespace(connector=connector, label=connector.label, profile=pushdown.PROFILES["mariadb"])
+    try:
+        with pytest.raises(SourceError, match="crm .*READ ONLY transaction"):
+            pushdown._run(side, "summary", lambda conn: conn.execute(sa.text("INSERT INTO victim VALUES (1)")))
+        in_transaction = pushdown._run(side, "summary", lambda conn: conn.execute(sa.text(
+            "SELECT @@in_transaction, @@max_statement_time")).one())
+    finally:
+        connector.close()
+    assert in_transaction[0] == 1 and float(in_transaction[1]) == pytest.approx(600.0)  # the source's default timeout
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM victim")).scalar() == 0
+    engine.dispose()
