@@ -121,7 +121,11 @@ def _strategy_lines(spec) -> list[str]:
         chosen, why, refused = explain(spec)
     except Exception as exc:  # noqa: BLE001 - validate reports, it does not stop on a source it cannot open
         return [f"strategy: local (push-down not checked: {one_line(exc)})"]
-    return [f"strategy: {chosen} ({why})"] + [f"refused: {name}: {reason}" for name, reason in refused.items() if name != "local"]
+    by_reason: dict[str, list[str]] = {}  # strategies refused for the same reason share a line
+    for name, reason in refused.items():
+        if name != "local":
+            by_reason.setdefault(reason, []).append(name)
+    return [f"strategy: {chosen} ({why})"] + [f"refused: {', '.join(names)}: {reason}" for reason, names in by_reason.items()]
 
 
 def _default_spec_dir() -> Path:

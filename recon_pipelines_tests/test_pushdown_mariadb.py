@@ -370,9 +370,10 @@ def test_strategies_say_which_runs_and_why_the_others_are_refused(mariadb_db, pg
     assert result.exit_code == 0, result.output
     blocks = {b.split()[0]: b for b in result.output.split("ok  ")[1:]}
     assert "strategy: mariadb_same_database (both tables are in one MariaDB database)" in blocks["same"]
-    assert "refused: canonical_buckets: both tables are in one MariaDB database" in blocks["same"]
+    assert ("refused: duckdb_files, postgres_same_database, postgres_buckets, canonical_buckets: "
+            "both tables are in one MariaDB database") in blocks["same"]
     assert "strategy: canonical_buckets (the tables are in two databases (MariaDB, PostgreSQL))" in blocks["cross"]
-    assert "refused: mariadb_same_database: the tables are in two databases" in blocks["cross"]
+    assert "mariadb_same_database, postgres_buckets: the tables are in two databases" in blocks["cross"]
     assert "strategy: local" in blocks["floats"] and "'ratio'" in blocks["floats"]
     assert "strategy: local" in blocks["tz"] and "a time zone per side on mariadb is applied locally" in blocks["tz"]
     assert all(line.startswith(("ok  ", "    strategy: ", "    refused: ")) for line in result.output.splitlines()[:-1])
