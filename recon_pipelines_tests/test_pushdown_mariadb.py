@@ -405,3 +405,22 @@ def test_push_down_statements_run_in_a_read_only_transaction_on_mariadb(mariadb_
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM victim")).scalar() == 0
     engine.dispose()
+
+
+@pytest.mark.mariadb
+def test_keys_in_two_different_collations_are_joined_byte_wise(mariadb_db):
+    """A's key in utf8mb4_general_ci, B's in utf8mb4_unicode_ci (MariaDB refuses to compare the
+    two directly), B's with trailing spaces and another case: joined byte-wise, as locally."""
+    engine = sa.create_engine(mariadb_db)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE crm_accounts (id varchar(20) COLLATE utf8mb4_general_ci, qty int)"))
+        conn.execute(sa.text("CREATE TABLE billing_accounts (account_id varchar(20) COLLATE utf8mb4_unicode_ci, qty int)"))
+        conn.execute(sa.text("INSERT INTO crm_accounts VALUES ('a', 1), ('b', 2), ('c', 3), ('stra\u00dfe', 4)"))
+        conn.execute(sa.text("INSERT INTO billing_accounts VALUES ('a', 1), ('B', 2), ('c ', 3), ('strasse', 4)"))
+    engine.dispose()
+    fields = {"qty": "exact"}
+    local = run_reconciliation(_spec(mariadb_db, mariadb_db, pushdown_on=False, fields=fields))
+    pushed = run_reconciliation(_spec(mariadb_db, mariadb_db, fields=fields))
+    _check_same_as_local(local, pushed)
+    assert _found(pushed) == {("only_in_a", "b", None), ("only_in_a", "c", None), ("only_in_a", "stra\u00dfe", None),
+                              ("only_in_b", "B", None), ("only_in_b", "c ", None), ("only_in_b", "strasse", None)}

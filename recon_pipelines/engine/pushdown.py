@@ -358,6 +358,7 @@ class _Column:
     column: sa.ColumnElement  # the table's column
     group: str
     arrow: pa.DataType
+    collation: str | None = None  # MariaDB text: the column's collation (information_schema)
 
 
 @dataclass
@@ -426,13 +427,14 @@ def _open_side(spec: ReconciliationSpec, side: str, source: SqlSource) -> _DbSid
         schema = connector.schema()
         require_columns(schema, list(dict.fromkeys(columns.values())), connector.label)
         table = connector.selectable()
+        collations = _collations(connector, table) if profile.name == "mariadb" else {}
 
         def column(name: str) -> _Column:
             col = table.c[columns[name]]
             group = _group(col.type, profile)
             if group is None:
                 raise NotPushable(f"{connector.label}: column {columns[name]!r} has type {col.type}, not compared in the database")
-            return _Column(name, col, group, schema.field(columns[name]).type)
+            return _Column(name, col, group, schema.field(columns[name]).type, collations.get(columns[name]))
 
         keys = [column(k.name) for k in spec.key]
         fields = [column(f.name) for f in spec.fields]
@@ -449,6 +451,16 @@ def _open_side(spec: ReconciliationSpec, side: str, source: SqlSource) -> _DbSid
     except BaseException:
         connector.close()
         raise
+
+
+def _collations(connector: SqlConnector, table: sa.Table) -> dict[str, str]:
+    """MariaDB: each text column's collation (NULL for other types)."""
+    with connector.engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT COLUMN_NAME, COLLATION_NAME FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = coalesce(:schema, DATABASE()) AND TABLE_NAME = :name"),
+            {"schema": table.schema, "name": table.name}).fetchall()
+    return {name: collation for name, collation in rows if collation}
 
 
 def _group(sa_type, profile: Profile) -> str | None:
@@ -536,13 +548,16 @@ def _not(condition: sa.ColumnElement | None) -> sa.ColumnElement:
     return sa.true() if condition is None else sa.not_(condition)
 
 
-def _eq(x: sa.ColumnElement, y: sa.ColumnElement, group: str, profile: Profile) -> sa.ColumnElement:
-    """Keys equal as DuckDB compares them. On MariaDB NULL-safe (``<=>``), and text also in the
-    column's own collation first: that coarser equality can use an index, the byte-wise one
-    (``exact_text``) then decides."""
+def _eq(x: sa.ColumnElement, y: sa.ColumnElement, group: str, profile: Profile, coarse: bool = False) -> sa.ColumnElement:
+    """Keys equal as DuckDB compares them. On MariaDB NULL-safe (``<=>``); text byte-wise
+    (``exact_text``), and with ``coarse`` (both columns in one collation) also in that collation
+    first: that equality can use an index, and byte-wise equal texts are equal in any collation.
+    Two different collations are never compared directly (MariaDB refuses the mix)."""
     if profile.name == "mariadb":
-        same = x.is_not_distinct_from(y)
-        return sa.and_(same, exact_text(x).is_not_distinct_from(exact_text(y))) if group == "text" else same
+        if group != "text":
+            return x.is_not_distinct_from(y)
+        exact = exact_text(x).is_not_distinct_from(exact_text(y))
+        return sa.and_(x.is_not_distinct_from(y), exact) if coarse else exact
     return exact_text(x) == exact_text(y) if group == "text" else x == y
 
 
@@ -739,7 +754,8 @@ def same_database_statement(spec: ReconciliationSpec, a: _DbSide, b: _DbSide) ->
         differs.append(_eq_distinct(left, right, ca.group if kind == "raw" else ""))
     strict = _strict(spec, fx, a.fields) + _strict(spec, fy, b.fields)
     a_missing, b_missing = x.c.k0.is_(None), y.c.k0.is_(None)
-    on = sa.and_(*[_eq(x.c[f"k{i}"], y.c[f"k{i}"], k.group, profile) for i, k in enumerate(a.keys)])
+    on = sa.and_(*[_eq(x.c[f"k{i}"], y.c[f"k{i}"], ka.group, profile, coarse=ka.collation is not None and ka.collation == kb.collation)
+                   for i, (ka, kb) in enumerate(zip(a.keys, b.keys))])
     columns = [
         sa.case((a_missing, "only_in_b"), (b_missing, "only_in_a"), else_="pair").label("__status"),
         sa.literal(1, sa.BigInteger).label("__count"),
