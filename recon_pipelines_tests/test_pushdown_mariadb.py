@@ -424,3 +424,44 @@ def test_keys_in_two_different_collations_are_joined_byte_wise(mariadb_db):
     _check_same_as_local(local, pushed)
     assert _found(pushed) == {("only_in_a", "b", None), ("only_in_a", "c", None), ("only_in_a", "stra\u00dfe", None),
                               ("only_in_b", "B", None), ("only_in_b", "c ", None), ("only_in_b", "strasse", None)}
+
+
+@pytest.mark.mariadb
+@pytest.mark.postgres
+def test_composite_integer_keys_on_mariadb_and_across_to_postgresql(mariadb_db, pg_url):
+    """(region, no) with a primary key on MariaDB (duplicates ruled out there, not grouped),
+    none on PostgreSQL; timestamps a microsecond apart and decimals at two scales."""
+    t0 = datetime(2025, 6, 1)
+    a = [(r, n, Decimal(n) / 4, t0 + timedelta(minutes=n)) for r in (1, 2) for n in range(150)]
+    b = [(r, n, t + Decimal("0.5") if n % 40 == 3 else t, p + timedelta(microseconds=1) if n % 60 == 5 else p)
+         for r, n, t, p in a if n % 50 != 7]
+    b_pg = b + [(1, 1, Decimal("0.25"), t0 + timedelta(minutes=1))]  # (1, 1) twice in PostgreSQL
+    for url, name, rows, stamp, scale, primary in ((mariadb_db, "orders_a", a, mysql.DATETIME(fsp=6), 2, True),
+                                                   (mariadb_db, "orders_b", b, mysql.DATETIME(fsp=6), 4, True),
+                                                   (pg_url, "orders_b", b_pg, sa.DateTime(), 4, False)):
+        engine = sa.create_engine(url)
+        table = sa.Table(name, sa.MetaData(), sa.Column("region", sa.Integer, nullable=not primary),
+                         sa.Column("no", sa.BigInteger, nullable=not primary), sa.Column("total", sa.Numeric(10, scale)),
+                         sa.Column("placed", stamp), *([sa.PrimaryKeyConstraint("region", "no")] if primary else []))
+        with engine.begin() as conn:
+            table.create(conn)
+            conn.execute(table.insert(), [dict(zip(("region", "no", "total", "placed"), r)) for r in rows])
+        engine.dispose()
+
+    def spec(url_b: str, pushdown_on: bool = True):
+        return parse_spec({
+            "name": "orders", "pushdown": pushdown_on, "key": ["region", "no"],
+            "source_a": {"type": "sql", "url": mariadb_db, "table": "orders_a"},
+            "source_b": {"type": "sql", "url": url_b, "table": "orders_b"},
+            "fields": {"total": {"compare": "numeric", "abs_tol": 0.01}, "placed": "exact"},
+        })
+
+    for url_b, mode in ((mariadb_db, "same_database"), (pg_url, "canonical_buckets")):
+        local = run_reconciliation(spec(url_b, pushdown_on=False))
+        pushed = run_reconciliation(spec(url_b))
+        _check_same_as_local(local, pushed)
+        assert pushed.pushdown.mode == mode
+        found = _found(local)
+        assert ("only_in_a", "[\"1\",\"7\"]", None) in found and ("field_mismatch", "[\"2\",\"5\"]", "placed") in found
+        assert ("field_mismatch", "[\"1\",\"3\"]", "total") in found
+    assert ("duplicate_key_b", "[\"1\",\"1\"]", None) in found
