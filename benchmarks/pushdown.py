@@ -18,6 +18,17 @@ subprocess (so its peak RSS is its own), best of ``--repeat`` runs:
     local          ``pushdown: false``: both tables read whole through the SQL connector
                    (snapshots), compared locally; what the project did before push-down
 
+MariaDB (``--cases mariadb_same_database,mariadb_postgres,mariadb_postgres_local``, server
+from ``--mariadb-url``): A and B loaded with LOAD DATA into a MariaDB database
+``recon_bench_pushdown_<rows>_<drift>_maria`` (utf8mb4_general_ci, primary key on ``id``)
+and B again into a PostgreSQL database ``..._mpg``; amounts as DECIMAL(18,4)/numeric(18,4)
+and ``is_paying`` as a small integer on both (MariaDB has no boolean, and floats have no
+canonical text, see engine/portable_sql.py):
+
+    mariadb_same_database   A and B in the one MariaDB database: joined there
+    mariadb_postgres        A in MariaDB, B in PostgreSQL: canonical bucket summaries
+    mariadb_postgres_local  the same pair with ``pushdown: false``
+
 Each case's discrepancy set (kind, key, field) is checked against the generator's ground
 truth, and the rows that crossed the wire are counted: table records fetched per side and
 aggregate rows (bucket summaries, counts). The databases are dropped at the end unless
@@ -46,6 +57,15 @@ from benchmarks import generate as gen  # numpy + pyarrow only
 COMMAND = ".venv/bin/python -m benchmarks.pushdown --sizes 1e6,1e7 --repeat 3"
 DEFAULT_PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 CASES = ("same_database", "two_databases", "local")
+MARIADB_CASES = ("mariadb_same_database", "mariadb_postgres", "mariadb_postgres_local")
+DEFAULT_MARIADB_URL = "mysql+pymysql://root@127.0.0.1:3306"
+MARIADB_DDL = """CREATE TABLE {table} (id bigint, email varchar(255), plan varchar(64), status varchar(64),
+    amount decimal(18,4), balance decimal(18,4), updated_at datetime(6), country varchar(64), is_paying smallint)"""
+PG_DECIMAL_DDL = """CREATE TABLE {table} (id bigint, email text, plan text, status text, amount numeric(18,4),
+    balance numeric(18,4), updated_at timestamp, country text, is_paying smallint)"""
+# DuckDB's view of a generated side with MariaDB's types (booleans as 0/1)
+AS_DECIMALS = """SELECT id, email, plan, status, amount::DECIMAL(18,4) AS amount, balance::DECIMAL(18,4) AS balance,
+    updated_at, country, is_paying::SMALLINT AS is_paying FROM read_parquet({path})"""
 DDL = """CREATE TABLE {table} (id bigint, email text, plan text, status text, amount double precision,
     balance double precision, updated_at timestamp, country text, is_paying boolean)"""
 
@@ -115,7 +135,7 @@ def prepare(admin_url: str, truth: dict, log=print) -> tuple[str, str, dict]:
     return _url(admin_url, one), _url(admin_url, two), timings
 
 
-def _copy_in(url: str, table: str, parquet: Path) -> int:
+def _copy_in(url: str, table: str, parquet: Path, ddl: str = DDL, select: str = "SELECT * FROM read_parquet({path})") -> int:
     """COPY one Parquet side into a new table (CSV rendered by DuckDB, streamed from a temp file)."""
     import duckdb
 
@@ -125,11 +145,11 @@ def _copy_in(url: str, table: str, parquet: Path) -> int:
     with tempfile.TemporaryDirectory(prefix="pushdown-bench-") as tmp:
         csv = Path(tmp) / f"{table}.csv"
         with duckdb.connect() as con:
-            con.execute(f"COPY (SELECT * FROM read_parquet({sql_literal(str(parquet))})) TO {sql_literal(str(csv))} (HEADER false)")
+            con.execute(f"COPY ({select.format(path=sql_literal(str(parquet)))}) TO {sql_literal(str(csv))} (HEADER false)")
         raw = engine.raw_connection()
         try:
             cur = raw.cursor()
-            cur.execute(DDL.format(table=table))
+            cur.execute(ddl.format(table=table))
             with csv.open(encoding="utf-8") as handle:
                 cur.copy_expert(f"COPY {table} FROM STDIN (FORMAT csv)", handle)
             cur.execute(f"ALTER TABLE {table} ADD PRIMARY KEY (id)")
@@ -146,6 +166,64 @@ def _copy_in(url: str, table: str, parquet: Path) -> int:
 def cleanup(admin_url: str, rows: int, drift: str) -> None:
     for name in database_names(rows, drift):
         _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def mariadb_names(rows: int, drift: str) -> tuple[str, str]:
+    base = f"recon_bench_pushdown_{rows}_{drift}"
+    return f"{base}_maria", f"{base}_mpg"
+
+
+def prepare_mariadb(maria_url: str, pg_admin_url: str, truth: dict, log=print) -> tuple[str, str, dict]:
+    """A and B in one MariaDB database, B again in a PostgreSQL database (decimal amounts)."""
+    import duckdb
+    import sqlalchemy as sa
+
+    from recon_pipelines.sqlutil import sql_literal
+
+    maria, mpg = mariadb_names(truth["rows_a"], truth["params"]["drift"])
+    admin = sa.create_engine(maria_url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{maria}`"))
+        conn.execute(sa.text(f"CREATE DATABASE `{maria}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"))
+    admin.dispose()
+    maria_db = f"{maria_url.rstrip('/')}/{maria}"
+    _admin(pg_admin_url, f'DROP DATABASE IF EXISTS "{mpg}" WITH (FORCE)')
+    _admin(pg_admin_url, f'CREATE DATABASE "{mpg}"')
+    directory, timings = Path(truth["dir"]), {}
+    engine = sa.create_engine(maria_db, connect_args={"local_infile": True})
+    with tempfile.TemporaryDirectory(prefix="pushdown-bench-") as tmp:
+        for table in ("a", "b"):
+            started = time.perf_counter()
+            csv = Path(tmp) / f"{table}.csv"
+            with duckdb.connect() as con:
+                select = AS_DECIMALS.format(path=sql_literal(str(directory / f"{table}.parquet")))
+                con.execute(f"COPY ({select}) TO {sql_literal(str(csv))} (HEADER false, NULLSTR 'NULL', "
+                            "FORCE_QUOTE (email, plan, status, country))")
+            with engine.begin() as conn:
+                conn.execute(sa.text(MARIADB_DDL.format(table=table)))
+                conn.exec_driver_sql(f"LOAD DATA LOCAL INFILE {sql_literal(str(csv))} INTO TABLE {table} CHARACTER SET utf8mb4 "
+                                     "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' LINES TERMINATED BY '\\n'")
+                conn.execute(sa.text(f"ALTER TABLE {table} ADD PRIMARY KEY (id)"))
+                conn.execute(sa.text(f"ANALYZE TABLE {table}"))
+            timings[f"load maria {table}"] = time.perf_counter() - started
+            log(f"  loaded {table} into MariaDB {maria} in {timings[f'load maria {table}']:.1f} s")
+    engine.dispose()
+    started = time.perf_counter()
+    _copy_in(_url(pg_admin_url, mpg), "b", directory / "b.parquet", ddl=PG_DECIMAL_DDL, select=AS_DECIMALS)
+    timings["load postgres b"] = time.perf_counter() - started
+    log(f"  loaded b into PostgreSQL {mpg} in {timings['load postgres b']:.1f} s")
+    return maria_db, _url(pg_admin_url, mpg), timings
+
+
+def cleanup_mariadb(maria_url: str, pg_admin_url: str, rows: int, drift: str) -> None:
+    import sqlalchemy as sa
+
+    maria, mpg = mariadb_names(rows, drift)
+    admin = sa.create_engine(maria_url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{maria}`"))
+    admin.dispose()
+    _admin(pg_admin_url, f'DROP DATABASE IF EXISTS "{mpg}" WITH (FORCE)')
 
 
 # --------------------------------------------------------------------------- one case (in its own process)
@@ -165,12 +243,24 @@ def build_spec(url_a: str, url_b: str, pushdown: bool):
     })
 
 
+# Each case: (A's database, B's database, push-down on, the mode push-down must take)
+CASE_SETUP = {
+    "same_database": ("one", "one", True, "same_database"),
+    "two_databases": ("one", "two", True, "buckets"),
+    "local": ("one", "one", False, None),
+    "mariadb_same_database": ("one", "one", True, "same_database"),
+    "mariadb_postgres": ("one", "two", True, "canonical_buckets"),
+    "mariadb_postgres_local": ("one", "two", False, None),
+}
+
+
 def run_case(name: str, url_one: str, url_two: str, truth_dir: str) -> dict:
     from recon_pipelines.engine.pushdown import PushdownResult
     from recon_pipelines.runner import run_reconciliation
 
-    url_b = url_two if name == "two_databases" else url_one
-    spec = build_spec(url_one, url_b, pushdown=name != "local")
+    where_a, where_b, pushdown_on, mode = CASE_SETUP[name]
+    urls = {"one": url_one, "two": url_two}
+    spec = build_spec(urls[where_a], urls[where_b], pushdown=pushdown_on)
     started = time.perf_counter()
     result = run_reconciliation(spec)
     seconds = time.perf_counter() - started
@@ -188,14 +278,14 @@ def run_case(name: str, url_one: str, url_two: str, truth_dir: str) -> dict:
     }
     if isinstance(result, PushdownResult):
         p = result.pushdown
-        if (name == "same_database") != (p.mode == "same_database"):
+        if p.mode != mode:
             raise RuntimeError(f"{name}: push-down took the {p.mode} path")
         received = p.result_rows if p.mode == "same_database" else p.rows_fetched + p.summary_rows_a + p.summary_rows_b
         out.update(mode=p.mode, records_a=p.rows_fetched_a, records_b=p.rows_fetched_b, rows_received=received,
                    aggregate_rows=p.summary_rows_a + p.summary_rows_b, buckets=p.buckets,
                    differing_buckets=p.differing_buckets, phases=p.seconds)
     else:  # the local path reads both tables whole
-        if name != "local":
+        if mode is not None:
             raise RuntimeError(f"{name}: push-down did not run (see the log)")
         out.update(mode="local", records_a=m.rows_a, records_b=m.rows_b, rows_received=m.rows_a + m.rows_b, aggregate_rows=0)
     return out
@@ -260,8 +350,8 @@ def _table(rows: int, results: list[dict]) -> str:
             notes.append(f"same_database: {r['candidate_pairs']:,} candidate pairs came back, {r['pairs_with_a_discrepancy']:,} "
                          f"of them with a discrepancy and {r['candidate_pairs'] - r['pairs_with_a_discrepancy']:,} within "
                          f"tolerance; phases {r['phases']}")
-        elif r["mode"] == "buckets":
-            notes.append(f"two_databases: {r['differing_buckets']:,} of {r['buckets']:,} buckets differed; phases {r['phases']}")
+        elif r["mode"] in ("buckets", "canonical_buckets"):
+            notes.append(f"{r['case']}: {r['differing_buckets']:,} of {r['buckets']:,} buckets differed; phases {r['phases']}")
     return "\n".join(lines + [""] + [f"- {n}" for n in notes])
 
 
@@ -276,12 +366,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from {', '.join(CASES)}")
     parser.add_argument("--pg-url", default=os.environ.get("RECON_TEST_PG_URL", DEFAULT_PG_URL),
                         help="a database on the server to use (the benchmark creates and drops its own)")
+    parser.add_argument("--mariadb-url", default=os.environ.get("RECON_TEST_MARIADB_URL", DEFAULT_MARIADB_URL),
+                        help="the MariaDB server for the mariadb_* cases (the benchmark creates and drops its own database)")
     parser.add_argument("--keep", action="store_true", help="keep the loaded databases (and reuse them next time)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per case run")
     args = parser.parse_args(argv)
     drift = "sparse" if args.sparse else "default"
     cases = [c for c in args.cases.split(",") if c]
-    unknown = set(cases) - set(CASES)
+    unknown = set(cases) - set(CASES) - set(MARIADB_CASES)
+    if set(cases) & set(CASES) and set(cases) & set(MARIADB_CASES):
+        parser.error("run the PostgreSQL cases and the mariadb_* cases separately (they load different databases)")
     if unknown:
         parser.error(f"unknown case(s): {', '.join(sorted(unknown))}")
     report, reports = [], []
@@ -289,8 +383,12 @@ def main(argv: list[str] | None = None) -> int:
         truth = gen.ensure(size, drift)
         truth["dir"] = str(gen.data_dir(size, drift))
         print(f"{size:,} rows per side ({drift} drift, {truth['total_expected']:,} expected discrepancies)")
+        on_mariadb = bool(set(cases) & set(MARIADB_CASES))
         try:
-            url_one, url_two, load = prepare(args.pg_url, truth)
+            if on_mariadb:
+                url_one, url_two, load = prepare_mariadb(args.mariadb_url, args.pg_url, truth)
+            else:
+                url_one, url_two, load = prepare(args.pg_url, truth)
             results = []
             for name in cases:
                 runs = []
@@ -306,7 +404,9 @@ def main(argv: list[str] | None = None) -> int:
                     best["all_seconds"] = [round(r["seconds"], 2) for r in ok]
                 results.append(best)
         finally:
-            if not args.keep:
+            if on_mariadb:
+                cleanup_mariadb(args.mariadb_url, args.pg_url, size, drift)
+            elif not args.keep:
                 cleanup(args.pg_url, size, drift)
         text = _table(size, results)
         print("\n" + text + "\n", flush=True)

@@ -102,12 +102,30 @@ def validate(paths: tuple[Path, ...], offline: bool) -> None:
         click.echo(f"ok  {for_terminal(spec.name)}  ({for_terminal(spec.source_names[0])} vs "
                    f"{for_terminal(spec.source_names[1])}, "
                    f"{len(spec.key)} key field(s), {len(spec.fields)} compared field(s))")
+        if not offline:
+            for line in _strategy_lines(spec):
+                click.echo(f"    {for_terminal(line)}")
     for problem in problems:
         click.echo(f"error: {for_terminal(problem)}", err=True)
     if problems:
         click.echo(f"{len(problems)} problem(s); {len(loaded)} spec(s) loaded")  # stdout: stderr holds only the errors
         sys.exit(EXIT_ERROR)
     click.echo(f"{len(loaded)} spec(s) valid")
+
+
+def _strategy_lines(spec) -> list[str]:
+    """Which pairing strategy ``recon run`` will use for a spec, and why each other is refused."""
+    from recon_pipelines.engine.pushdown import explain
+
+    try:
+        chosen, why, refused = explain(spec)
+    except Exception as exc:  # noqa: BLE001 - validate reports, it does not stop on a source it cannot open
+        return [f"strategy: local (push-down not checked: {one_line(exc)})"]
+    by_reason: dict[str, list[str]] = {}  # strategies refused for the same reason share a line
+    for name, reason in refused.items():
+        if name != "local":
+            by_reason.setdefault(reason, []).append(name)
+    return [f"strategy: {chosen} ({why})"] + [f"refused: {', '.join(names)}: {reason}" for reason, names in by_reason.items()]
 
 
 def _default_spec_dir() -> Path:

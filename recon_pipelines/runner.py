@@ -66,8 +66,7 @@ def run_reconciliation(spec: ReconciliationSpec, workdir: Path | None = None,
     """``warn`` receives one line per failed ``warn`` expectation (default: the log); ``decided``
     holds the suggested pairs an operator confirmed or rejected (spec ``suggest:``)."""
     expect = bool(spec.source_a.expect or spec.source_b.expect)
-    # Suggestions score the unmatched records themselves: they need the local path.
-    if spec.pushdown and not expect and spec.sample is None and spec.suggest is None:  # two PostgreSQL tables: compare in the database, fetch only what differs
+    if spec.pushdown and not expect and spec.sample is None:  # SQL tables (PostgreSQL, MariaDB): compare in the database, fetch only what differs
         from recon_pipelines.engine.pushdown import compare_in_database
 
         result = compare_in_database(spec)

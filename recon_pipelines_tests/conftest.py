@@ -62,3 +62,36 @@ def tracker_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'tracker.sqlite'}"
     return request.getfixturevalue("pg_url")
+
+
+MARIADB_ADMIN_URL = os.environ.get("RECON_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306")
+
+
+@contextlib.contextmanager
+def throwaway_mariadb(collation: str = "utf8mb4_general_ci"):
+    """A fresh MariaDB database (case-insensitive, trailing-space-insensitive collation by
+    default, as most MariaDB schemas are), dropped on exit; yields its URL. Skips without a
+    server, fails under CI=true."""
+    pytest.importorskip("pymysql")
+    name = f"recon_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(MARIADB_ADMIN_URL, connect_args={"connect_timeout": 3})
+    try:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE {collation}"))
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but MariaDB at {MARIADB_ADMIN_URL} is unreachable: {str(exc).splitlines()[0]}")
+        pytest.skip(f"no MariaDB at {MARIADB_ADMIN_URL}; set RECON_TEST_MARIADB_URL to run these tests")
+    try:
+        yield f"{MARIADB_ADMIN_URL}/{name}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
+
+
+@pytest.fixture
+def mariadb_db():
+    with throwaway_mariadb() as url:
+        yield url

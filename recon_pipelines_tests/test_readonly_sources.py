@@ -264,7 +264,7 @@ def test_push_down_statements_run_on_the_read_only_connection(pg_with_victim):
 
     url, engine = pg_with_victim
     connector = SqlConnector(SqlSource(type="sql", name="crm", url=url, table="t"))
-    side = SimpleNamespace(connector=connector, label=connector.label)
+    side = SimpleNamespace(connector=connector, label=connector.label, profile=pushdown.PROFILES["postgresql"])
     try:
         with pytest.raises(SourceError, match="read-only transaction"):
             pushdown._run(side, "summary", lambda conn: conn.execute(sa.text("DROP TABLE victim")))

@@ -1,43 +1,50 @@
 """Push-down: compare two SQL tables where they live and move only what differs.
 
 ``run_reconciliation`` tries this first when both sources are ``sql`` sources naming a
-``table`` (not a ``query``) in PostgreSQL, or both in DuckDB files (and the spec does not
-set ``pushdown: false``).
+``table`` (not a ``query``) in PostgreSQL or MariaDB (any pairing), or both in DuckDB files
+(and the spec does not set ``pushdown: false``). ``explain`` says which strategy a spec gets and
+why each other is refused (``recon validate`` prints it); ``engine/strategies/`` holds the
+``PairingStrategy`` face of the MariaDB ones.
 The field rules are *not* pushed down: they stay in DuckDB (``compare.evaluate``), so a
 push-down run reports exactly what the local path reports. What runs in the database is the
 pairing and the equality pre-check:
 
-Same database (the two sources resolve to the same URL)
-    One read-only query full-joins the two tables on the key and returns only the
-    *candidate pairs* (at least one compared column differs, ``IS DISTINCT FROM`` per
-    column, NULL-safe), the one-sided rows, and the key anomalies (NULL or blank keys grouped
-    by key; duplicate keys with their counts, skipped when a primary key or unique index
-    already rules them out), plus the row counts. The rows are loaded into DuckDB in the
-    shape of ``__pairs`` and ``evaluate`` judges them.
+Same database (the two sources resolve to the same URL; PostgreSQL or MariaDB)
+    One read-only query joins the two tables on the key and returns only the *candidate
+    pairs* (at least one compared column differs, ``IS DISTINCT FROM`` / MariaDB's ``<=>`` per
+    column, NULL-safe, text byte-wise: ``portable_sql.exact_text``), the one-sided rows, and the
+    key anomalies (NULL or blank keys grouped by key; duplicate keys with their counts, skipped
+    when a primary key or unique index already rules them out), plus the row counts. MariaDB
+    has no FULL JOIN: a left join, then B's rows without a partner. The rows are loaded into
+    DuckDB in the shape of ``__pairs`` and ``evaluate`` judges them.
 
 Different databases
     One read-only query per side computes, per bucket of a hash of the key, the row count,
     the sum of a 64-bit hash of each record and whether the bucket holds a row a hash cannot
-    settle (an invalid or duplicate key, a null that ``both_null: differ`` reports). The
-    record's hash combines PostgreSQL's own hash function for each column's type (those of
-    hash partitioning, seeded per column): equal under the type's ``=`` means equal hashes,
-    the equality the same-database path uses, and it costs a third of hashing a text
+    settle (an invalid or duplicate key, a null that ``both_null: differ`` reports).
+    Two PostgreSQL servers hash with PostgreSQL's own hash function for each column's type
+    (those of hash partitioning, seeded per column): equal under the type's ``=`` means equal
+    hashes, the equality the same-database path uses, and it costs a third of hashing a text
     rendering of the record (``ROW(...)::text``: 27 s against 8.5 s for 10 million rows here).
+    Any other pair (MariaDB with PostgreSQL, two MariaDB servers) hashes the md5 of each value's
+    canonical text (``portable_sql``), the same digits on both DBMSs.
     Buckets whose summaries agree hold identical records and are only counted; the rows of
-    the other buckets are fetched from each side (``WHERE bucket IN (...)``, a constant list
-    PostgreSQL hashes) and compared with the regular local ``match``/``evaluate``.
+    the other buckets are fetched from each side (``WHERE bucket IN (...)``) and compared with
+    the regular local ``match``/``evaluate``.
 
 DuckDB files (``duckdb:///path`` on both sides)
     Attached read-only to the engine's connection; ``match``/``evaluate`` run on the tables
     in place, nothing is copied.
 
-Equality in the database must imply equality in DuckDB (after the SQL connector's type
-conversion), so push-down only takes fields whose types are understood on both sides (see
-``_GROUPS``): anything else, mapping tables (``key_mapping``), declared ``columns:`` and
-rules that have to parse text (a numeric or timestamp rule on a text column) fall back to the
-local path, with the reason logged. Equal summaries imply equal records; the converse need
-not hold: two servers whose hash functions differ (another architecture, say) only make more
-buckets differ, a cost, never a wrong answer.
+Soundness: equality in the database must imply equality in DuckDB (after the SQL connector's
+type conversion), so push-down only takes fields whose types are understood on both sides (a
+``Profile``'s groups): anything else, mapping tables (``key_mapping``), declared ``columns:``
+and rules that have to parse text (a numeric or timestamp rule on a text column) fall back to
+the local path, with the reason logged; so do the field kinds a database cannot pre-check
+(MariaDB: per-side zones and unit scales) and, across two kinds of database, floats (no
+canonical text). Equal summaries imply equal records; the converse need not hold: two servers
+whose hash functions or renderings differ (another architecture, a DBMS printing a value
+another way) only make more buckets differ, a cost, never a wrong answer.
 
 Every statement is a ``SELECT`` in a ``READ ONLY`` transaction, built with SQLAlchemy
 constructs (identifiers quoted, values bound), on the SQL connector's read-only engine
@@ -55,7 +62,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import duckdb
-import psycopg2
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
@@ -69,10 +75,10 @@ from recon_pipelines.engine.compare import (
     match,
     side_columns,
 )
-from recon_pipelines.engine.rules import WHITESPACE
+from recon_pipelines.engine.portable_sql import CANONICAL_GROUPS, MYSQL_FAMILY, exact_text, hex_int, is_blank, record_digest
 from recon_pipelines.redact import redact
 from recon_pipelines.sources.base import SourceError, require_columns
-from recon_pipelines.sources.sql import SqlConnector, normalize_url
+from recon_pipelines.sources.sql import SqlConnector, arrow_type, normalize_url
 from recon_pipelines.spec.models import (
     NumericRule,
     ReconciliationSpec,
@@ -99,21 +105,45 @@ SESSION_SETTINGS = {
     "work_mem": "64MB",  # joins and aggregates spill less (the default is 4MB)
 }
 
-# Reflected PostgreSQL types push-down understands, by group. Two columns compare in the
-# database only within one group: the SQL connector converts every type of a group to the
-# same Arrow type, and equality in the group implies equality after that conversion.
-_GROUPS = {
-    "SMALLINT": "int",
-    "INTEGER": "int",
-    "BIGINT": "int",
-    "DOUBLE_PRECISION": "float8",
-    "REAL": "float4",
-    "NUMERIC": "numeric",
-    "TEXT": "text",
-    "VARCHAR": "text",
-    "BOOLEAN": "bool",
-    "DATE": "date",
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What differs between the databases push-down runs on.
+
+    ``groups``: reflected SQLAlchemy types push-down understands, by group. Two columns
+    compare in the database only within one group: the SQL connector converts every type of
+    a group to the same Arrow type, and equality in the group implies equality after that
+    conversion (text compared byte for byte: ``portable_sql.exact_text``). ``kinds``: the
+    field kinds (``_field_kind``) the database can pre-check."""
+
+    name: str
+    groups: dict[str, str]
+    kinds: frozenset[str]
+    full_join: bool  # MariaDB has no FULL JOIN: a left join, then the other side's anti join
+    min_version: tuple[int, ...]
+
+
+PROFILES = {
+    "postgresql": Profile(
+        "postgresql",
+        {"SMALLINT": "int", "INTEGER": "int", "BIGINT": "int", "DOUBLE_PRECISION": "float8", "REAL": "float4",
+         "NUMERIC": "numeric", "TEXT": "text", "VARCHAR": "text", "BOOLEAN": "bool", "DATE": "date"},
+        frozenset({"raw", "instant", "scaled", "scaled_exact"}), True, (11,),  # 11: the hash functions
+    ),
+    "mariadb": Profile(
+        "mariadb",
+        {"TINYINT": "int", "SMALLINT": "int", "MEDIUMINT": "int", "INTEGER": "int", "BIGINT": "int",
+         "DOUBLE": "float8", "FLOAT": "float4", "DECIMAL": "numeric", "NUMERIC": "numeric",
+         "CHAR": "text", "VARCHAR": "text", "TINYTEXT": "text", "TEXT": "text", "MEDIUMTEXT": "text", "LONGTEXT": "text",
+         "DATE": "date", "DATETIME": "timestamp"},  # TIMESTAMP: _group (read in the session's zone, as the connector does)
+        # Zone conversion needs the server's time zone tables, unit scales its decimal
+        # arithmetic: both are applied locally.
+        frozenset({"raw"}), False, (10, 3),  # 10.3: CTEs and NO PAD collations
+    ),
 }
+# Compile-only (golden SQL tests): the statements these warehouses would run, not run here.
+WAREHOUSE_PROFILES = {name: Profile(name, {}, frozenset({"raw"}), True, ()) for name in ("snowflake", "bigquery", "databricks")}
 _NUMBERS = {"int", "float8", "float4", "numeric"}
 _INSTANTS = {"date", "timestamp", "timestamptz"}
 
@@ -128,7 +158,7 @@ class PushdownStats:
     one record of each side); ``summary_rows_*`` count aggregate rows that carry no record
     (bucket summaries; row counts and key-anomaly groups)."""
 
-    mode: str = ""  # "same_database", "buckets" or "duckdb" (DuckDB files, attached and compared in-process)
+    mode: str = ""  # "same_database", "buckets" (native hashes), "canonical_buckets" (md5 of canonical text) or "duckdb" (files compared in-process)
     rows_fetched_a: int = 0
     rows_fetched_b: int = 0
     summary_rows_a: int = 0
@@ -173,7 +203,7 @@ def compare_in_database(spec: ReconciliationSpec, con: duckdb.DuckDBPyConnection
         if backend == "duckdb":
             result = _in_duckdb(spec, con or duckdb_connect())
         else:
-            result = _in_postgres(spec, con)
+            result = _in_sql(spec, con)
     except NotPushable as reason:
         log.info("%s: compared locally, not in the database: %s", spec.name, reason)
         return None
@@ -185,11 +215,14 @@ def compare_in_database(spec: ReconciliationSpec, con: duckdb.DuckDBPyConnection
 
 
 def _backend_of(spec: ReconciliationSpec) -> str:
-    """'postgresql' or 'duckdb' when both sources are tables there; NotPushable otherwise."""
+    """'duckdb' when both sources are DuckDB files; 'sql' when each is a table in PostgreSQL
+    or MariaDB (any pair of them); NotPushable otherwise."""
     if spec.key_mapping is not None:
         raise NotPushable("key_mapping translates keys locally")
     if spec.aggregate_rules:
         raise NotPushable("match: group and window rules run locally")
+    if spec.suggest is not None:
+        raise NotPushable("suggest: scores the unmatched records locally")
     backends = set()
     for source in (spec.source_a, spec.source_b):
         if not isinstance(source, SqlSource) or source.table is None:
@@ -202,24 +235,92 @@ def _backend_of(spec: ReconciliationSpec) -> str:
         if not url:
             SqlConnector(source)  # raises the connector's own error for an unset variable
         backends.add(_backend(url))
-    if backends == {"postgresql"} or backends == {"duckdb"}:
-        return backends.pop()
-    raise NotPushable(f"sources on {' and '.join(sorted(b or 'unknown' for b in backends))}: no database holds both, nor hashes like both")
+    if backends == {"duckdb"}:
+        return "duckdb"
+    if backends and backends <= set(PROFILES):
+        return "sql"
+    raise NotPushable(f"sources on {' and '.join(sorted(b or 'unknown' for b in backends))}: "
+                      f"push-down runs on {', '.join(sorted(PROFILES))} and DuckDB files")
 
 
-def _in_postgres(spec: ReconciliationSpec, con) -> PushdownResult:
+def _in_sql(spec: ReconciliationSpec, con) -> PushdownResult:
+    """PostgreSQL or MariaDB tables: joined in their database when both are in one, else
+    compared by bucket summaries; the rules are then applied locally."""
+    con = con or duckdb_connect()
+    stats, pushed = pair_in_database(spec, con)
+    clock = time.perf_counter()
+    table, fields = evaluate(con, spec, "__pairs")
+    pushed.seconds["evaluate"] = round(time.perf_counter() - clock, 3)
+    return PushdownResult(table, stats, fields, pushed)
+
+
+def pair_in_database(spec: ReconciliationSpec, con, *, want: str | None = None) -> tuple[MatchStats, PushdownStats]:
+    """The pairing of two SQL tables where they live (``__pairs`` left on ``con``). ``want``
+    (a strategy name of ``STRATEGY_MODES``) refuses any other path with NotPushable."""
     sides = _open_sides(spec)
     try:
-        same = _resolved_url(sides["a"]) == _resolved_url(sides["b"])
-        if not same:
-            encodings = [_server_setting(side, "server_encoding") for side in sides.values()]
-            if encodings[0] != encodings[1]:  # the same bytes could be different text
-                raise NotPushable(f"server encodings differ ({encodings[0]}, {encodings[1]})")
-        con = con or duckdb_connect()
-        return (_same_database if same else _by_buckets)(spec, sides["a"], sides["b"], con)
+        name, situation = _plan(sides["a"], sides["b"])
+        if want is not None and want != name:
+            raise NotPushable(situation)
+        return (same_database_pairs if STRATEGY_MODES[name] == "same_database" else bucket_pairs)(spec, sides["a"], sides["b"], con)
     finally:
         for side in sides.values():
             side.connector.close()
+
+
+# The SQL push-down strategies, by name: the mode each runs.
+STRATEGY_MODES = {
+    "postgres_same_database": "same_database",
+    "mariadb_same_database": "same_database",
+    "postgres_buckets": "buckets",
+    "canonical_buckets": "canonical_buckets",
+}
+_PRODUCT = {"postgresql": "PostgreSQL", "mariadb": "MariaDB"}
+
+
+def _plan(a: _DbSide, b: _DbSide) -> tuple[str, str]:
+    """The strategy these two opened tables get and the situation in words; NotPushable when
+    none can run (the kinds of field were already checked by ``_check_pairs``)."""
+    if same_database(a, b):
+        return f"{'mariadb' if a.profile.name == 'mariadb' else 'postgres'}_same_database", \
+            f"both tables are in one {_PRODUCT[a.profile.name]} database"
+    if a.profile.name == b.profile.name == "postgresql":
+        encodings = [_server_setting(side, "server_encoding") for side in (a, b)]
+        if encodings[0] != encodings[1]:  # the same bytes could be different text
+            raise NotPushable(f"server encodings differ ({encodings[0]}, {encodings[1]})")
+        return "postgres_buckets", "the tables are in two PostgreSQL databases"
+    _hashing(a, b)
+    return "canonical_buckets", f"the tables are in two databases ({_PRODUCT[a.profile.name]}, {_PRODUCT[b.profile.name]})"
+
+
+def explain(spec: ReconciliationSpec) -> tuple[str, str, dict[str, str]]:
+    """The pairing strategy ``recon run`` uses for a spec, why, and for each other push-down
+    strategy why it is refused (one line each); ``local`` when none runs. Opens the sources
+    (reflection only, no data read)."""
+    names = ["duckdb_files", *STRATEGY_MODES]
+    if not spec.pushdown:
+        return "local", "the spec sets pushdown: false", {n: "the spec sets pushdown: false" for n in names}
+    if spec.source_a.expect or spec.source_b.expect or spec.sample is not None:
+        why = "expectations and sampling read the sources locally"
+        return "local", why, {n: why for n in names}
+    try:
+        if _backend_of(spec) == "duckdb":
+            chosen, situation = "duckdb_files", "both sources are DuckDB files"
+        else:
+            sides = _open_sides(spec)
+            try:
+                chosen, situation = _plan(sides["a"], sides["b"])
+            finally:
+                for side in sides.values():
+                    side.connector.close()
+    except NotPushable as reason:
+        return "local", "no push-down applies", {n: str(reason) for n in names}
+    return chosen, situation, {n: situation for n in names if n != chosen} | {"local": f"{chosen} runs"}
+
+
+def same_database(a: _DbSide, b: _DbSide) -> bool:
+    """The two sources resolve to one server and database (one statement can read both)."""
+    return _resolved_url(a) == _resolved_url(b)
 
 
 def _in_duckdb(spec: ReconciliationSpec, con) -> PushdownResult:
@@ -261,28 +362,43 @@ class _Column:
     column: sa.ColumnElement  # the table's column
     group: str
     arrow: pa.DataType
+    collation: str | None = None  # MariaDB text: the column's collation (information_schema)
 
 
 @dataclass
-class _PgSide:
+class _DbSide:
     side: str
     connector: SqlConnector
     table: sa.Table
     keys: list[_Column]
     fields: list[_Column]
     unique: bool  # the key cannot repeat (primary key or unique index on key columns)
+    profile: Profile
 
     @property
     def label(self) -> str:
         return self.connector.label
 
 
-def _resolved_url(side: _PgSide) -> str:
+def declared_side(spec: ReconciliationSpec, side: str, table: sa.Table, profile: Profile, unique: bool = False) -> _DbSide:
+    """A side from a table whose column types are declared, not reflected (no connection):
+    for compiling the statements for another dialect (golden SQL tests)."""
+    schema = pa.schema([(c.name, arrow_type(c.type)) for c in table.columns])
+    columns = side_columns(spec, side)
+
+    def column(name: str) -> _Column:
+        col = table.c[columns[name]]
+        return _Column(name, col, _group(col.type, PROFILES["postgresql"]), schema.field(columns[name]).type)
+
+    return _DbSide(side, None, table, [column(k.name) for k in spec.key], [column(f.name) for f in spec.fields], unique, profile)
+
+
+def _resolved_url(side: _DbSide) -> str:
     return side.connector.engine.url.render_as_string(hide_password=False)
 
 
-def _open_sides(spec: ReconciliationSpec) -> dict[str, _PgSide]:
-    sides: dict[str, _PgSide] = {}
+def _open_sides(spec: ReconciliationSpec) -> dict[str, _DbSide]:
+    sides: dict[str, _DbSide] = {}
     try:
         for side, source in (("a", spec.source_a), ("b", spec.source_b)):
             sides[side] = _open_side(spec, side, source)
@@ -296,16 +412,18 @@ def _open_sides(spec: ReconciliationSpec) -> dict[str, _PgSide]:
 
 def _backend(url: str | None) -> str:
     try:
-        return sa.make_url(normalize_url(url or "")).get_backend_name()
+        name = sa.make_url(normalize_url(url or "")).get_backend_name()
     except (sa.exc.ArgumentError, ValueError):  # not a URL: the connector reports it
         return ""
+    return "mariadb" if name in MYSQL_FAMILY else name
 
 
-def _open_side(spec: ReconciliationSpec, side: str, source: SqlSource) -> _PgSide:
+def _open_side(spec: ReconciliationSpec, side: str, source: SqlSource) -> _DbSide:
     connector = SqlConnector(source)  # resolves url_env; SourceError when it is unset
     try:
-        if connector.engine.dialect.name != "postgresql":
-            raise NotPushable(f"{connector.label} is not PostgreSQL")
+        profile = PROFILES.get(_backend(connector.engine.url.render_as_string()))
+        if profile is None:
+            raise NotPushable(f"{connector.label} is neither PostgreSQL nor MariaDB")
         columns = side_columns(spec, side)
         declared = set(source.columns or {}) & set(columns.values())
         if declared:
@@ -313,31 +431,47 @@ def _open_side(spec: ReconciliationSpec, side: str, source: SqlSource) -> _PgSid
         schema = connector.schema()
         require_columns(schema, list(dict.fromkeys(columns.values())), connector.label)
         table = connector.selectable()
+        collations = _collations(connector, table) if profile.name == "mariadb" else {}
 
         def column(name: str) -> _Column:
             col = table.c[columns[name]]
-            group = _group(col.type)
+            group = _group(col.type, profile)
             if group is None:
                 raise NotPushable(f"{connector.label}: column {columns[name]!r} has type {col.type}, not compared in the database")
-            return _Column(name, col, group, schema.field(columns[name]).type)
+            return _Column(name, col, group, schema.field(columns[name]).type, collations.get(columns[name]))
 
         keys = [column(k.name) for k in spec.key]
         fields = [column(f.name) for f in spec.fields]
         with connector.engine.connect() as conn:
             version = conn.dialect.server_version_info or (0,)
-        if version < (11,):
-            raise NotPushable(f"{connector.label}: PostgreSQL {version[0]} lacks the hash functions push-down uses (11+)")
-        return _PgSide(side, connector, table, keys, fields, _key_is_unique(connector, table, [c.column.name for c in keys]))
+            if profile.name == "mariadb" and not getattr(conn.dialect, "is_mariadb", False):
+                # MySQL's collations and functions differ (utf8mb4_0900_bin, no max_statement_time): not tested here.
+                raise NotPushable(f"{connector.label}: MySQL (not MariaDB) is compared locally")
+        if version < profile.min_version:
+            raise NotPushable(f"{connector.label}: {profile.name} {'.'.join(map(str, version[:2]))} is older than push-down needs "
+                              f"({'.'.join(map(str, profile.min_version))})")
+        unique = _key_is_unique(connector, table, [c.column.name for c in keys])
+        return _DbSide(side, connector, table, keys, fields, unique, profile)
     except BaseException:
         connector.close()
         raise
 
 
-def _group(sa_type) -> str | None:
+def _collations(connector: SqlConnector, table: sa.Table) -> dict[str, str]:
+    """MariaDB: each text column's collation (NULL for other types)."""
+    with connector.engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT COLUMN_NAME, COLLATION_NAME FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = coalesce(:schema, DATABASE()) AND TABLE_NAME = :name"),
+            {"schema": table.schema, "name": table.name}).fetchall()
+    return {name: collation for name, collation in rows if collation}
+
+
+def _group(sa_type, profile: Profile) -> str | None:
     name = type(sa_type).__name__
     if name == "TIMESTAMP":
         return "timestamptz" if getattr(sa_type, "timezone", False) else "timestamp"
-    return _GROUPS.get(name)
+    return profile.groups.get(name)
 
 
 def _key_is_unique(connector: SqlConnector, table: sa.Table, key_columns: list[str]) -> bool:
@@ -354,16 +488,29 @@ def _key_is_unique(connector: SqlConnector, table: sa.Table, key_columns: list[s
     return any(s and None not in s and set(s) <= set(key_columns) for s in sets)
 
 
-def _check_pairs(spec: ReconciliationSpec, a: _PgSide, b: _PgSide) -> None:
+def _check_pairs(spec: ReconciliationSpec, a: _DbSide, b: _DbSide) -> None:
     """Every key and field must compare in the database exactly as DuckDB would judge it."""
     for ka, kb in zip(a.keys, b.keys):
         if ka.group != kb.group or ka.arrow != kb.arrow:
             raise NotPushable(f"key {ka.name!r}: types {ka.column.type} and {kb.column.type} are joined as text locally")
     for fa, fb in zip(a.fields, b.fields):
-        _field_kind(spec.rule(fa.name), fa, fb)
+        _field_kind(spec.rule(fa.name), fa, fb, a.profile if a.profile == b.profile else None)
 
 
-def _field_kind(rule, fa: _Column, fb: _Column) -> str:
+_KIND_NAMES = {"instant": "a time zone per side", "scaled": "a unit scale", "scaled_exact": "a unit scale"}
+
+
+def _field_kind(rule, fa: _Column, fb: _Column, profile: Profile | None = None) -> str:
+    """``_field_kind_of``, refused when ``profile``'s database cannot pre-check that kind
+    (``None``: two databases, which compare only raw values, see ``_by_canonical_buckets``)."""
+    kind = _field_kind_of(rule, fa, fb)
+    if kind != "raw" and (profile is None or kind not in profile.kinds):
+        where = f"on {profile.name}" if profile is not None else "across two kinds of database"
+        raise NotPushable(f"field {rule.name!r}: {_KIND_NAMES[kind]} {where} is applied locally")
+    return kind
+
+
+def _field_kind_of(rule, fa: _Column, fb: _Column) -> str:
     """How the database tells whether a field's two values can differ: 'raw' (the values),
     'instant' (naive timestamps read in different zones), 'scaled' / 'scaled_exact' (numbers in
     different units, multiplied in doubles / in numeric)."""
@@ -386,7 +533,7 @@ def _field_kind(rule, fa: _Column, fb: _Column) -> str:
     return "raw"
 
 
-# --------------------------------------------------------------------------- SQL pieces (PostgreSQL)
+# --------------------------------------------------------------------------- SQL pieces (PostgreSQL, MariaDB)
 
 
 def _invalid_key(cols: list[sa.ColumnElement], keys: list[_Column]) -> sa.ColumnElement | None:
@@ -397,7 +544,7 @@ def _invalid_key(cols: list[sa.ColumnElement], keys: list[_Column]) -> sa.Column
         if key.column.nullable:
             tests.append(col.is_(None))
         if key.group == "text":
-            tests.append(sa.func.btrim(col, sa.literal(WHITESPACE, sa.Text)) == "")
+            tests.append(is_blank(col))
     return sa.or_(*tests) if tests else None
 
 
@@ -405,8 +552,25 @@ def _not(condition: sa.ColumnElement | None) -> sa.ColumnElement:
     return sa.true() if condition is None else sa.not_(condition)
 
 
-def _eq(x: sa.ColumnElement, y: sa.ColumnElement, group: str) -> sa.ColumnElement:
-    return x.collate("C") == y.collate("C") if group == "text" else x == y
+def _eq(x: sa.ColumnElement, y: sa.ColumnElement, group: str, profile: Profile, coarse: bool = False) -> sa.ColumnElement:
+    """Keys equal as DuckDB compares them. On MariaDB NULL-safe (``<=>``); text byte-wise
+    (``exact_text``), and with ``coarse`` (both columns in one collation) also in that collation
+    first: that equality can use an index, and byte-wise equal texts are equal in any collation.
+    Two different collations are never compared directly (MariaDB refuses the mix)."""
+    if profile.name == "mariadb":
+        if group != "text":
+            return x.is_not_distinct_from(y)
+        exact = exact_text(x).is_not_distinct_from(exact_text(y))
+        return sa.and_(x.is_not_distinct_from(y), exact) if coarse else exact
+    return exact_text(x) == exact_text(y) if group == "text" else x == y
+
+
+def _grouping(col: sa.ColumnElement, group: str, profile: Profile) -> sa.ColumnElement:
+    """A key column to GROUP BY: text in a byte-wise collation, else a case-insensitive or
+    trailing-space-insensitive one (MariaDB's usual, a warehouse column's declared one) would
+    group 'a', 'A' and 'a ' as one key, a duplicate DuckDB does not see. PostgreSQL's
+    collations are deterministic (byte-wise equality): its text is grouped as it is."""
+    return exact_text(col) if group == "text" and profile.name != "postgresql" else col
 
 
 def _instant(col: sa.ColumnElement, group: str, zone: str) -> sa.ColumnElement:
@@ -443,12 +607,18 @@ def _strict(spec: ReconciliationSpec, cols: list[sa.ColumnElement], fields: list
     return [col.is_(None) for col, c in zip(cols, fields) if spec.rule(c.name).nulls.both_null == "differ"]
 
 
-def _typed_null(c: _Column) -> sa.ColumnElement:
-    return sa.cast(sa.null(), c.column.type)
+def _typed_null(c: _Column, profile: Profile) -> sa.ColumnElement:
+    # MariaDB casts to few types (no VARCHAR(n), no TEXT); its UNION types a NULL by the other rows.
+    return sa.null() if profile.name == "mariadb" else sa.cast(sa.null(), c.column.type)
 
 
-def _begin(conn: sa.Connection) -> None:
-    """Read only, and the session settings (this transaction only)."""
+def _begin(conn: sa.Connection, profile: Profile) -> None:
+    """Read only, and the session settings (this transaction only). MariaDB: the read-only
+    engine also sets the session read-only and its ``max_statement_time``; its time zone is
+    left as the connector reads it (naive timestamps are compared as the connector sees them)."""
+    if profile.name == "mariadb":
+        conn.exec_driver_sql("START TRANSACTION READ ONLY")
+        return
     conn.exec_driver_sql("SET TRANSACTION READ ONLY")
     for name, value in SESSION_SETTINGS.items():
         conn.execute(sa.select(sa.func.set_config(name, value, True)))
@@ -462,7 +632,9 @@ def _fetch(conn: sa.Connection, statement, schema: pa.Schema, chunk: int, stream
     processors pass the driver's values through unchanged, and skipping them halves the time
     per row. ``stream`` reads through a server-side cursor (memory bounded by ``chunk``);
     PostgreSQL plans no parallel workers for a cursor, so aggregates, whose results are small,
-    are read whole instead."""
+    are read whole instead. Other databases stream through SQLAlchemy, as the connector does."""
+    if conn.dialect.name != "postgresql":
+        return _fetch_generic(conn, statement, schema, chunk, stream)
     compiled = statement.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     dbapi = conn.connection.dbapi_connection
     cursor = dbapi.cursor(name=f"recon_pushdown_{id(statement):x}") if stream else dbapi.cursor()
@@ -479,12 +651,20 @@ def _fetch(conn: sa.Connection, statement, schema: pa.Schema, chunk: int, stream
     return pa.Table.from_batches(batches, schema=schema)
 
 
-def _run(side: _PgSide, what: str, fn: Callable[[sa.Connection], pa.Table]) -> pa.Table:
+def _fetch_generic(conn: sa.Connection, statement, schema: pa.Schema, chunk: int, stream: bool) -> pa.Table:
+    result = conn.execution_options(stream_results=stream, yield_per=chunk).execute(statement)
+    batches = [pa.RecordBatch.from_arrays([pa.array(v, type=f.type) for v, f in zip(zip(*rows), schema)], schema=schema)
+               for rows in result.partitions(chunk) if rows]
+    return pa.Table.from_batches(batches, schema=schema)
+
+
+def _run(side: _DbSide, what: str, fn: Callable[[sa.Connection], pa.Table]) -> pa.Table:
+    driver_error = side.connector.engine.dialect.loaded_dbapi.Error
     try:
         with side.connector.engine.connect() as conn, conn.begin():
-            _begin(conn)
+            _begin(conn, side.profile)
             return fn(conn)
-    except (sa.exc.SQLAlchemyError, psycopg2.Error) as exc:
+    except (sa.exc.SQLAlchemyError, driver_error) as exc:
         message = redact(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300])
         raise SourceError(f"{side.label}: {what}: {type(exc).__name__}: {message}") from None
 
@@ -492,15 +672,53 @@ def _run(side: _PgSide, what: str, fn: Callable[[sa.Connection], pa.Table]) -> p
 # --------------------------------------------------------------------------- same database
 
 
-def _same_database(spec: ReconciliationSpec, a: _PgSide, b: _PgSide, con) -> PushdownResult:
+def same_database_pairs(spec: ReconciliationSpec, a: _DbSide, b: _DbSide, con) -> tuple[MatchStats, PushdownStats]:
+    """One read-only statement pairs the two tables in their database; leaves ``__pairs``."""
     keys = [k.name for k in spec.key]
     names = [f.name for f in spec.fields]
-    kinds = {fa.name: _field_kind(spec.rule(fa.name), fa, fb) for fa, fb in zip(a.fields, b.fields)}
+    statement, schema = same_database_statement(spec, a, b)
+    pushed = PushdownStats(mode="same_database")
+    clock = _Clock(pushed)
+    rows = _run(a, "comparing in the database", lambda conn: _fetch(conn, statement, schema, spec.source_a.chunk_size))
+    clock.lap("database")
+
+    con.register("__pd_result", rows)
+    key_text = _key_text([q(f"k{i}") for i in range(len(keys))])
+    values = [f"{q(f'a{j}')} AS {q('a__' + n)}" for j, n in enumerate(names)] + [f"{q(f'b{j}')} AS {q('b__' + n)}" for j, n in enumerate(names)]
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE __pairs AS
+        SELECT __status, {key_text} AS __key, __count{''.join(', ' + v for v in values)}
+        FROM __pd_result WHERE NOT starts_with(__status, '__')""")
+    counts = dict(con.execute("SELECT __status, sum(__count) FROM __pd_result GROUP BY ALL").fetchall())
+    groups = dict(con.execute("SELECT __status, count(*) FROM __pd_result GROUP BY ALL").fetchall())
+    con.unregister("__pd_result")
+
+    stats = _pair_stats(counts, groups)
+    pushed.result_rows = rows.num_rows
+    pushed.rows_fetched_a = stats.candidate_pairs + stats.only_in_a
+    pushed.rows_fetched_b = stats.candidate_pairs + stats.only_in_b
+    pushed.summary_rows_a = sum(n for s, n in groups.items() if s.endswith("_a") and not s.startswith("only"))
+    pushed.summary_rows_b = sum(n for s, n in groups.items() if s.endswith("_b") and not s.startswith("only"))
+    return stats, pushed
+
+
+def same_database_statement(spec: ReconciliationSpec, a: _DbSide, b: _DbSide) -> tuple[sa.CompoundSelect, pa.Schema]:
+    """The one statement of the same-database path and the Arrow schema of its rows: the
+    candidate pairs and one-sided rows, then key anomalies and counts as aggregate rows."""
+    profile = a.profile
+    keys = [k.name for k in spec.key]
+    names = [f.name for f in spec.fields]
+    kinds = {fa.name: _field_kind(spec.rule(fa.name), fa, fb, profile) for fa, fb in zip(a.fields, b.fields)}
     src = {"a": a.table.alias("src_a"), "b": b.table.alias("src_b")}
     sides = {"a": a, "b": b}
 
     def cols(side: str, columns: list[_Column]) -> list[sa.ColumnElement]:
         return [src[side].c[c.column.name] for c in columns]
+
+    def grouped_keys(side: str, where: sa.ColumnElement) -> sa.Subquery:
+        """The side's keys as GROUP BY sees them (``_grouping``), as columns k0, k1, ... of a
+        subquery: grouped by plain columns, which every dialect renders alike."""
+        kg = [_grouping(c, k.group, profile) for c, k in zip(cols(side, sides[side].keys), sides[side].keys)]
+        return sa.select(*[c.label(f"k{i}") for i, c in enumerate(kg)]).where(where).subquery(f"keys_{side}")
 
     invalid = {s: _invalid_key(cols(s, sides[s].keys), sides[s].keys) for s in "ab"}
     valid = {s: _not(invalid[s]) for s in "ab"}
@@ -509,9 +727,9 @@ def _same_database(spec: ReconciliationSpec, a: _PgSide, b: _PgSide, con) -> Pus
     dup_ctes = {}
     for s in "ab":
         if not sides[s].unique:
-            kc = cols(s, sides[s].keys)
-            dup_ctes[s] = (sa.select(*[c.label(f"k{i}") for i, c in enumerate(kc)], sa.func.count().label("n"))
-                           .where(valid[s]).group_by(*kc).having(sa.func.count() > 1).cte(f"dups_{s}"))
+            kg = grouped_keys(s, valid[s])
+            dup_ctes[s] = (sa.select(*kg.c, sa.func.count().label("n"))
+                           .group_by(*kg.c).having(sa.func.count() > 1).cte(f"dups_{s}"))
     dup_keys = None
     if dup_ctes:
         parts = [sa.select(*[cte.c[f"k{i}"] for i in range(len(keys))]) for cte in dup_ctes.values()]
@@ -521,7 +739,7 @@ def _same_database(spec: ReconciliationSpec, a: _PgSide, b: _PgSide, con) -> Pus
         if dup_keys is None:
             return None
         kc = cols(s, sides[s].keys)
-        return sa.exists().where(*[_eq(dup_keys.c[f"k{i}"], c, k.group) for i, (c, k) in enumerate(zip(kc, sides[s].keys))])
+        return sa.exists().where(*[_eq(dup_keys.c[f"k{i}"], c, k.group, profile) for i, (c, k) in enumerate(zip(kc, sides[s].keys))])
 
     # The pairing: only rows that differ, or lack a counterpart, leave the database.
     subs = {}
@@ -540,29 +758,33 @@ def _same_database(spec: ReconciliationSpec, a: _PgSide, b: _PgSide, con) -> Pus
         differs.append(_eq_distinct(left, right, ca.group if kind == "raw" else ""))
     strict = _strict(spec, fx, a.fields) + _strict(spec, fy, b.fields)
     a_missing, b_missing = x.c.k0.is_(None), y.c.k0.is_(None)
-    on = sa.and_(*[_eq(x.c[f"k{i}"], y.c[f"k{i}"], k.group) for i, k in enumerate(a.keys)])
-    pairs = (sa.select(
+    on = sa.and_(*[_eq(x.c[f"k{i}"], y.c[f"k{i}"], ka.group, profile, coarse=ka.collation is not None and ka.collation == kb.collation)
+                   for i, (ka, kb) in enumerate(zip(a.keys, b.keys))])
+    columns = [
         sa.case((a_missing, "only_in_b"), (b_missing, "only_in_a"), else_="pair").label("__status"),
         sa.literal(1, sa.BigInteger).label("__count"),
         *[sa.func.coalesce(x.c[f"k{i}"], y.c[f"k{i}"]).label(f"k{i}") for i in range(len(keys))],
-        *[c.label(f"a{j}") for j, c in enumerate(fx)], *[c.label(f"b{j}") for j, c in enumerate(fy)])
-        .select_from(x.outerjoin(y, on, full=True))
-        .where(sa.or_(a_missing, b_missing, *differs, *strict)))
+        *[c.label(f"a{j}") for j, c in enumerate(fx)], *[c.label(f"b{j}") for j, c in enumerate(fy)]]
+    if profile.full_join:
+        pairing = [sa.select(*columns).select_from(x.outerjoin(y, on, full=True)).where(sa.or_(a_missing, b_missing, *differs, *strict))]
+    else:  # A's rows with their partner if any, then B's rows without one
+        pairing = [sa.select(*columns).select_from(x.outerjoin(y, on)).where(sa.or_(b_missing, *differs, *strict)),
+                   sa.select(*columns).select_from(y.outerjoin(x, on)).where(a_missing)]
 
-    nulls_a, nulls_b = [_typed_null(c) for c in a.fields], [_typed_null(c) for c in b.fields]
+    nulls_a, nulls_b = [_typed_null(c, profile) for c in a.fields], [_typed_null(c, profile) for c in b.fields]
 
     def aggregate(status, count, key_values=None):
-        key_values = key_values or [_typed_null(k) for k in a.keys]
+        key_values = key_values or [_typed_null(k, profile) for k in a.keys]
         return sa.select(sa.literal(status, sa.Text), count, *key_values, *nulls_a, *nulls_b)
 
-    parts = [pairs]
+    parts = pairing
     for s in "ab":
-        kc = cols(s, sides[s].keys)
         if s in dup_ctes:
             cte = dup_ctes[s]
             parts.append(aggregate(f"duplicate_key_{s}", cte.c.n, [cte.c[f"k{i}"] for i in range(len(keys))]))
         if invalid[s] is not None:
-            parts.append(aggregate(f"invalid_key_{s}", sa.func.count(), kc).where(invalid[s]).group_by(*kc))
+            kg = grouped_keys(s, invalid[s])
+            parts.append(aggregate(f"invalid_key_{s}", sa.func.count(), list(kg.c)).group_by(*kg.c))
         parts.append(aggregate(f"__rows_{s}", sa.func.count()).select_from(src[s]))
         if dup_keys is not None:
             parts.append(aggregate(f"__dup_excluded_{s}", sa.func.count()).select_from(src[s]).where(valid[s], in_dups(s)))
@@ -574,35 +796,12 @@ def _same_database(spec: ReconciliationSpec, a: _PgSide, b: _PgSide, con) -> Pus
         + [(f"a{j}", c.arrow) for j, c in enumerate(a.fields)]
         + [(f"b{j}", c.arrow) for j, c in enumerate(b.fields)]
     )
-    pushed = PushdownStats(mode="same_database")
-    clock = _Clock(pushed)
-    rows = _run(a, "comparing in the database", lambda conn: _fetch(conn, statement, schema, spec.source_a.chunk_size))
-    clock.lap("database")
-
-    con.register("__pd_result", rows)
-    key_text = _key_text([q(f"k{i}") for i in range(len(keys))])
-    values = [f"{q(f'a{j}')} AS {q('a__' + n)}" for j, n in enumerate(names)] + [f"{q(f'b{j}')} AS {q('b__' + n)}" for j, n in enumerate(names)]
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE __pairs AS
-        SELECT __status, {key_text} AS __key, __count{''.join(', ' + v for v in values)}
-        FROM __pd_result WHERE NOT starts_with(__status, '__')""")
-    counts = dict(con.execute("SELECT __status, sum(__count) FROM __pd_result GROUP BY ALL").fetchall())
-    groups = dict(con.execute("SELECT __status, count(*) FROM __pd_result GROUP BY ALL").fetchall())
-    con.unregister("__pd_result")
-
-    stats = _pair_stats(counts, groups)
-    table, fields = evaluate(con, spec, "__pairs")
-    clock.lap("evaluate")
-    pushed.result_rows = rows.num_rows
-    pushed.rows_fetched_a = stats.candidate_pairs + stats.only_in_a
-    pushed.rows_fetched_b = stats.candidate_pairs + stats.only_in_b
-    pushed.summary_rows_a = sum(n for s, n in groups.items() if s.endswith("_a") and not s.startswith("only"))
-    pushed.summary_rows_b = sum(n for s, n in groups.items() if s.endswith("_b") and not s.startswith("only"))
-    return PushdownResult(table, stats, fields, pushed)
+    return statement, schema
 
 
 def _eq_distinct(x: sa.ColumnElement, y: sa.ColumnElement, group: str) -> sa.ColumnElement:
     if group == "text":
-        return x.collate("C").is_distinct_from(y.collate("C"))
+        return exact_text(x).is_distinct_from(exact_text(y))
     return x.is_distinct_from(y)
 
 
@@ -669,59 +868,143 @@ def _combined(values: list[tuple[sa.ColumnElement, str]], first_seed: int) -> sa
     return out
 
 
-def _bucket_of(side: _PgSide, src, buckets: int) -> sa.ColumnElement:
+def _bucket_of(side: _DbSide, src, buckets: int) -> sa.ColumnElement:
     keys = [(src.c[k.column.name], k.group) for k in side.keys]
     hashed = _combined(keys, 1_000) if len(keys) > 1 else _hash(*keys[0], 0)
     return sa.func.coalesce(hashed.op("&")(buckets - 1), 0)  # a null key: bucket 0, marked as differing
 
 
-def _estimated_rows(side: _PgSide) -> int:
-    """The planner's row estimate (``pg_class.reltuples``): enough to size the buckets."""
-    name = side.connector.engine.dialect.identifier_preparer.format_table(side.table)
+class _NativeHashes:
+    """PostgreSQL on both sides: its own per-type hash functions, combined by XOR."""
+
+    flag_type = pa.bool_()
+
+    @staticmethod
+    def bucket(side: _DbSide, src, buckets: int) -> sa.ColumnElement:
+        return _bucket_of(side, src, buckets)
+
+    @staticmethod
+    def row_hash(values: list[tuple[sa.ColumnElement, str]]) -> sa.ColumnElement:
+        return _combined(values, 1)
+
+    @staticmethod
+    def halves(h: sa.ColumnElement) -> tuple[sa.ColumnElement, sa.ColumnElement]:
+        return h.op(">>")(32), h.op("&")(0xFFFFFFFF)
+
+    @staticmethod
+    def any_of(condition: sa.ColumnElement) -> sa.ColumnElement:
+        return sa.func.bool_or(condition)
+
+    flag_true = staticmethod(sa.true)
+
+
+class _CanonicalHashes:
+    """Two kinds of database: md5 of each value's canonical text (``portable_sql``), the
+    same digits on both; sums and flags in plain SQL every database has."""
+
+    flag_type = pa.int64()
+
+    @staticmethod
+    def bucket(side: _DbSide, src, buckets: int) -> sa.ColumnElement:
+        digest = record_digest([(src.c[k.column.name], k.group) for k in side.keys])
+        return sa.func.mod(hex_int(digest, 1), buckets)  # a null key has a token too; its row is flagged
+
+    @staticmethod
+    def row_hash(values: list[tuple[sa.ColumnElement, str]]) -> sa.ColumnElement:
+        return record_digest(values)
+
+    @staticmethod
+    def halves(h: sa.ColumnElement) -> tuple[sa.ColumnElement, sa.ColumnElement]:
+        return hex_int(h, 1), hex_int(h, 9)
+
+    @staticmethod
+    def any_of(condition: sa.ColumnElement) -> sa.ColumnElement:
+        return sa.func.max(sa.case((condition, 1), else_=0))
+
+    @staticmethod
+    def flag_true() -> sa.ColumnElement:
+        return sa.literal(1, sa.BigInteger)
+
+
+def _hashing(a: _DbSide, b: _DbSide):
+    if a.profile.name == b.profile.name == "postgresql":
+        return _NativeHashes
+    for side in (a, b):
+        for c in side.keys + side.fields:
+            if c.group not in CANONICAL_GROUPS:
+                raise NotPushable(f"{side.label}: column {c.column.name!r} ({c.column.type}) has no text both "
+                                  f"{a.profile.name} and {b.profile.name} render alike (floats print differently)")
+    if "postgresql" in (a.profile.name, b.profile.name):
+        encoding = _server_setting(a if a.profile.name == "postgresql" else b, "server_encoding")
+        if encoding != "UTF8":  # md5 hashes the text's bytes: UTF-8 on MariaDB's side (utf8mb4)
+            raise NotPushable(f"PostgreSQL's server encoding is {encoding}, not UTF8")
+    return _CanonicalHashes
+
+
+def summary_statement(spec: ReconciliationSpec, side: _DbSide, kinds: dict, buckets: int, hashing) -> sa.Select:
+    """Per bucket of the key: rows, the sum of the records' hashes (two halves) and whether
+    the bucket holds a row a hash cannot settle (an invalid or duplicate key, a null that
+    ``both_null: differ`` reports)."""
+    src = side.table.alias("src")
+    kc = [src.c[k.column.name] for k in side.keys]
+    fc = [src.c[c.column.name] for c in side.fields]
+    operands = [_operand(spec.rule(c.name), kinds[c.name], col, c, side.side) for col, c in zip(fc, side.fields)]
+    groups = [k.group for k in side.keys] + [_operand_group(kinds[c.name], c) for c in side.fields]
+    invalid = _invalid_key(kc, side.keys)
+    unsettled = [invalid] if invalid is not None else []
+    unsettled += _strict(spec, fc, side.fields)
+    bucket = hashing.bucket(side, src, buckets)
+    rows = sa.select(bucket.label("b"), hashing.row_hash(list(zip(kc + operands, groups))).label("h"),
+                     (sa.or_(*unsettled) if unsettled else sa.false()).label("d")).subquery("r")
+    # The hash sum as two 64-bit sums (high and low halves): no numeric to ship or decode.
+    high, low = hashing.halves(rows.c.h)
+    statement = (sa.select(rows.c.b, sa.func.count().label("n"), sa.cast(sa.func.sum(high), sa.BigInteger).label("hi"),
+                           sa.cast(sa.func.sum(low), sa.BigInteger).label("lo"), hashing.any_of(rows.c.d).label("d"))
+                 .group_by(rows.c.b))
+    if not side.unique:  # a bucket holding a duplicated key is never settled by its sums
+        zero = sa.literal(0, sa.BigInteger)
+        kg = [_grouping(c, k.group, side.profile).label(f"k{i}") for i, (c, k) in enumerate(zip(kc, side.keys))]
+        keyed = sa.select(bucket.label("b"), *kg).where(_not(invalid)).subquery("keyed")
+        # grouped by plain columns (every dialect renders them alike); b follows from the key
+        dups = (sa.select(keyed.c.b, zero.label("n"), zero.label("hi"), zero.label("lo"), hashing.flag_true().label("d"))
+                .group_by(*keyed.c).having(sa.func.count() > 1))
+        statement = sa.union_all(statement, dups)
+    return statement
+
+
+def _estimated_rows(side: _DbSide) -> int:
+    """The server's row estimate (PostgreSQL ``pg_class.reltuples``, MariaDB's
+    ``information_schema.TABLES``): enough to size the buckets."""
     with side.connector.engine.connect() as conn:
-        value = conn.execute(sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:name)"), {"name": name}).scalar()
+        if side.profile.name == "mariadb":
+            value = conn.execute(sa.text(
+                "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = coalesce(:schema, DATABASE()) "
+                "AND TABLE_NAME = :name"), {"schema": side.table.schema, "name": side.table.name}).scalar()
+        else:
+            name = side.connector.engine.dialect.identifier_preparer.format_table(side.table)
+            value = conn.execute(sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:name)"), {"name": name}).scalar()
     return max(0, int(value or 0))
 
 
-def _by_buckets(spec: ReconciliationSpec, a: _PgSide, b: _PgSide, con) -> PushdownResult:
-    kinds = {fa.name: _field_kind(spec.rule(fa.name), fa, fb) for fa, fb in zip(a.fields, b.fields)}
+def bucket_pairs(spec: ReconciliationSpec, a: _DbSide, b: _DbSide, con) -> tuple[MatchStats, PushdownStats]:
+    """Bucket summaries of each side, then the rows of the differing buckets paired locally;
+    leaves ``__pairs``."""
+    hashing = _hashing(a, b)
+    profile = a.profile if a.profile == b.profile else None
+    kinds = {fa.name: _field_kind(spec.rule(fa.name), fa, fb, profile) for fa, fb in zip(a.fields, b.fields)}
     sides = {"a": a, "b": b}
     buckets = bucket_count(max(_estimated_rows(a), _estimated_rows(b)))
 
-    def summary_statement(side: _PgSide):
-        src = side.table.alias("src")
-        kc = [src.c[k.column.name] for k in side.keys]
-        fc = [src.c[c.column.name] for c in side.fields]
-        operands = [_operand(spec.rule(c.name), kinds[c.name], col, c, side.side) for col, c in zip(fc, side.fields)]
-        groups = [k.group for k in side.keys] + [_operand_group(kinds[c.name], c) for c in side.fields]
-        row_hash = _combined(list(zip(kc + operands, groups)), 1)
-        invalid = _invalid_key(kc, side.keys)
-        unsettled = [invalid] if invalid is not None else []
-        unsettled += _strict(spec, fc, side.fields)
-        bucket = _bucket_of(side, src, buckets)
-        rows = sa.select(bucket.label("b"), row_hash.label("h"), (sa.or_(*unsettled) if unsettled else sa.false()).label("d")).subquery("r")
-        # The hash sum as two 64-bit sums (high and low halves): no numeric to ship or decode.
-        high = sa.cast(sa.func.sum(rows.c.h.op(">>")(32)), sa.BigInteger)
-        low = sa.cast(sa.func.sum(rows.c.h.op("&")(0xFFFFFFFF)), sa.BigInteger)
-        statement = (sa.select(rows.c.b, sa.func.count().label("n"), high.label("hi"), low.label("lo"), sa.func.bool_or(rows.c.d).label("d"))
-                     .group_by(rows.c.b))
-        if not side.unique:  # a bucket holding a duplicated key is never settled by its sums
-            zero = sa.literal(0, sa.BigInteger)
-            dups = (sa.select(bucket.label("b"), zero.label("n"), zero.label("hi"), zero.label("lo"), sa.true().label("d"))
-                    .where(_not(invalid)).group_by(*kc).having(sa.func.count() > 1))
-            statement = sa.union_all(statement, dups)
-        return statement
-
-    summary_schema = pa.schema([("b", pa.int64()), ("n", pa.int64()), ("hi", pa.int64()), ("lo", pa.int64()), ("d", pa.bool_())])
-    pushed = PushdownStats(mode="buckets", buckets=buckets)
+    summary_schema = pa.schema([("b", pa.int64()), ("n", pa.int64()), ("hi", pa.int64()), ("lo", pa.int64()), ("d", hashing.flag_type)])
+    pushed = PushdownStats(mode="buckets" if hashing is _NativeHashes else "canonical_buckets", buckets=buckets)
     clock = _Clock(pushed)
-    summaries = _both(sides, "summarising buckets",
-                      lambda side: lambda conn: _fetch(conn, summary_statement(side), summary_schema, 100_000, stream=False))
+    summaries = _both(sides, "summarising buckets", lambda side: lambda conn: _fetch(
+        conn, summary_statement(spec, side, kinds, buckets, hashing), summary_schema, 100_000, stream=False))
     for s, table in summaries.items():
         con.register(f"__pd_summary_{s}", table)
     con.execute("""CREATE OR REPLACE TEMP TABLE __pd_buckets AS
-        WITH x AS (SELECT b, sum(n) AS n, sum(hi) AS hi, sum(lo) AS lo, bool_or(d) AS d FROM __pd_summary_a GROUP BY b),
-             y AS (SELECT b, sum(n) AS n, sum(hi) AS hi, sum(lo) AS lo, bool_or(d) AS d FROM __pd_summary_b GROUP BY b)
+        WITH x AS (SELECT b, sum(n) AS n, sum(hi) AS hi, sum(lo) AS lo, bool_or(CAST(d AS BOOLEAN)) AS d FROM __pd_summary_a GROUP BY b),
+             y AS (SELECT b, sum(n) AS n, sum(hi) AS hi, sum(lo) AS lo, bool_or(CAST(d AS BOOLEAN)) AS d FROM __pd_summary_b GROUP BY b)
         SELECT coalesce(x.b, y.b) AS b, coalesce(x.n, 0) AS n,
                (x.n IS DISTINCT FROM y.n OR x.hi IS DISTINCT FROM y.hi OR x.lo IS DISTINCT FROM y.lo
                 OR coalesce(x.d OR y.d, TRUE)) AS differs
@@ -734,13 +1017,13 @@ def _by_buckets(spec: ReconciliationSpec, a: _PgSide, b: _PgSide, con) -> Pushdo
     whole = differing > FETCH_ALL_SHARE * buckets
     clock.lap("summaries")
 
-    def fetch_statement(side: _PgSide):
+    def fetch_statement(side: _DbSide):
         src = side.table.alias("src")
         columns = [src.c[c.column.name].label(c.name) for c in side.keys + side.fields]
         statement = sa.select(*columns)
-        return statement if whole else statement.where(_bucket_of(side, src, buckets).in_(wanted))
+        return statement if whole else statement.where(hashing.bucket(side, src, buckets).in_(wanted))
 
-    def fetch(side: _PgSide):
+    def fetch(side: _DbSide):
         schema = pa.schema([(c.name, c.arrow) for c in side.keys + side.fields])
         source = spec.source_a if side.side == "a" else spec.source_b
         if not wanted:
@@ -750,7 +1033,7 @@ def _by_buckets(spec: ReconciliationSpec, a: _PgSide, b: _PgSide, con) -> Pushdo
     fetched = _both(sides, "fetching the differing buckets", fetch)
     clock.lap("fetch")
 
-    # The regular local comparison, on the differing buckets only.
+    # The regular local pairing, on the differing buckets only.
     for s, table in fetched.items():
         con.register(f"__pd_rows_{s}", table)
         con.execute(f"CREATE OR REPLACE TEMP TABLE __pd_{s} AS SELECT * FROM __pd_rows_{s}")
@@ -764,21 +1047,20 @@ def _by_buckets(spec: ReconciliationSpec, a: _PgSide, b: _PgSide, con) -> Pushdo
     stats.rows_b += clean
     stats.matched += clean
     stats.identical += clean
-    table, fields = evaluate(con, spec, "__pairs")
-    clock.lap("compare")
+    clock.lap("pair")
     pushed.rows_fetched_a, pushed.rows_fetched_b = fetched["a"].num_rows, fetched["b"].num_rows
     pushed.summary_rows_a, pushed.summary_rows_b = summaries["a"].num_rows, summaries["b"].num_rows
     pushed.differing_buckets, pushed.rows_settled_by_buckets, pushed.fetched_whole = int(differing), clean, whole
-    return PushdownResult(table, stats, fields, pushed)
+    return stats, pushed
 
 
-def _both(sides: dict[str, _PgSide], what: str, make) -> dict[str, pa.Table]:
+def _both(sides: dict[str, _DbSide], what: str, make) -> dict[str, pa.Table]:
     """Run one statement per side, both sides at once (two servers work in parallel)."""
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = {s: pool.submit(_run, side, what, make(side)) for s, side in sides.items()}
         return {s: f.result() for s, f in futures.items()}
 
 
-def _server_setting(side: _PgSide, name: str) -> str:
+def _server_setting(side: _DbSide, name: str) -> str:
     with side.connector.engine.connect() as conn:
         return conn.execute(sa.select(sa.func.current_setting(name))).scalar()

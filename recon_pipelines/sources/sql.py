@@ -147,7 +147,7 @@ class SqlConnector(Connector):
             if self.spec.table:
                 table = sa.Table(self.spec.table, sa.MetaData(), schema=self.spec.db_schema, autoload_with=self.engine)
                 self._table = table
-                fields = [pa.field(c.name, _arrow_type(c.type)) for c in table.columns]
+                fields = [pa.field(c.name, arrow_type(c.type)) for c in table.columns]
             else:
                 query = self.query
                 with self.engine.connect() as conn:
@@ -213,7 +213,8 @@ def _to_arrow(values: Sequence, field: pa.Field) -> pa.Array:
         ) from None
 
 
-def _arrow_type(sa_type: sa.types.TypeEngine) -> pa.DataType:
+def arrow_type(sa_type: sa.types.TypeEngine) -> pa.DataType:
+    """The Arrow type the connector reads a column of this SQLAlchemy type as."""
     try:
         python_type = sa_type.python_type
     except NotImplementedError:

@@ -121,7 +121,7 @@ class ReconciliationSpec(StrictModel):
         None, description="Score the records no key paired against each other and report likely pairs (suggested_match).")
     # Push-down (engine/pushdown.py): two SQL tables are compared inside their database(s) and
     # only what differs is fetched; false always reads both sides whole and compares locally.
-    pushdown: bool = Field(True, description="Compare two PostgreSQL tables in the database when possible.")
+    pushdown: bool = Field(True, description="Compare two PostgreSQL or MariaDB tables in their database(s) when possible.")
     match: list[MatchRule] = Field(
         default_factory=lambda: [KeyMatch(by="key")],
         description="Matching rules in precedence order: key, then group references, then amount/date windows.")

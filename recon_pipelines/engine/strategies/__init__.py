@@ -1,0 +1,1 @@
+"""Pairing strategies: how the two sides are paired (``base.PairingStrategy``)."""
