@@ -21,8 +21,8 @@ from recon_pipelines.cli_errors import UserError, one_line
 from recon_pipelines.identity import os_user
 from recon_pipelines.numbers import display_number
 from recon_pipelines.redact import redact
+from recon_pipelines.sources.checks import check_sources
 from recon_pipelines.spec import SpecError, load_spec
-from recon_pipelines.spec.checks import check_sources
 from recon_pipelines.spec.base import parse_duration, parse_moment
 from recon_pipelines.terminal import for_terminal, json_for_terminal, stream_is_terminal
 from recon_pipelines.tracker.schema import STATUSES

@@ -143,7 +143,7 @@ def test_cli_missing_filter_column_exits_2_with_one_line(tmp_path, csv_path):
 
 
 def test_validate_names_the_filter_field(tmp_path, csv_path):
-    from recon_pipelines.spec.checks import check_sources
+    from recon_pipelines.sources.checks import check_sources
 
     spec = _spec({"type": "file", "path": csv_path, "name": "crm", "filter": "region = 'EU'"},
                  {"type": "file", "path": csv_path})

@@ -35,11 +35,12 @@ import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from recon_pipelines.readonly_sql import check_filter, filter_columns
 from recon_pipelines.redact import SENSITIVE_NAME, redact
 from recon_pipelines.sources.base import Connector, RecordFilter, SourceError, require_columns
-from recon_pipelines.sources.readonly import check_filter, filter_columns, filter_sql
-from recon_pipelines.sources.types import declared_schema
+from recon_pipelines.sources.readonly import filter_sql
 from recon_pipelines.spec.models import HttpSource
+from recon_pipelines.spec.types import declared_schema
 
 log = logging.getLogger(__name__)
 

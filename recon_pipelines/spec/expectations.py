@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
+from recon_pipelines.readonly_sql import check_filter, filter_columns
 from recon_pipelines.spec.base import Duration, StrictModel, parse_duration
 
 KINDS = ("not_null", "unique", "accepted_values", "range", "regex", "row_count", "freshness", "sql")
@@ -122,15 +123,11 @@ class SqlExpectation(_Expectation):
     @field_validator("predicate")
     @classmethod
     def _one_condition(cls, value: str) -> str:
-        from recon_pipelines.sources.readonly import check_filter
-
         check_filter(value, "duckdb", what="sql")
         return value
 
     @property
     def columns(self) -> list[str]:
-        from recon_pipelines.sources.readonly import check_filter, filter_columns
-
         return filter_columns(check_filter(self.predicate, "duckdb"))
 
     @property

@@ -7,10 +7,12 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from recon_pipelines.sources.readonly import DEFAULT_STATEMENT_TIMEOUT, check_filter, check_query
-from recon_pipelines.sources.types import arrow_type
-from recon_pipelines.spec.expectations import Expectation
+from recon_pipelines.readonly_sql import check_filter, check_query
 from recon_pipelines.spec.base import Duration, StrictModel, check_zone, parse_duration
+from recon_pipelines.spec.expectations import Expectation
+from recon_pipelines.spec.types import arrow_type
+
+DEFAULT_STATEMENT_TIMEOUT = 600.0  # seconds; SqlSource.statement_timeout and read_only_engine's default
 
 
 # --------------------------------------------------------------------------- sources
@@ -119,7 +121,7 @@ class SqlSource(_SourceBase):
             raise ValueError("give exactly one of table or query")
         if self.query is not None and self.url is not None:
             # Checked here when the URL names the dialect; with url_env the connector checks it.
-            check_query(self.query, self.url.split(":", 1)[0].split("+")[0])
+            check_query(self.query, self.filter_backend())
         return self
 
 
