@@ -72,7 +72,7 @@ from recon_pipelines.engine.compare import (
 from recon_pipelines.engine.rules import WHITESPACE
 from recon_pipelines.redact import redact
 from recon_pipelines.sources.base import SourceError, require_columns
-from recon_pipelines.sources.sql import SqlConnector, normalize_url
+from recon_pipelines.sources.sql import SqlConnector
 from recon_pipelines.spec.models import (
     NumericRule,
     ReconciliationSpec,
@@ -81,6 +81,7 @@ from recon_pipelines.spec.models import (
 )
 from recon_pipelines.sqlutil import duckdb_connect, sql_literal
 from recon_pipelines.sqlutil import quote_ident as q
+from recon_pipelines.urls import normalize_url
 
 log = logging.getLogger(__name__)
 

@@ -382,7 +382,7 @@ class HttpConnector(Connector):
         return text
 
     def _redact(self, url: str) -> str:
-        return self._scrub(_redact_url(url))
+        return self._scrub(redact(url))
 
     # ------------------------------------------------------------------ bodies
 
@@ -492,17 +492,12 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parsed.scheme, parsed.host, parsed.port or {"http": 80, "https": 443}.get(parsed.scheme)
 
 
-def _redact_url(url: str) -> str:
-    """The URL with user info and credential-like query values masked: safe to log."""
-    return redact(url)
-
-
 class _RedactHttpxUrls(logging.Filter):
     """httpx logs every request URL at INFO; mask keys passed as query parameters (?api_key=...) there."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(_redact_url(str(a)) if isinstance(a, httpx.URL) else a for a in record.args)
+            record.args = tuple(redact(str(a)) if isinstance(a, httpx.URL) else a for a in record.args)
         return True
 
 
