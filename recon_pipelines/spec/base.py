@@ -13,7 +13,9 @@ Side = Literal["a", "b"]
 Tier = Literal["critical", "warning", "info"]
 Normalization = Literal["trim", "lower", "upper", "nfc", "collapse_whitespace"]
 
-# Discrepancy kinds the engine reports. Record-level kinds have no field.
+# Discrepancy kinds. Record-level kinds have no field. The engine reports all but the last;
+# a change-stream re-check reports what it still finds for a key whose window passed as
+# not_propagated (streams/settle.py), which severity rules may name like any other kind.
 KINDS = (
     "only_in_a",
     "only_in_b",
@@ -24,6 +26,7 @@ KINDS = (
     "unmapped_a",
     "unmapped_b",
     "field_mismatch",
+    "not_propagated",
 )
 Kind = Literal[KINDS]  # type: ignore[valid-type]
 
