@@ -115,5 +115,11 @@ def filter_columns(tree: exp.Expression) -> list[str]:
     return names
 
 
+def missing_filter_columns(tree: exp.Expression, available) -> list[str]:
+    """The columns a filter names that the source lacks; unquoted SQL names ignore case."""
+    lower = {name.lower() for name in available}
+    return [c for c in filter_columns(tree) if c not in available and c.lower() not in lower]
+
+
 def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0][:200]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from recon_pipelines.readonly_sql import check_filter, filter_columns
+from recon_pipelines.readonly_sql import check_filter, missing_filter_columns
 from recon_pipelines.sources import connector_for
 from recon_pipelines.sources.base import SourceError
 from recon_pipelines.spec.loader import SpecError
@@ -31,10 +31,10 @@ def check_sources(spec: ReconciliationSpec, file: str | Path) -> None:
                 raise SpecError(file, f"source_{side}", str(exc)) from None
         name = spec.source_names[0 if side == "a" else 1]
         if source.filter is not None:
-            for column in filter_columns(check_filter(source.filter, source.filter_backend())):
-                if column not in available:
-                    raise SpecError(file, f"source_{side}.filter",
-                                    f"column {column!r} not found in {name} (it has: {', '.join(sorted(available))})")
+            missing = missing_filter_columns(check_filter(source.filter, source.filter_backend()), available)
+            if missing:
+                raise SpecError(file, f"source_{side}.filter",
+                                f"column {missing[0]!r} not found in {name} (it has: {', '.join(sorted(available))})")
         wanted = [(f"key.{k.name}.{side}", getattr(k, side)) for k in spec.key]
         wanted += [(f"fields.{f.name}.{side}", getattr(f, side)) for f in spec.fields]
         if source.updated_at:

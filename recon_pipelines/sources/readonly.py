@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from recon_pipelines.readonly_sql import UnsafeFilter, check_filter, filter_columns, sqlglot_dialect
+from recon_pipelines.readonly_sql import UnsafeFilter, check_filter, missing_filter_columns, sqlglot_dialect
 from recon_pipelines.sources.base import SourceError
 from recon_pipelines.spec.sources import DEFAULT_STATEMENT_TIMEOUT
 
@@ -34,8 +34,7 @@ def filter_sql(predicate: str | None, backend: str | None, available: list[str],
         tree = check_filter(predicate, backend)
     except UnsafeFilter as exc:
         raise UnsafeFilter(f"{label}: {exc}") from None
-    lower = {name.lower() for name in available}
-    missing = [c for c in filter_columns(tree) if c not in available and c.lower() not in lower]
+    missing = missing_filter_columns(tree, available)
     if missing:
         raise SourceError(
             f"{label}: filter refers to column(s) {', '.join(map(repr, missing))} not found; "
