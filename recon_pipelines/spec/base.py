@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 Side = Literal["a", "b"]
 Tier = Literal["critical", "warning", "info"]
@@ -68,7 +68,8 @@ def parse_moment(text: str, *, now: datetime, ahead: bool, what: str) -> datetim
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-Duration = Annotated[float, Field(ge=0)]
+# A length of time in seconds, written as 90, "90s", "5m", "4h" or "2d".
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 
 
 def check_zone(value: str) -> str:

@@ -7,8 +7,6 @@ is a spec that means what it says.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import Field, field_validator, model_validator
 
 # Every part of the spec, importable from here (re-exported).
@@ -119,10 +117,6 @@ class ReconciliationSpec(StrictModel):
     # only what differs is fetched; false always reads both sides whole and compares locally.
     pushdown: bool = Field(True, description="Compare two PostgreSQL tables in the database when possible.")
 
-    @field_validator("propagation_lag", "max_runtime", mode="before")
-    @classmethod
-    def _lag(cls, value: Any) -> float:
-        return parse_duration(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> "ReconciliationSpec":
