@@ -17,7 +17,15 @@ import click
 from recon_pipelines.cli_errors import UserError, one_line
 from recon_pipelines.cli_notifications import notifications
 from recon_pipelines.cli_runs import runs
-from recon_pipelines.cli_shared import cell_text, group_tracker, open_tracker, text_table, tracker_url_option, write_rows
+from recon_pipelines.cli_shared import (
+    cell_text,
+    group_tracker,
+    group_tracker_url_option,
+    open_tracker,
+    text_table,
+    tracker_url_option,
+    write_rows,
+)
 from recon_pipelines.cli_streams import streams
 from recon_pipelines.cli_web import register as register_web_commands
 from recon_pipelines.identity import os_user
@@ -227,14 +235,12 @@ def trigger(reconciliation, keys, date_from, date_to, full, url, local, wait, tr
 @click.option("--status", default=None, type=STATUS_CHOICE, help="One status, or 'open' for every open state.")
 @click.option("--reconciliation", "-r", default=None)
 @click.option("--severity", default=None, type=click.Choice(["critical", "warning", "info"]))
-@tracker_url_option()
+@group_tracker_url_option()
 @click.option("--older-than", default=None, help="Open for longer than this duration (e.g. 3d).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 @click.pass_context
-def discrepancies(ctx, status, reconciliation, severity, tracker_url, older_than, fmt) -> None:
+def discrepancies(ctx, status, reconciliation, severity, older_than, fmt) -> None:
     """What the tracker holds, and operator actions on it (lists when no subcommand is given)."""
-    ctx.ensure_object(dict)
-    ctx.obj["tracker_url"] = tracker_url
     if ctx.invoked_subcommand is None:
         ctx.invoke(list_discrepancies, status=status, reconciliation=reconciliation, severity=severity,
                    older_than=older_than, fmt=fmt)

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 import click
 
-from recon_pipelines.cli_shared import group_tracker, text_table, tracker_url_option, write_rows
+from recon_pipelines.cli_shared import group_tracker, group_tracker_url_option, text_table, write_rows
 from recon_pipelines.spec.base import parse_moment
 from recon_pipelines.tracker.schema import OUTBOX_STATUSES
 
@@ -22,12 +22,9 @@ COLUMNS = ("id", "reconciliation", "destination", "event", "idempotency_key", "s
 
 
 @click.group()
-@tracker_url_option()
-@click.pass_context
-def notifications(ctx, tracker_url) -> None:
+@group_tracker_url_option()
+def notifications() -> None:
     """The notification outbox: list it, retry what failed."""
-    ctx.ensure_object(dict)
-    ctx.obj["tracker_url"] = tracker_url
 
 
 @notifications.command("list")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from recon_pipelines.cli_shared import cell_text, group_tracker, tracker_url_option, write_rows
+from recon_pipelines.cli_shared import cell_text, group_tracker, group_tracker_url_option, write_rows
 from recon_pipelines.identity import os_user
 
 RUN_COLUMNS = ("run_id", "reconciliation", "scope", "outcome", "finished_at", "rows_a", "rows_b", "discrepancies",
@@ -19,12 +19,9 @@ RUN_COLUMNS = ("run_id", "reconciliation", "scope", "outcome", "finished_at", "r
 
 
 @click.group()
-@tracker_url_option()
-@click.pass_context
-def runs(ctx, tracker_url) -> None:
+@group_tracker_url_option()
+def runs() -> None:
     """The runs that wrote to the tracker; accept a run held as suspicious."""
-    ctx.ensure_object(dict)
-    ctx.obj["tracker_url"] = tracker_url
 
 
 @runs.command("list")

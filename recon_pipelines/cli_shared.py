@@ -27,6 +27,16 @@ def tracker_url_option(purpose: str = ""):
                         help=f"{purpose} {_TRACKER_URL_DEFAULT}".strip())
 
 
+def group_tracker_url_option():
+    """``--tracker-url`` on a command group, kept in ``ctx.obj`` for its subcommands (``group_tracker``)."""
+
+    def remember(ctx: click.Context, _param, url: str | None) -> None:
+        ctx.ensure_object(dict)["tracker_url"] = url
+
+    return click.option("--tracker-url", envvar=TRACKER_URL_ENV, default=None, expose_value=False, callback=remember,
+                        help=_TRACKER_URL_DEFAULT)
+
+
 def open_tracker(url: str | None):
     """The tracker, opened here so that a failure to reach it is named as the tracker's."""
     import sqlalchemy as sa
@@ -44,7 +54,7 @@ def open_tracker(url: str | None):
 
 
 def group_tracker(ctx: click.Context):
-    """The tracker named by a command group's ``--tracker-url`` (kept in ``ctx.obj``)."""
+    """The tracker named by a command group's ``--tracker-url`` (``group_tracker_url_option``)."""
     return open_tracker(ctx.obj.get("tracker_url") if ctx.obj else None)
 
 
