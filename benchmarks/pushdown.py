@@ -76,7 +76,7 @@ DDL = """CREATE TABLE {table} (id bigint, email text, plan text, status text, am
 def _engine(url: str, **kwargs):
     import sqlalchemy as sa
 
-    from recon_pipelines.sources.sql import normalize_url
+    from recon_pipelines.urls import normalize_url
 
     return sa.create_engine(normalize_url(url), **kwargs)
 
@@ -84,7 +84,7 @@ def _engine(url: str, **kwargs):
 def _url(admin_url: str, database: str) -> str:
     import sqlalchemy as sa
 
-    from recon_pipelines.sources.sql import normalize_url
+    from recon_pipelines.urls import normalize_url
 
     return sa.make_url(normalize_url(admin_url)).set(database=database).render_as_string(hide_password=False)
 

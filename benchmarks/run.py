@@ -453,7 +453,7 @@ def _create_database(admin_url: str, name: str) -> str:
     """Create an empty database ``name`` on the server of ``admin_url``; returns its URL."""
     import sqlalchemy as sa
 
-    from recon_pipelines.sources.sql import normalize_url
+    from recon_pipelines.urls import normalize_url
 
     admin = sa.create_engine(normalize_url(admin_url), isolation_level="AUTOCOMMIT")
     try:
@@ -467,7 +467,7 @@ def _create_database(admin_url: str, name: str) -> str:
 def _drop_database(admin_url: str, name: str) -> None:
     import sqlalchemy as sa
 
-    from recon_pipelines.sources.sql import normalize_url
+    from recon_pipelines.urls import normalize_url
 
     admin = sa.create_engine(normalize_url(admin_url), isolation_level="AUTOCOMMIT")
     try:
@@ -481,7 +481,7 @@ def _pg_problem(admin_url: str) -> str | None:
     """None when the server answers, else why not (one line)."""
     import sqlalchemy as sa
 
-    from recon_pipelines.sources.sql import normalize_url
+    from recon_pipelines.urls import normalize_url
 
     try:
         engine = sa.create_engine(normalize_url(admin_url), connect_args={"connect_timeout": 5})

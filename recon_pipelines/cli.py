@@ -5,9 +5,6 @@ Exit codes follow diff tools: 0 the sides agree, 1 discrepancies were found, 2 a
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
 import sys
 import traceback
@@ -18,16 +15,29 @@ from pathlib import Path
 import click
 
 from recon_pipelines.cli_errors import UserError, one_line
+from recon_pipelines.cli_notifications import notifications
+from recon_pipelines.cli_runs import runs
+from recon_pipelines.cli_shared import (
+    cell_text,
+    group_tracker,
+    group_tracker_url_option,
+    open_tracker,
+    text_table,
+    tracker_url_option,
+    write_rows,
+)
+from recon_pipelines.cli_streams import streams
+from recon_pipelines.cli_suggestions import suggestions
+from recon_pipelines.cli_web import register as register_web_commands
 from recon_pipelines.identity import os_user
 from recon_pipelines.numbers import display_number
-from recon_pipelines.redact import redact
+from recon_pipelines.sources.checks import check_sources
 from recon_pipelines.spec import SpecError, load_spec
-from recon_pipelines.spec.checks import check_sources
+from recon_pipelines.spec.loader import SPEC_DIR_ENV
 from recon_pipelines.spec.base import parse_duration, parse_moment
-from recon_pipelines.terminal import for_terminal, json_for_terminal, stream_is_terminal
+from recon_pipelines.terminal import for_terminal
 from recon_pipelines.tracker.schema import STATUSES
 
-SPEC_DIR_ENV = "RECON_SPEC_DIR"
 
 OUTPUT_COLUMNS = ("id", "kind", "key", "field", "value_a", "value_b", "severity", "reason", "difference", "detail")
 EXIT_AGREE, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
@@ -159,8 +169,7 @@ def _definitions_problem(specs) -> str | None:
 @click.option("--limit", type=int, default=50, show_default=True, help="Rows shown by --format table on stdout.")
 @click.option("--track", is_flag=True, help="Also fold the result into the tracker, as a deep scan does (export guard "
               "and notifications included); a run held as suspicious exits 2.")
-@click.option("--tracker-url", envvar="RECON_TRACKER_URL", default=None,
-              help="With --track, or to read confirmed suggested matches; default $RECON_TRACKER_URL, else SQLite under DAGSTER_HOME.")
+@tracker_url_option("With --track, or to read confirmed suggested matches.")
 def run(spec_file: Path, fmt: str, output: Path | None, limit: int, track: bool, tracker_url: str | None) -> None:
     """Run one reconciliation without Dagster and report what disagrees. Exit 1 when anything does."""
     from recon_pipelines.runner import run_reconciliation, run_tracked
@@ -171,7 +180,7 @@ def run(spec_file: Path, fmt: str, output: Path | None, limit: int, track: bool,
     spec = load_spec(spec_file)
     check_sources(spec, spec_file)  # a missing column is named by its spec field, before any work
     if track:
-        tracked = run_tracked(spec, _tracker_at(tracker_url), warn=_warn)
+        tracked = run_tracked(spec, open_tracker(tracker_url), warn=_warn)
         if tracked.outcome.held:
             click.echo(for_terminal(tracked.outcome.held, keep=chr(10)), err=True)
             sys.exit(EXIT_ERROR)
@@ -192,15 +201,15 @@ def run(spec_file: Path, fmt: str, output: Path | None, limit: int, track: bool,
         write_one_off_report(spec.name, summary, rows, output)
     elif output is not None:
         with output.open("w", encoding="utf-8", newline="") as handle:
-            _write(rows, "json" if fmt == "table" else fmt, handle)
+            write_rows(rows, "json" if fmt == "table" else fmt, handle, OUTPUT_COLUMNS)
         click.echo(f"{len(rows)} discrepancies written to {output}")
     elif rows:
         if fmt == "table":
-            click.echo(_table(rows[:limit], RUN_TABLE_COLUMNS))
+            click.echo(text_table(rows[:limit], RUN_TABLE_COLUMNS))
             if len(rows) > limit:
                 click.echo(f"... {len(rows) - limit} more (use --output FILE or --format json for all)")
         else:
-            _write(rows, fmt, sys.stdout)
+            write_rows(rows, fmt, sys.stdout, OUTPUT_COLUMNS)
     sys.exit(EXIT_FOUND if rows else EXIT_AGREE)
 
 
@@ -219,8 +228,7 @@ def _warn(line: str) -> None:
               "(the port `make demo` serves on; 3000 when unset).")
 @click.option("--local", is_flag=True, help="Run here, in this process, instead of on the webserver.")
 @click.option("--wait", is_flag=True, help="Wait for the run to finish and list the discrepancies it found.")
-@click.option("--tracker-url", envvar="RECON_TRACKER_URL", default=None,
-              help="Tracker read by --wait. Default: $RECON_TRACKER_URL, else SQLite under DAGSTER_HOME (as the webserver).")
+@tracker_url_option("Tracker read by --wait (the webserver's).")
 @click.option("--verbose", is_flag=True, help="--local: show Dagster's warnings and event log.")
 def trigger(reconciliation, keys, date_from, date_to, full, url, local, wait, tracker_url, verbose) -> None:
     """Re-check keys, a date range or everything now (the run shows in the Dagster UI)."""
@@ -239,21 +247,19 @@ def trigger(reconciliation, keys, date_from, date_to, full, url, local, wait, tr
     if result.status in ("FAILURE", "CANCELED"):
         sys.exit(EXIT_ERROR)
     if wait or local:
-        _echo_run_discrepancies(_tracker_at(tracker_url), result.run_id)
+        _echo_run_discrepancies(open_tracker(tracker_url), result.run_id)
 
 
 @main.group(invoke_without_command=True)
 @click.option("--status", default=None, type=STATUS_CHOICE, help="One status, or 'open' for every open state.")
 @click.option("--reconciliation", "-r", default=None)
 @click.option("--severity", default=None, type=click.Choice(["critical", "warning", "info"]))
-@click.option("--tracker-url", envvar="RECON_TRACKER_URL", default=None, help="Default: $RECON_TRACKER_URL, else SQLite under DAGSTER_HOME.")
+@group_tracker_url_option()
 @click.option("--older-than", default=None, help="Open for longer than this duration (e.g. 3d).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 @click.pass_context
-def discrepancies(ctx, status, reconciliation, severity, tracker_url, older_than, fmt) -> None:
+def discrepancies(ctx, status, reconciliation, severity, older_than, fmt) -> None:
     """What the tracker holds, and operator actions on it (lists when no subcommand is given)."""
-    ctx.ensure_object(dict)
-    ctx.obj["tracker_url"] = tracker_url
     if ctx.invoked_subcommand is None:
         ctx.invoke(list_discrepancies, status=status, reconciliation=reconciliation, severity=severity,
                    older_than=older_than, fmt=fmt)
@@ -269,13 +275,13 @@ def discrepancies(ctx, status, reconciliation, severity, tracker_url, older_than
 def list_discrepancies(ctx, status, reconciliation, severity, older_than, fmt) -> None:
     """List discrepancies, newest first."""
     age = _duration("--older-than", older_than) if older_than else None
-    rows = _tracker(ctx).discrepancies(reconciliation, status=status, severity=severity, older_than=age)
+    rows = group_tracker(ctx).discrepancies(reconciliation, status=status, severity=severity, older_than=age)
     columns = ("id", "reconciliation", "status", "severity", "kind", "key", "field", "value_a", "value_b", "first_seen", "last_seen", "times_seen")
     rows = [{c: r[c] for c in columns} for r in rows]
     if fmt == "table":
-        click.echo(_table(rows, columns) if rows else "no discrepancies")
+        click.echo(text_table(rows, columns) if rows else "no discrepancies")
     else:
-        _write(rows, fmt, sys.stdout, columns)
+        write_rows(rows, fmt, sys.stdout, columns)
 
 
 @discrepancies.command("show")
@@ -283,18 +289,18 @@ def list_discrepancies(ctx, status, reconciliation, severity, older_than, fmt) -
 @click.pass_context
 def show(ctx, discrepancy_id: str) -> None:
     """One discrepancy with its full history: every transition, by whom, in which run."""
-    tracker = _tracker(ctx)
+    tracker = group_tracker(ctx)
     row = tracker.get(discrepancy_id)
     if row is None:
         raise LookupError(f"no discrepancy with id {discrepancy_id!r}")
     width = max(map(len, row))
     for name, value in row.items():
-        click.echo(f"{_text(name).ljust(width)}  {_text(value)}")
+        click.echo(f"{cell_text(name).ljust(width)}  {cell_text(value)}")
     click.echo("\nhistory:")
     for event in tracker.history(discrepancy_id):
         transition = f"{event['from_status'] or '-'} -> {event['to_status'] or '-'}"
         click.echo(for_terminal(
-            f"  {_text(event['at'])}  {event['action']:<12} {transition:<26} by {event['actor']}"
+            f"  {cell_text(event['at'])}  {event['action']:<12} {transition:<26} by {event['actor']}"
             f"{'  run ' + event['run_id'] if event['run_id'] else ''}{'  (' + event['note'] + ')' if event['note'] else ''}"))
 
 
@@ -321,7 +327,7 @@ def _action_command(command: str, action: str, help_text: str) -> None:
     @click.option("--to", "assignee", default=None, help="assign: who takes it.")
     @click.pass_context
     def run_action(ctx, ids, on_behalf_of, note, until, assignee):
-        rows = _tracker(ctx).act(ids, action, os_user(), note=note, until=_until(until), assignee=assignee,
+        rows = group_tracker(ctx).act(ids, action, os_user(), note=note, until=_until(until), assignee=assignee,
                                  on_behalf_of=on_behalf_of)
         for row in rows:
             click.echo(for_terminal(f"{row['id']}  {row['status']}"))
@@ -329,11 +335,6 @@ def _action_command(command: str, action: str, help_text: str) -> None:
 
 for _command, (_action, _help) in ACTION_COMMANDS.items():
     _action_command(_command, _action, _help)
-
-
-from recon_pipelines.cli_runs import runs as _runs  # noqa: E402  (imports nothing from here at load time)
-
-main.add_command(_runs)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -348,26 +349,6 @@ def _duration(option: str, text: str) -> timedelta:
         return timedelta(seconds=parse_duration(text))
     except ValueError as exc:
         raise UserError(f"{option} {text!r}: {exc}") from None
-
-
-def _tracker(ctx):
-    return _tracker_at(ctx.obj.get("tracker_url") if ctx.obj else None)
-
-
-def _tracker_at(url: str | None):
-    """The tracker, opened here so that a failure to reach it is named as the tracker's."""
-    import sqlalchemy as sa
-
-    from recon_pipelines.tracker import Tracker
-    from recon_pipelines.tracker.db import default_tracker_url
-
-    url = url or default_tracker_url()
-    try:
-        return Tracker(url)
-    except (sa.exc.SQLAlchemyError, OSError) as exc:
-        reason = getattr(exc, "orig", None) or exc
-        first = str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
-        raise UserError(f"tracker {redact(url)}: {first}") from None
 
 
 def _match_decisions(spec, url: str | None):
@@ -394,7 +375,7 @@ def _echo_run_discrepancies(tracker, run_id: str) -> None:
     rows = tracker.seen_in_run(run_id)
     click.echo(f"{len(rows)} discrepancies found" + (":" if rows else ""))
     if rows:
-        click.echo(_table(rows, ("id", "status", "severity", "kind", "key", "field", "value_a", "value_b", "detail")))
+        click.echo(text_table(rows, ("id", "status", "severity", "kind", "key", "field", "value_a", "value_b", "detail")))
 
 
 def _prepare_demo_data(spec_file: Path) -> None:
@@ -451,53 +432,12 @@ def _summary_text(name: str, sources: tuple[str, str], s: dict) -> str:
     return "\n".join([f"reconciliation {name}: {a} vs {b}", *(f"  {label.ljust(width)}  {value}" for label, value in lines)])
 
 
-def _write(rows: list[dict], fmt: str, handle, columns=OUTPUT_COLUMNS) -> None:
-    """JSON lines or CSV, lossless: JSON writes control, bidi and format characters as \\u
-    escapes (the same strings to any reader); CSV keeps every value byte for byte for files and
-    pipes, and is escaped like the table only when it is written straight to a terminal."""
-    if fmt == "json":
-        for row in rows:
-            handle.write(json_for_terminal(json.dumps({c: row.get(c) for c in columns}, default=str,
-                                                      ensure_ascii=False)) + "\n")
-    else:
-        if stream_is_terminal(handle):
-            rows = [{c: for_terminal(row.get(c)) for c in columns} for row in rows]
-        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _table(rows: list[dict], columns=("severity", "kind", "key", "field", "value_a", "value_b", "reason")) -> str:
-    cells = [[_text(r.get(c), 40) for c in columns] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    buffer = io.StringIO()
-    buffer.write("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip() + "\n")
-    for row in cells:
-        buffer.write("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() + "\n")
-    return buffer.getvalue().rstrip("\n")
-
-
-def _text(value, width: int | None = None) -> str:
-    """A value for a table cell or a line: terminal-safe (escaped), then cut to ``width``."""
-    text = for_terminal(value.isoformat(sep=" ", timespec="seconds") if hasattr(value, "isoformat") else value)
-    return text if width is None or len(text) <= width else text[: width - 1] + "…"
-
-
-from recon_pipelines.cli_notifications import notifications  # noqa: E402  (a group of its own module)
-
+# The command groups of their own modules (they import cli_shared, never this module).
+main.add_command(runs)
 main.add_command(notifications)
-
-from recon_pipelines.cli_streams import streams  # noqa: E402  (a group of its own module)
-
 main.add_command(streams)
-
-from recon_pipelines.cli_suggestions import suggestions  # noqa: E402  (a group of its own module)
-
 main.add_command(suggestions)
-
-from recon_pipelines.cli_web import register as _register_web  # noqa: E402  (web, users, report)
-
-_register_web(main)
+register_web_commands(main)
 
 if __name__ == "__main__":  # python -m recon_pipelines.cli (tests run the real command this way)
     main()

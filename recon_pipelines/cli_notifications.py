@@ -13,20 +13,18 @@ from datetime import datetime, timezone
 
 import click
 
+from recon_pipelines.cli_shared import group_tracker, group_tracker_url_option, text_table, write_rows
 from recon_pipelines.spec.base import parse_moment
 from recon_pipelines.tracker.schema import OUTBOX_STATUSES
+
 COLUMNS = ("id", "reconciliation", "destination", "event", "idempotency_key", "status", "attempts", "last_error",
            "created_at")
 
 
 @click.group()
-@click.option("--tracker-url", envvar="RECON_TRACKER_URL", default=None,
-              help="Default: $RECON_TRACKER_URL, else SQLite under DAGSTER_HOME.")
-@click.pass_context
-def notifications(ctx, tracker_url) -> None:
+@group_tracker_url_option()
+def notifications() -> None:
     """The notification outbox: list it, retry what failed."""
-    ctx.ensure_object(dict)
-    ctx.obj["tracker_url"] = tracker_url
 
 
 @notifications.command("list")
@@ -38,14 +36,13 @@ def notifications(ctx, tracker_url) -> None:
 @click.pass_context
 def list_notifications(ctx, status, destination, reconciliation, limit, fmt) -> None:
     """Notifications oldest first, with the destination's last error."""
-    from recon_pipelines.cli import _table, _write
     from recon_pipelines.remediation import outbox
 
     rows = outbox.listing(_engine(ctx), status, destination, reconciliation, limit)
     if fmt == "table":
-        click.echo(_table(rows, COLUMNS) if rows else "no notifications")
+        click.echo(text_table(rows, COLUMNS) if rows else "no notifications")
     else:
-        _write(rows, fmt, sys.stdout, COLUMNS)
+        write_rows(rows, fmt, sys.stdout, COLUMNS)
 
 
 @notifications.command("retry")
@@ -67,6 +64,4 @@ def _since(text: str | None, now: datetime) -> datetime | None:
 
 
 def _engine(ctx):
-    from recon_pipelines.cli import _tracker_at  # an unreachable tracker is named as such
-
-    return _tracker_at(ctx.obj.get("tracker_url")).engine
+    return group_tracker(ctx).engine

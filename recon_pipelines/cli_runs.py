@@ -1,6 +1,6 @@
 """``recon runs``: the tracker's run log, and accepting a run the export guard held.
 
-Registered into the ``recon`` group by cli.py; helpers come from there at call time.
+Registered into the ``recon`` group by cli.py; shared helpers come from cli_shared.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from recon_pipelines.cli_shared import cell_text, group_tracker, group_tracker_url_option, write_rows
 from recon_pipelines.identity import os_user
 
 RUN_COLUMNS = ("run_id", "reconciliation", "scope", "outcome", "finished_at", "rows_a", "rows_b", "discrepancies",
@@ -18,13 +19,9 @@ RUN_COLUMNS = ("run_id", "reconciliation", "scope", "outcome", "finished_at", "r
 
 
 @click.group()
-@click.option("--tracker-url", envvar="RECON_TRACKER_URL", default=None,
-              help="Default: $RECON_TRACKER_URL, else SQLite under DAGSTER_HOME.")
-@click.pass_context
-def runs(ctx, tracker_url) -> None:
+@group_tracker_url_option()
+def runs() -> None:
     """The runs that wrote to the tracker; accept a run held as suspicious."""
-    ctx.ensure_object(dict)
-    ctx.obj["tracker_url"] = tracker_url
 
 
 @runs.command("list")
@@ -36,22 +33,18 @@ def runs(ctx, tracker_url) -> None:
 @click.pass_context
 def list_runs(ctx, reconciliation, status, limit, fmt) -> None:
     """Runs, newest last, with their outcome and, when held, why."""
-    from recon_pipelines.cli import _write
-
-    rows = [r for r in _tracker(ctx).runs(reconciliation) if status in (None, r["outcome"])][-limit:]
+    rows = [r for r in group_tracker(ctx).runs(reconciliation) if status in (None, r["outcome"])][-limit:]
     rows = [{c: r[c] for c in RUN_COLUMNS} for r in rows]
     if fmt == "table":
         click.echo(_runs_table(rows) if rows else "no runs")
     else:
-        _write(rows, fmt, sys.stdout, RUN_COLUMNS)
+        write_rows(rows, fmt, sys.stdout, RUN_COLUMNS)
 
 
 def _runs_table(rows: list[dict]) -> str:
     """Run ids in full (they are what ``accept`` takes), and why a run was held on its own line."""
-    from recon_pipelines.cli import _text
-
     columns = RUN_COLUMNS[:-2]
-    cells = [[_text(r[c]) for c in columns] for r in rows]
+    cells = [[cell_text(r[c]) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
     for row, cell in zip(rows, cells):
@@ -74,7 +67,7 @@ def accept(ctx, run_id, actor, spec_file) -> None:
     """Apply a run held as suspicious, as it would have been applied, and route what it opens."""
     from recon_pipelines.remediation.notifications import notification_writer
 
-    tracker = _tracker(ctx)
+    tracker = group_tracker(ctx)
     held = tracker.run(run_id)
     if held is None:
         raise LookupError(f"no run with id {run_id!r} in the tracker (see `recon runs list`)")
@@ -87,8 +80,8 @@ def accept(ctx, run_id, actor, spec_file) -> None:
 
 
 def _spec_named(name: str, spec_file: Path | None):
-    from recon_pipelines.cli import SPEC_DIR_ENV
     from recon_pipelines.spec import load_spec, load_spec_dir
+    from recon_pipelines.spec.loader import SPEC_DIR_ENV
 
     if spec_file is not None:
         spec = load_spec(spec_file)
@@ -100,9 +93,3 @@ def _spec_named(name: str, spec_file: Path | None):
         if spec.name == name:
             return spec
     raise LookupError(f"no spec named {name!r} in {folder}: give --spec FILE (its escalation and routing apply the run)")
-
-
-def _tracker(ctx):
-    from recon_pipelines.cli import _tracker  # the group's --tracker-url, opened as every command opens it
-
-    return _tracker(ctx)

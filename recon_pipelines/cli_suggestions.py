@@ -1,6 +1,6 @@
 """``recon suggestions``: the suggested matches (engine/suggest.py) and an operator's decisions.
 
-Registered into the ``recon`` group by cli.py; helpers come from there at call time.
+Registered into the ``recon`` group by cli.py.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import sys
 
 import click
 
+from recon_pipelines.cli_shared import group_tracker, group_tracker_url_option, text_table, write_rows
 from recon_pipelines.identity import os_user
 from recon_pipelines.terminal import for_terminal
 
@@ -17,13 +18,9 @@ DECISION_COLUMNS = ("reconciliation", "key_a", "key_b", "decision", "score", "ac
 
 
 @click.group()
-@click.option("--tracker-url", envvar="RECON_TRACKER_URL", default=None,
-              help="Default: $RECON_TRACKER_URL, else SQLite under DAGSTER_HOME.")
-@click.pass_context
-def suggestions(ctx, tracker_url) -> None:
+@group_tracker_url_option()
+def suggestions() -> None:
     """Likely pairs of records no key paired: list them, confirm or reject them."""
-    ctx.ensure_object(dict)
-    ctx.obj["tracker_url"] = tracker_url
 
 
 @suggestions.command("list")
@@ -32,14 +29,12 @@ def suggestions(ctx, tracker_url) -> None:
 @click.pass_context
 def list_suggestions(ctx, reconciliation, fmt) -> None:
     """Open suggestions, best first: key A, key B and the match probability with what agreed."""
-    from recon_pipelines.cli import _table, _tracker, _write
-
-    rows = [r for r in _tracker(ctx).discrepancies(reconciliation, status="open") if r["kind"] == "suggested_match"]
+    rows = [r for r in group_tracker(ctx).discrepancies(reconciliation, status="open") if r["kind"] == "suggested_match"]
     rows.sort(key=lambda r: (r["reconciliation"], r["detail"] or ""), reverse=True)
     if fmt == "table":
-        click.echo(_table(rows, COLUMNS) if rows else "no open suggestions")
+        click.echo(text_table(rows, COLUMNS) if rows else "no open suggestions")
     else:
-        _write([{c: r[c] for c in COLUMNS} for r in rows], fmt, sys.stdout, COLUMNS)
+        write_rows(rows, fmt, sys.stdout, COLUMNS)
 
 
 def _decision_command(command: str, decision: str, help_text: str) -> None:
@@ -50,10 +45,9 @@ def _decision_command(command: str, decision: str, help_text: str) -> None:
                   help="Acting on behalf of NAME: recorded in the note; the actor is the OS account running recon.")
     @click.pass_context
     def run_decision(ctx, ids, note, on_behalf_of):
-        from recon_pipelines.cli import _tracker
         from recon_pipelines.tracker.matches import decide
 
-        tracker = _tracker(ctx)
+        tracker = group_tracker(ctx)
         for discrepancy_id in dict.fromkeys(ids):
             row = decide(tracker, discrepancy_id, decision, os_user(), note=note, on_behalf_of=on_behalf_of)
             click.echo(for_terminal(f"{row['id']}  {decision}  {row['value_a']} ↔ {row['value_b']}"))
@@ -70,11 +64,10 @@ _decision_command("reject", "rejected", "Reject suggested pairs: they are not su
 @click.pass_context
 def list_decisions(ctx, reconciliation, fmt) -> None:
     """Every confirmed or rejected pair, oldest first, with who decided and when."""
-    from recon_pipelines.cli import _table, _tracker, _write
     from recon_pipelines.tracker.matches import decisions
 
-    rows = decisions(_tracker(ctx), reconciliation)
+    rows = decisions(group_tracker(ctx), reconciliation)
     if fmt == "table":
-        click.echo(_table(rows, DECISION_COLUMNS) if rows else "no decisions")
+        click.echo(text_table(rows, DECISION_COLUMNS) if rows else "no decisions")
     else:
-        _write(rows, fmt, sys.stdout, DECISION_COLUMNS)
+        write_rows(rows, fmt, sys.stdout, DECISION_COLUMNS)

@@ -9,21 +9,14 @@ from pathlib import Path
 
 import click
 
-TRACKER_OPTION = click.option("--tracker-url", envvar="RECON_TRACKER_URL", default=None,
-                              help="Default: $RECON_TRACKER_URL, else SQLite under DAGSTER_HOME.")
-
-
-def _tracker(url: str | None):
-    from recon_pipelines.cli import _tracker_at  # one way to open it: an unreachable tracker is named as such
-
-    return _tracker_at(url)
+from recon_pipelines.cli_shared import open_tracker, tracker_url_option
 
 
 @click.command()
 @click.option("--port", type=int, default=8080, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Listen address; keep 127.0.0.1 unless a proxy or container network is in front.")
-@TRACKER_OPTION
+@tracker_url_option()
 @click.option("--trust-proxy-header", default=None, metavar="HEADER",
               help="Take the signed-in user from this header (e.g. X-Forwarded-User) set by an authenticating "
                    "reverse proxy. Only when the proxy is the sole way in.")
@@ -38,9 +31,10 @@ def web(port, host, tracker_url, trust_proxy_header, proxy_role, dagster_url, se
 
     from recon_pipelines.web.app import Settings, create_app
 
-    app = create_app(_tracker(tracker_url), Settings(trust_proxy_header=trust_proxy_header, proxy_role=proxy_role,
-                                                      dagster_url=dagster_url, secure_cookies=secure_cookies))
-    click.echo(f"recon web on http://{host}:{port}  (tracker {_tracker_label(tracker_url)})")
+    tracker = open_tracker(tracker_url)
+    app = create_app(tracker, Settings(trust_proxy_header=trust_proxy_header, proxy_role=proxy_role,
+                                       dagster_url=dagster_url, secure_cookies=secure_cookies))
+    click.echo(f"recon web on http://{host}:{port}  (tracker {tracker.url})")
     uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False, server_header=False)
 
 
@@ -53,58 +47,58 @@ def users() -> None:
 @click.argument("name")
 @click.option("--role", type=click.Choice(["viewer", "operator", "admin"]), required=True)
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
-@TRACKER_OPTION
+@tracker_url_option()
 def users_add(name, role, password_stdin, tracker_url) -> None:
     """Add a user (the password is asked for, or read with --password-stdin)."""
     from recon_pipelines.web.auth import Users
 
     password = _password(password_stdin)
-    Users(_tracker(tracker_url).engine).add(name, role, password)
+    Users(open_tracker(tracker_url).engine).add(name, role, password)
     click.echo(f"user {name} added ({role})")
 
 
 @users.command("passwd")
 @click.argument("name")
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
-@TRACKER_OPTION
+@tracker_url_option()
 def users_passwd(name, password_stdin, tracker_url) -> None:
     """Set a user's password."""
     from recon_pipelines.web.auth import Users
 
-    Users(_tracker(tracker_url).engine).set_password(name, _password(password_stdin))
+    Users(open_tracker(tracker_url).engine).set_password(name, _password(password_stdin))
     click.echo(f"password of {name} changed")
 
 
 @users.command("remove")
 @click.argument("name")
-@TRACKER_OPTION
+@tracker_url_option()
 def users_remove(name, tracker_url) -> None:
     """Remove a user (their open sessions stop working at once)."""
     from recon_pipelines.web.auth import Users
 
-    Users(_tracker(tracker_url).engine).remove(name)
+    Users(open_tracker(tracker_url).engine).remove(name)
     click.echo(f"user {name} removed")
 
 
 @users.command("list")
-@TRACKER_OPTION
+@tracker_url_option()
 def users_list(tracker_url) -> None:
     """List users and their roles."""
     from recon_pipelines.web.auth import Users
 
-    for user in Users(_tracker(tracker_url).engine).all():
+    for user in Users(open_tracker(tracker_url).engine).all():
         click.echo(f"{user.name}  {user.role}")
 
 
 @click.command()
 @click.argument("run_id")
 @click.option("--output", "-o", type=click.Path(path_type=Path), required=True, help="The HTML file to write.")
-@TRACKER_OPTION
+@tracker_url_option()
 def report(run_id, output, tracker_url) -> None:
     """Write a run's summary as one self-contained HTML file (no external requests), to share."""
     from recon_pipelines.web import report as run_report
 
-    data = run_report.run_report(_tracker(tracker_url), run_id)
+    data = run_report.run_report(open_tracker(tracker_url), run_id)
     if data is None:
         raise LookupError(f"no run {run_id!r} in the tracker")
     output.write_text(run_report.render(data), encoding="utf-8")
@@ -125,14 +119,6 @@ def _password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
     return click.prompt("Password", hide_input=True, confirmation_prompt=True)
-
-
-def _tracker_label(url: str | None) -> str:
-    from recon_pipelines.tracker.db import default_tracker_url
-
-    import sqlalchemy as sa
-
-    return sa.make_url(url or default_tracker_url()).render_as_string(hide_password=True)
 
 
 def register(main: click.Group) -> None:

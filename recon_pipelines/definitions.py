@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from recon_pipelines.dagster_defs import build_definitions
-from recon_pipelines.dagster_defs.definitions import SPEC_DIR_ENV
+from recon_pipelines.spec.loader import SPEC_DIR_ENV
 
 
 def _spec_dir() -> Path:

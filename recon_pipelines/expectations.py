@@ -18,8 +18,8 @@ import duckdb
 
 from recon_pipelines.engine import ComparisonError
 from recon_pipelines.instants import instant_sql
+from recon_pipelines.readonly_sql import check_filter
 from recon_pipelines.snapshots import UPDATED_AT
-from recon_pipelines.sources.readonly import check_filter
 from recon_pipelines.spec.expectations import (
     AcceptedValues, Freshness, NotNull, Range, Regex, RowCount, SqlExpectation, Unique,
 )

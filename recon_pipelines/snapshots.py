@@ -20,9 +20,10 @@ import pyarrow.parquet as pq
 
 from recon_pipelines.engine import Side, side_columns
 from recon_pipelines.redact import redact
+from recon_pipelines.sources import connector_for  # noqa: F401  (also imported from here by the pipeline)
 from recon_pipelines.sources.base import Connector, RecordFilter, SourceError, require_columns
 from recon_pipelines.sources.files import FileConnector, duck_types, filter_sql
-from recon_pipelines.spec.models import FileSource, HttpSource, ReconciliationSpec, SqlSource
+from recon_pipelines.spec.models import FileSource, ReconciliationSpec
 from recon_pipelines.sqlutil import duckdb_connect, quote_ident, sql_literal
 
 UPDATED_AT = "__updated_at"
@@ -42,20 +43,6 @@ def partial_path(path: Path) -> Path:
     """A temporary name beside ``path``, unique to this writer: two runs of the same scope at
     once each write their own file, and the atomic rename makes the last complete one win."""
     return path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.partial")
-
-
-def connector_for(source) -> Connector:
-    if isinstance(source, FileSource):
-        return FileConnector(source)
-    if isinstance(source, SqlSource):
-        from recon_pipelines.sources.sql import SqlConnector
-
-        return SqlConnector(source)
-    if isinstance(source, HttpSource):
-        from recon_pipelines.sources.http import HttpConnector
-
-        return HttpConnector(source)
-    raise TypeError(f"no connector for {type(source).__name__}")
 
 
 def snapshot_columns(spec: ReconciliationSpec, side: str) -> dict[str, str]:

@@ -18,6 +18,7 @@ import warnings
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from recon_pipelines.names import recheck_job_name, recheck_op_name
 from recon_pipelines.redact import redact
 
 DAGSTER_URL_ENV = "RECON_DAGSTER_URL"
@@ -45,10 +46,6 @@ def dagster_url(url: str | None = None) -> str:
     if not port.isdigit():
         raise TriggerError(f"{DAGSTER_PORT_ENV}={port!r} is not a port number")
     return f"http://127.0.0.1:{port}"
-
-
-def recheck_op_name(name: str) -> str:
-    return f"{name}__recheck"  # "__": no job, schedule or asset op of another spec can have this name
 
 
 def recheck_run_config(name: str, keys=None, date_from=None, date_to=None, full: bool = False) -> dict:
@@ -85,7 +82,7 @@ def _run_here(name: str, run_config: dict, verbose: bool) -> Triggered:
         from recon_pipelines.definitions import defs
 
         try:
-            job = defs.resolve_job_def(f"recheck_{name}")
+            job = defs.resolve_job_def(recheck_job_name(name))
         except Exception:
             raise TriggerError(f"no reconciliation named {name!r} in this code location") from None
         instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
@@ -101,7 +98,7 @@ def _launch(base_url: str, name: str, run_config: dict, wait: bool, timeout: flo
         raise TriggerError(f"not a webserver URL: {base_url!r} (e.g. http://127.0.0.1:3000)")
     client = DagsterGraphQLClient(parts.hostname, port_number=parts.port, use_https=parts.scheme == "https",
                                   timeout=30, path_prefix=parts.path.rstrip("/"))
-    job = f"recheck_{name}"
+    job = recheck_job_name(name)
     try:
         run_id = client.submit_job_execution(job, run_config=run_config)
         status = client.get_run_status(run_id).value

@@ -11,11 +11,11 @@ import pytest
 
 from recon_pipelines.dagster_defs.definitions import build_definitions
 from recon_pipelines.dagster_defs.resources import ReconResource
+from recon_pipelines.names import recheck_op_name
 from recon_pipelines.spec import parse_spec
 from recon_pipelines.streams import wiring
 from recon_pipelines.streams.events import ChangeEvent
 from recon_pipelines.streams.settle import NOT_PROPAGATED
-from recon_pipelines.trigger import recheck_op_name
 from recon_pipelines_tests.stream_support import nats_reachable, unique, wait_for
 
 

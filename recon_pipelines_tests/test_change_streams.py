@@ -266,6 +266,31 @@ def test_store_skips_positions_it_has_handled(tracker_url):
     assert store.apply("s", [ChangeEvent("b", "1", "upsert", at, {"x": "1"}, "004")]).closed == 1
 
 
+def test_severity_rules_can_name_not_propagated_and_rules_for_the_original_kind_still_apply(tmp_path):
+    """Key 3's amounts differ (was a field_mismatch): the rule naming not_propagated rates it
+    critical. Key 2 never reached B (was only_in_a): that rule's field does not match, and the
+    rule for only_in_a rates it, as it did before the relabelling."""
+    for side, rows in (("a", "id,amount\n1,10\n2,20\n3,30\n"), ("b", "id,amount\n1,10\n3,31\n")):
+        (tmp_path / f"{side}.csv").write_text(rows)
+    spec = parse_spec({
+        "name": "orders", "key": "id", "fields": {"amount": {"compare": "numeric"}},
+        "source_a": {"type": "file", "path": str(tmp_path / "a.csv")},
+        "source_b": {"type": "file", "path": str(tmp_path / "b.csv")},
+        "severity": {"default": "info", "rules": [{"kind": "not_propagated", "field": "amount", "tier": "critical"},
+                                                  {"kind": "only_in_a", "tier": "warning"}]},
+        "change_stream": {"stream": "UNUSED", "window": "1s"},  # no server: the store is the tracker's
+    })
+    tracker = Tracker(f"sqlite:///{tmp_path / 'tracker.sqlite'}")
+    store = wiring.expectation_store(spec, tracker.engine)
+    at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    store.apply("a", [ChangeEvent("a", key, "upsert", at, {"amount": value}, f"00{key}") for key, value in (("2", "20"), ("3", "30"))])
+
+    recheck_expired(spec, tracker, store, ["2", "3"], tmp_path / "runs", run_id="recheck", as_of=at.replace(hour=1))
+
+    found = {(d["key"], d["kind"]): (d["severity"], json.loads(d["detail"])["was"]) for d in tracker.discrepancies("orders")}
+    assert found == {("2", NOT_PROPAGATED): ("warning", "only_in_a"), ("3", NOT_PROPAGATED): ("critical", "field_mismatch")}
+
+
 def test_shared_log_authenticates_with_a_token_from_the_environment(tmp_path, monkeypatch):
     """A NATS server of the test's own that requires a token: refused without it (the error
     names the server, not the token), accepted with token_env."""

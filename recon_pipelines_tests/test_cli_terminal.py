@@ -14,6 +14,7 @@ import yaml
 from click.testing import CliRunner
 
 from recon_pipelines import cli
+from recon_pipelines.cli_shared import write_rows
 from recon_pipelines.terminal import for_terminal, is_unsafe, json_for_terminal
 from recon_pipelines.tracker import Tracker
 from recon_pipelines_tests.test_tracker import T0, d, found
@@ -117,7 +118,7 @@ class _Terminal(io.StringIO):
 def test_csv_written_straight_to_a_terminal_is_escaped():
     rows = [{"id": "x", "value_a": CLEAR_SCREEN_AND_RETITLE, "value_b": RLO}]
     screen = _Terminal(newline="")
-    cli._write(rows, "csv", screen, ("id", "value_a", "value_b"))
+    write_rows(rows, "csv", screen, ("id", "value_a", "value_b"))
     assert raw_control_or_bidi(screen.getvalue().replace("\r\n", "\n")) == []
     assert "paid\\u202edesolver" in screen.getvalue()
 

@@ -14,7 +14,8 @@ from click.testing import CliRunner
 
 from recon_pipelines.cli import main as recon
 from recon_pipelines.sources.base import SourceError
-from recon_pipelines.sources.readonly import UnsafeQuery, check_query, read_only_engine
+from recon_pipelines.readonly_sql import UnsafeQuery, check_query
+from recon_pipelines.sources.readonly import read_only_engine
 from recon_pipelines.sources.sql import SqlConnector
 from recon_pipelines.spec import SpecError, parse_spec
 from recon_pipelines.spec.models import SqlSource

@@ -143,9 +143,20 @@ def test_cli_missing_filter_column_exits_2_with_one_line(tmp_path, csv_path):
 
 
 def test_validate_names_the_filter_field(tmp_path, csv_path):
-    from recon_pipelines.spec.checks import check_sources
+    from recon_pipelines.sources.checks import check_sources
 
     spec = _spec({"type": "file", "path": csv_path, "name": "crm", "filter": "region = 'EU'"},
                  {"type": "file", "path": csv_path})
     with pytest.raises(SpecError, match=r"source_a.filter: column 'region' not found in crm"):
         check_sources(spec, tmp_path / "spec.yaml")
+
+
+def test_validate_and_the_run_agree_that_a_filter_column_is_named_in_any_case(tmp_path, csv_path):
+    """Unquoted SQL names ignore case: `STATUS` is the file's `status` for the check and the run alike."""
+    from recon_pipelines.sources.checks import check_sources
+
+    (tmp_path / "a.csv").write_text(CSV)
+    spec = _spec({"type": "file", "path": str(tmp_path / "a.csv")},
+                 {"type": "file", "path": csv_path, "filter": "STATUS <> 'test'"})
+    check_sources(spec, tmp_path / "spec.yaml")  # no error
+    assert _only_keys(run_reconciliation(spec)) == {"only_in_a": ["4"]}

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from recon_pipelines.engine.compare import RECORD_REASONS
 from recon_pipelines.engine.rules import REASONS
-from recon_pipelines.sources.types import TYPE_NAMES
+from recon_pipelines.spec.types import TYPE_NAMES
 from recon_pipelines.spec import SpecError, load_spec, load_spec_dir, parse_spec
 from recon_pipelines.spec.models import KINDS, RULE_TYPES, ReconciliationSpec
 

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
-from recon_pipelines.snapshots import connector_for
+from recon_pipelines.sources import connector_for
 from recon_pipelines.sources.base import RecordFilter
 from recon_pipelines.spec.models import FileSource, HttpSource, SqlSource
 from recon_pipelines_tests.http_fakes import fake_records_api

@@ -24,9 +24,8 @@ from recon_pipelines.dagster_defs.remediation import NotifierResource, remediati
 from recon_pipelines.dagster_defs.resources import ReconResource
 from recon_pipelines.dagster_defs.runs import build_run_definitions, failure_sensor
 from recon_pipelines.spec import load_spec_dir
+from recon_pipelines.spec.loader import SPEC_DIR_ENV
 from recon_pipelines.spec.models import ReconciliationSpec
-
-SPEC_DIR_ENV = "RECON_SPEC_DIR"
 
 
 def build_definitions(

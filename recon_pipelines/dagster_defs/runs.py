@@ -40,7 +40,7 @@ from recon_pipelines.remediation.notifications import notification_writer
 from recon_pipelines.spec.models import ReconciliationSpec
 from recon_pipelines.streams import wiring as streams
 from recon_pipelines.streams.settle import expired, relabel_not_propagated
-from recon_pipelines.trigger import recheck_op_name
+from recon_pipelines.names import recheck_op_name
 
 
 class RecheckConfig(dg.Config):

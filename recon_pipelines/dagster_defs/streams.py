@@ -18,11 +18,11 @@ import dagster as dg
 
 from recon_pipelines.dagster_defs.assets import asset_key
 from recon_pipelines.dagster_defs.resources import ReconResource
+from recon_pipelines.names import recheck_op_name
 from recon_pipelines.redact import redact
 from recon_pipelines.spec.models import ReconciliationSpec
 from recon_pipelines.streams import wiring
 from recon_pipelines.streams.jetstream import StreamError
-from recon_pipelines.trigger import recheck_op_name
 
 
 def change_stream_sensor(spec: ReconciliationSpec, job: dg.JobDefinition) -> dg.SensorDefinition:

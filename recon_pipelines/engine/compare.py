@@ -22,8 +22,6 @@ two versions would hide a difference with probability about 2^-64 per record.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
@@ -32,6 +30,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from recon_pipelines.engine.combined import check_cardinality, create_combined_views
+from recon_pipelines.engine.discrepancies import (  # noqa: F401 - re-exported: the engine's public names
+    DISCREPANCY_SCHEMA,
+    discrepancy_id,
+    render_key,
+)
+from recon_pipelines.engine.discrepancies import key_text as _key_text
+from recon_pipelines.engine.discrepancies import relation_types as _types
 from recon_pipelines.engine.keys import invalid_key_sql
 from recon_pipelines.engine.rules import compile_rule, hash_operand, stages, unsettled
 from recon_pipelines.engine.severity import severity_sql
@@ -52,23 +57,6 @@ RECORD_REASONS = {
     "unmapped_b": "no_mapping",
 }
 
-DISCREPANCY_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("reconciliation", pa.string()),
-        ("kind", pa.string()),
-        ("key", pa.string()),
-        ("field", pa.string()),
-        ("reason", pa.string()),
-        ("value_a", pa.string()),
-        ("value_b", pa.string()),
-        ("difference", pa.float64()),
-        ("relative_difference", pa.float64()),
-        ("severity", pa.string()),
-        ("detail", pa.string()),
-    ]
-)
-_SEP = "\x1f"  # unit separator: cannot occur in a rendered key by accident
 
 
 class ComparisonError(RuntimeError):
@@ -155,19 +143,6 @@ def side_columns(spec: ReconciliationSpec, side: str) -> dict[str, str]:
     columns.update({f.name: getattr(f, side) for f in spec.fields})
     columns.update(match_columns(spec.match, side))  # group references and fees (engine/groups.py)
     return columns
-
-
-def discrepancy_id(reconciliation: str, kind: str, key: str, field: str | None) -> str:
-    """Stable id of a disagreement: the same record, field and kind give the same id on every run."""
-    raw = _SEP.join([reconciliation, kind, key, field or ""])
-    return hashlib.md5(raw.encode("utf-8")).hexdigest()[:24]
-
-
-def render_key(values: list) -> str:
-    """The key as stored in the tracker: the bare value for one key field, a JSON list for several."""
-    if len(values) == 1:
-        return "<null>" if values[0] is None else str(values[0])
-    return json.dumps([None if v is None else str(v) for v in values], separators=(",", ":"))
 
 
 def compare(
@@ -506,19 +481,8 @@ def _field_stats(con, names: list[str]) -> dict[str, FieldStats]:
 # --------------------------------------------------------------------------- helpers
 
 
-def _types(con, relation: str) -> dict[str, str]:
-    return {row[0]: row[1] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
-
-
 def _join_on(left: str, right: str, keys: list[str]) -> str:
     return " AND ".join(f"{left}.{q(k)} = {right}.{q(k)}" for k in keys)
-
-
-def _key_text(columns: list[str]) -> str:
-    """SQL twin of ``render_key``."""
-    if len(columns) == 1:
-        return f"coalesce(CAST({columns[0]} AS VARCHAR), '<null>')"
-    return f"to_json([{', '.join(f'CAST({c} AS VARCHAR)' for c in columns)}])::VARCHAR"
 
 
 def _record_json(fields: list[str], prefix: str) -> str:

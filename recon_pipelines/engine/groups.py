@@ -35,7 +35,9 @@ from decimal import Context, Decimal, localcontext
 import duckdb
 import pyarrow as pa
 
-from recon_pipelines.engine.compare import DISCREPANCY_SCHEMA, _key_text, _types
+from recon_pipelines.engine.discrepancies import DISCREPANCY_SCHEMA
+from recon_pipelines.engine.discrepancies import key_text as _key_text
+from recon_pipelines.engine.discrepancies import relation_types as _types
 from recon_pipelines.engine.rules import _fraction_digits, _instant, _is_number_type, _plain, _scale_digits
 from recon_pipelines.engine.severity import severity_sql
 from recon_pipelines.instants import WHITESPACE

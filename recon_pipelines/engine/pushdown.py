@@ -78,7 +78,7 @@ from recon_pipelines.engine.compare import (
 from recon_pipelines.engine.portable_sql import CANONICAL_GROUPS, MYSQL_FAMILY, exact_text, hex_int, is_blank, record_digest
 from recon_pipelines.redact import redact
 from recon_pipelines.sources.base import SourceError, require_columns
-from recon_pipelines.sources.sql import SqlConnector, arrow_type, normalize_url
+from recon_pipelines.sources.sql import SqlConnector, arrow_type
 from recon_pipelines.spec.models import (
     NumericRule,
     ReconciliationSpec,
@@ -87,6 +87,7 @@ from recon_pipelines.spec.models import (
 )
 from recon_pipelines.sqlutil import duckdb_connect, sql_literal
 from recon_pipelines.sqlutil import quote_ident as q
+from recon_pipelines.urls import normalize_url
 
 log = logging.getLogger(__name__)
 

@@ -6,12 +6,15 @@ from recon_pipelines.spec.models import SeveritySpec
 from recon_pipelines.sqlutil import sql_literal
 
 
-def severity_sql(spec: SeveritySpec, kind: str, field: str, difference: str, relative: str) -> str:
+def severity_sql(spec: SeveritySpec, kind: str | tuple[str, ...], field: str, difference: str, relative: str) -> str:
+    """``kind``: the kind column, or several (a rule's ``kind`` matches when any of them is listed)."""
+    kinds = (kind,) if isinstance(kind, str) else kind
     arms = []
     for rule in spec.rules:
         conditions = []
         if rule.kind:
-            conditions.append(f"{kind} IN ({', '.join(map(sql_literal, rule.kind))})")
+            listed = ", ".join(map(sql_literal, rule.kind))
+            conditions.append("(" + " OR ".join(f"{k} IN ({listed})" for k in kinds) + ")")
         if rule.field:
             conditions.append(f"{field} IN ({', '.join(map(sql_literal, rule.field))})")
         if rule.min_difference is not None:

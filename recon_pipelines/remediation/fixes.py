@@ -29,10 +29,10 @@ import sqlalchemy as sa
 from recon_pipelines.remediation.outbox import chunks
 from recon_pipelines.redact import redact
 from recon_pipelines.sources.readonly import read_only_engine
-from recon_pipelines.sources.sql import normalize_url
 from recon_pipelines.spec.models import HttpCallFix, ReconciliationSpec, SqlUpdateFix
 from recon_pipelines.tracker.schema import discrepancies, events
 from recon_pipelines.tracker.schema import fixes as fixes_table
+from recon_pipelines.urls import normalize_url
 
 FIX_ACTOR = "recon-fix"
 FIXABLE_STATUSES = ("new", "acknowledged", "escalated")

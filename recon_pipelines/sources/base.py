@@ -14,11 +14,8 @@ from datetime import datetime
 
 import pyarrow as pa
 
+from recon_pipelines.errors import SourceError  # noqa: F401  (connectors and their callers import it from here)
 from recon_pipelines.instants import window_mask, window_sql
-
-
-class SourceError(RuntimeError):
-    """A source could not be read; the message names the source and never holds a secret."""
 
 
 @dataclass(frozen=True)

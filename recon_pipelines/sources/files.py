@@ -16,8 +16,8 @@ import pyarrow as pa
 from recon_pipelines.redact import redact
 from recon_pipelines.sources.base import Connector, RecordFilter, SourceError, require_columns
 from recon_pipelines.sources.readonly import filter_sql as filter_sql_of
-from recon_pipelines.sources.types import declared_schema
 from recon_pipelines.spec.models import FileSource
+from recon_pipelines.spec.types import declared_schema
 from recon_pipelines.sqlutil import duckdb_connect, quote_ident, sql_literal
 
 BATCH_ROWS = 128 * 1024

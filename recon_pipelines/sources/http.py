@@ -35,11 +35,12 @@ import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from recon_pipelines.readonly_sql import check_filter, filter_columns
 from recon_pipelines.redact import SENSITIVE_NAME, redact
 from recon_pipelines.sources.base import Connector, RecordFilter, SourceError, require_columns
-from recon_pipelines.sources.readonly import check_filter, filter_columns, filter_sql
-from recon_pipelines.sources.types import declared_schema
+from recon_pipelines.sources.readonly import filter_sql
 from recon_pipelines.spec.models import HttpSource
+from recon_pipelines.spec.types import declared_schema
 
 log = logging.getLogger(__name__)
 
@@ -381,7 +382,7 @@ class HttpConnector(Connector):
         return text
 
     def _redact(self, url: str) -> str:
-        return self._scrub(_redact_url(url))
+        return self._scrub(redact(url))
 
     # ------------------------------------------------------------------ bodies
 
@@ -491,17 +492,12 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parsed.scheme, parsed.host, parsed.port or {"http": 80, "https": 443}.get(parsed.scheme)
 
 
-def _redact_url(url: str) -> str:
-    """The URL with user info and credential-like query values masked: safe to log."""
-    return redact(url)
-
-
 class _RedactHttpxUrls(logging.Filter):
     """httpx logs every request URL at INFO; mask keys passed as query parameters (?api_key=...) there."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(_redact_url(str(a)) if isinstance(a, httpx.URL) else a for a in record.args)
+            record.args = tuple(redact(str(a)) if isinstance(a, httpx.URL) else a for a in record.args)
         return True
 
 

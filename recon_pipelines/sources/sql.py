@@ -14,21 +14,16 @@ from collections.abc import Iterator, Sequence
 import pyarrow as pa
 import sqlalchemy as sa
 
+from recon_pipelines.readonly_sql import check_query
 from recon_pipelines.redact import redact
 from recon_pipelines.sources.base import Connector, RecordFilter, SourceError, require_columns
-from recon_pipelines.sources.readonly import check_query, filter_sql, read_only_engine
-from recon_pipelines.sources.types import declared_schema
+from recon_pipelines.sources.readonly import filter_sql, read_only_engine
 from recon_pipelines.spec.models import SqlSource
+from recon_pipelines.spec.types import declared_schema
+from recon_pipelines.urls import normalize_url
 
 # Keys filtered per statement: well under the bind-parameter limits of SQLite and PostgreSQL.
 KEYS_PER_STATEMENT = 5_000
-
-
-def normalize_url(url: str) -> str:
-    """SQLAlchemy 2.1 maps a bare postgresql:// URL to psycopg 3; this project ships psycopg2."""
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        return "postgresql+psycopg2://" + url.split("://", 1)[1]
-    return url
 
 
 class SqlConnector(Connector):

@@ -7,13 +7,15 @@ from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 Side = Literal["a", "b"]
 Tier = Literal["critical", "warning", "info"]
 Normalization = Literal["trim", "lower", "upper", "nfc", "collapse_whitespace"]
 
-# Discrepancy kinds the engine reports. Record-level kinds have no field.
+# Discrepancy kinds. Record-level kinds have no field. The engine reports all but the last;
+# a change-stream re-check reports what it still finds for a key whose window passed as
+# not_propagated (streams/settle.py), which severity rules may name like any other kind.
 KINDS = (
     "only_in_a",
     "only_in_b",
@@ -30,6 +32,7 @@ KINDS = (
     "unmatched_a",
     "unmatched_b",
     "ambiguous_match",
+    "not_propagated",
 )
 Kind = Literal[KINDS]  # type: ignore[valid-type]
 
@@ -71,7 +74,8 @@ def parse_moment(text: str, *, now: datetime, ahead: bool, what: str) -> datetim
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-Duration = Annotated[float, Field(ge=0)]
+# A length of time in seconds, written as 90, "90s", "5m", "4h" or "2d".
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 
 
 def check_zone(value: str) -> str:

@@ -19,7 +19,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from recon_pipelines.spec.base import Duration, StrictModel, parse_duration
+from recon_pipelines.readonly_sql import check_filter, filter_columns
+from recon_pipelines.spec.base import Duration, StrictModel
 
 KINDS = ("not_null", "unique", "accepted_values", "range", "regex", "row_count", "freshness", "sql")
 # Kinds whose value in the one-key form is the column name itself (or the predicate, for sql).
@@ -109,11 +110,6 @@ class Freshness(_Expectation):
     kind: Literal["freshness"]
     max_age: Duration = Field(gt=0, description="The newest updated_at must be at most this old, e.g. 2d.")
 
-    @field_validator("max_age", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> float:
-        return parse_duration(value)
-
 
 class SqlExpectation(_Expectation):
     kind: Literal["sql"]
@@ -122,15 +118,11 @@ class SqlExpectation(_Expectation):
     @field_validator("predicate")
     @classmethod
     def _one_condition(cls, value: str) -> str:
-        from recon_pipelines.sources.readonly import check_filter
-
         check_filter(value, "duckdb", what="sql")
         return value
 
     @property
     def columns(self) -> list[str]:
-        from recon_pipelines.sources.readonly import check_filter, filter_columns
-
         return filter_columns(check_filter(self.predicate, "duckdb"))
 
     @property

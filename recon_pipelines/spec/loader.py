@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from recon_pipelines.spec.models import ReconciliationSpec
 
 SPEC_SUFFIXES = (".yaml", ".yml")
+SPEC_DIR_ENV = "RECON_SPEC_DIR"  # the folder of specs the code location and `recon` commands read
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # Values that are shown rather than used: a token expanded there would be displayed.
 _FREE_TEXT_NAMES = {"name", "description", "owner"}

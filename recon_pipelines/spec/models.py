@@ -7,8 +7,6 @@ is a spec that means what it says.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import Field, field_validator, model_validator
 
 # Every part of the spec, importable from here (re-exported).
@@ -126,10 +124,6 @@ class ReconciliationSpec(StrictModel):
         default_factory=lambda: [KeyMatch(by="key")],
         description="Matching rules in precedence order: key, then group references, then amount/date windows.")
 
-    @field_validator("propagation_lag", "max_runtime", mode="before")
-    @classmethod
-    def _lag(cls, value: Any) -> float:
-        return parse_duration(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> "ReconciliationSpec":

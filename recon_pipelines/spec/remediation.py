@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from recon_pipelines.spec.base import NAME_PATTERN, Duration, Kind, Side, StrictModel, Tier, check_zone, parse_duration
+from recon_pipelines.spec.base import NAME_PATTERN, Duration, Kind, Side, StrictModel, Tier, check_zone
 from recon_pipelines.spec.sources import HttpAuth
 
 
@@ -46,10 +46,6 @@ class WebhookDestination(StrictModel):
     auth_env: str | None = Field(None, description="generic: environment variable holding a bearer token.")
     timeout: Duration = 10.0
 
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> float:
-        return parse_duration(value)
 
     @model_validator(mode="after")
     def _pagerduty_needs_a_key(self) -> "WebhookDestination":
@@ -79,10 +75,6 @@ class DigestOptions(StrictModel):
     )
     lookback: Duration = Field(86400.0, description="Discrepancies opened in this window, or still open, are listed.")
 
-    @field_validator("lookback", mode="before")
-    @classmethod
-    def _lookback(cls, value: Any) -> float:
-        return parse_duration(value)
 
     @field_validator("timezone")
     @classmethod
@@ -163,10 +155,6 @@ class HttpFixTarget(StrictModel):
     auth: HttpAuth | None = None
     timeout: Duration = 30.0
 
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> float:
-        return parse_duration(value)
 
     @model_validator(mode="after")
     def _one_location(self) -> "HttpFixTarget":

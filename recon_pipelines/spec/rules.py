@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from recon_pipelines.spec.base import Duration, Kind, Normalization, Side, StrictModel, Tier, check_zone, parse_duration
+from recon_pipelines.spec.base import Duration, Kind, Normalization, Side, StrictModel, Tier, check_zone
 from recon_pipelines.spec.sources import SourceSpec
 
 
@@ -78,10 +78,6 @@ class TimestampRule(_RuleBase):
         None, description="Unit of epoch numbers on side A (number columns default to s; when set, text holding a number is an epoch too).")
     epoch_unit_b: Literal["s", "ms", "us"] | None = Field(None, description="Unit of epoch numbers on side B.")
 
-    @field_validator("lag", mode="before")
-    @classmethod
-    def _lag(cls, value: Any) -> float:
-        return parse_duration(value)
 
     @field_validator("timezone_a", "timezone_b")
     @classmethod
@@ -146,7 +142,3 @@ class EscalationSpec(StrictModel):
     after_runs: int | None = Field(None, ge=1, description="Seen in more than this many consecutive runs.")
     severities: list[Tier] = Field(default_factory=list, description="Escalate at once at these tiers.")
 
-    @field_validator("after_open", mode="before")
-    @classmethod
-    def _after_open(cls, value: Any) -> float | None:
-        return None if value is None else parse_duration(value)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from recon_pipelines.spec.base import Duration, StrictModel, check_zone, parse_duration
+from recon_pipelines.spec.base import Duration, StrictModel, check_zone
 from recon_pipelines.spec.sources import SourceSpec
 
 
@@ -58,11 +58,6 @@ class ChangeFeedSpec(StrictModel):
     running: bool = Field(False, description="Start the sensor running.")
     max_runs_per_tick: int = Field(100, gt=0)
 
-    @field_validator("window", mode="before")
-    @classmethod
-    def _window(cls, value: Any) -> float:
-        return parse_duration(value)
-
 
 class CdcSpec(StrictModel):
     """One side's PostgreSQL logical decoding (pgoutput): its source's database, this table."""
@@ -92,11 +87,6 @@ class ChangeStreamSpec(StrictModel):
         300.0, description="The sensor warns when the oldest open expectation is older than this past its window.")
     cdc: dict[Literal["a", "b"], CdcSpec] = Field(
         default_factory=dict, description="Per side (a, b): read changes from PostgreSQL logical decoding.")
-
-    @field_validator("window", "ack_wait", "lag_warning", mode="before")
-    @classmethod
-    def _durations(cls, value: Any) -> float:
-        return parse_duration(value)
 
 
 class GuardSpec(StrictModel):

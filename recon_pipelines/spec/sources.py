@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Literal, Union
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from recon_pipelines.sources.readonly import DEFAULT_STATEMENT_TIMEOUT, check_filter, check_query
-from recon_pipelines.sources.types import arrow_type
+from recon_pipelines.readonly_sql import check_filter, check_query
+from recon_pipelines.spec.base import Duration, StrictModel, check_zone
 from recon_pipelines.spec.expectations import Expectation
-from recon_pipelines.spec.base import Duration, StrictModel, check_zone, parse_duration
+from recon_pipelines.spec.types import arrow_type
+
+DEFAULT_STATEMENT_TIMEOUT = 600.0  # seconds; SqlSource.statement_timeout and read_only_engine's default
 
 
 # --------------------------------------------------------------------------- sources
@@ -106,10 +108,6 @@ class SqlSource(_SourceBase):
         # With url_env the dialect is known only once connected; the connector checks it again.
         return self.url.split(":", 1)[0].split("+")[0] if self.url else None
 
-    @field_validator("statement_timeout", mode="before")
-    @classmethod
-    def _timeout(cls, value: Any) -> float:
-        return parse_duration(value)
 
     @model_validator(mode="after")
     def _one_location(self) -> "SqlSource":
@@ -119,7 +117,7 @@ class SqlSource(_SourceBase):
             raise ValueError("give exactly one of table or query")
         if self.query is not None and self.url is not None:
             # Checked here when the URL names the dialect; with url_env the connector checks it.
-            check_query(self.query, self.url.split(":", 1)[0].split("+")[0])
+            check_query(self.query, self.filter_backend())
         return self
 
 
@@ -163,11 +161,6 @@ class HttpSource(_SourceBase):
     max_retries: int = Field(5, ge=0)
     max_backoff: Duration = 60.0
     requests_per_second: float | None = Field(None, gt=0)
-
-    @field_validator("timeout", "max_backoff", "request_deadline", "page_deadline", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> float:
-        return parse_duration(value)
 
 
 SourceSpec = Annotated[Union[FileSource, SqlSource, HttpSource], Field(discriminator="type")]

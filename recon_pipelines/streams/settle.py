@@ -18,8 +18,10 @@ import pyarrow.parquet as pq
 
 from recon_pipelines import pipeline
 from recon_pipelines.engine.compare import discrepancy_id
+from recon_pipelines.engine.severity import severity_sql
 from recon_pipelines.snapshots import partial_path
 from recon_pipelines.spec.models import ReconciliationSpec
+from recon_pipelines.sqlutil import duckdb_connect
 from recon_pipelines.streams.expectations import Expectation, ExpectationStore
 from recon_pipelines.tracker import Tracker
 
@@ -32,9 +34,10 @@ def relabel_not_propagated(spec: ReconciliationSpec, folder: pipeline.RunFolder,
     table = pq.read_table(folder["discrepancies"])
     if not expected or table.num_rows == 0:
         return 0
-    rows, count = table.to_pylist(), 0
+    rows, was = table.to_pylist(), []
     for row in rows:
         expectation = expected.get(row["key"])
+        was.append(None if expectation is None else row["kind"])
         if expectation is None:
             continue
         detail = {"was": row["kind"], "written_on": expectation.written_on, "op": expectation.op,
@@ -44,11 +47,20 @@ def relabel_not_propagated(spec: ReconciliationSpec, folder: pipeline.RunFolder,
             detail["detail"] = row["detail"]
         row.update(kind=NOT_PROPAGATED, id=discrepancy_id(spec.name, NOT_PROPAGATED, row["key"], row["field"]),
                    detail=json.dumps(detail, separators=(",", ":")))
-        count += 1
     partial = partial_path(folder["discrepancies"])
-    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), partial)
+    pq.write_table(_rated(spec, pa.Table.from_pylist(rows, schema=table.schema), was), partial)
     partial.replace(folder["discrepancies"])
-    return count
+    return sum(kind is not None for kind in was)
+
+
+def _rated(spec: ReconciliationSpec, table: pa.Table, was: list[str | None]) -> pa.Table:
+    """The relabelled rows' severity by the spec's rules, first match wins, where a rule's ``kind``
+    matches ``not_propagated`` or the kind the row had (a rule for only_in_a still rates a late one)."""
+    con = duckdb_connect()
+    con.register("found", table.append_column("was", pa.array(was, pa.string())))
+    tier = severity_sql(spec.severity, ("kind", "was"), "field", "difference", "relative_difference")
+    return con.sql(f"""SELECT * EXCLUDE (was) REPLACE (CASE WHEN was IS NULL THEN severity ELSE {tier} END AS severity)
+                       FROM found ORDER BY kind, key, field""").to_arrow_table().cast(table.schema)
 
 
 def expired(store: ExpectationStore, keys, as_of: datetime) -> dict[str, Expectation]:

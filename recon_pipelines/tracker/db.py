@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-from recon_pipelines.sources.sql import normalize_url
 from recon_pipelines.tracker.values import json_dumps
+from recon_pipelines.urls import normalize_url
 
 TRACKER_URL_ENV = "RECON_TRACKER_URL"
 _MIGRATIONS = Path(__file__).parent / "migrations"

@@ -1,13 +1,15 @@
-"""Checks that need the sources: does every key and compared column exist on its side?
+"""Checks a spec against its sources: does every key and compared column exist on its side?
 
-Kept apart from the model so loading a spec (and the Dagster code location) never
-touches a source; ``recon validate`` runs these, the snapshot asset checks do the same at run time.
+In the sources layer, apart from the model, so loading a spec (and the Dagster code location)
+never touches a source; ``recon validate`` runs these, the snapshot asset checks do the same at run time.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from recon_pipelines.readonly_sql import check_filter, missing_filter_columns
+from recon_pipelines.sources import connector_for
 from recon_pipelines.sources.base import SourceError
 from recon_pipelines.spec.loader import SpecError
 from recon_pipelines.spec.models import HttpSource, ReconciliationSpec
@@ -16,8 +18,6 @@ from recon_pipelines.spec.models import HttpSource, ReconciliationSpec
 def check_sources(spec: ReconciliationSpec, file: str | Path) -> None:
     """Raise SpecError naming the spec field whose column a source lacks.
     HTTP sources are checked only against their declared ``columns`` (no request is made)."""
-    from recon_pipelines.snapshots import connector_for
-
     for side, source in (("a", spec.source_a), ("b", spec.source_b)):
         if isinstance(source, HttpSource):
             if not source.columns:
@@ -31,12 +31,10 @@ def check_sources(spec: ReconciliationSpec, file: str | Path) -> None:
                 raise SpecError(file, f"source_{side}", str(exc)) from None
         name = spec.source_names[0 if side == "a" else 1]
         if source.filter is not None:
-            from recon_pipelines.sources.readonly import check_filter, filter_columns
-
-            for column in filter_columns(check_filter(source.filter, source.filter_backend())):
-                if column not in available:
-                    raise SpecError(file, f"source_{side}.filter",
-                                    f"column {column!r} not found in {name} (it has: {', '.join(sorted(available))})")
+            missing = missing_filter_columns(check_filter(source.filter, source.filter_backend()), available)
+            if missing:
+                raise SpecError(file, f"source_{side}.filter",
+                                f"column {missing[0]!r} not found in {name} (it has: {', '.join(sorted(available))})")
         wanted = [(f"key.{k.name}.{side}", getattr(k, side)) for k in spec.key]
         wanted += [(f"fields.{f.name}.{side}", getattr(f, side)) for f in spec.fields]
         if source.updated_at:
