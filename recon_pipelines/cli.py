@@ -102,12 +102,28 @@ def validate(paths: tuple[Path, ...], offline: bool) -> None:
         click.echo(f"ok  {for_terminal(spec.name)}  ({for_terminal(spec.source_names[0])} vs "
                    f"{for_terminal(spec.source_names[1])}, "
                    f"{len(spec.key)} key field(s), {len(spec.fields)} compared field(s))")
+        if not offline:
+            for line in _type_difference_lines(spec):
+                click.echo(f"    {for_terminal(line)}")
     for problem in problems:
         click.echo(f"error: {for_terminal(problem)}", err=True)
     if problems:
         click.echo(f"{len(problems)} problem(s); {len(loaded)} spec(s) loaded")  # stdout: stderr holds only the errors
         sys.exit(EXIT_ERROR)
     click.echo(f"{len(loaded)} spec(s) valid")
+
+
+def _type_difference_lines(spec) -> list[str]:
+    """Key and compared fields typed differently on the two sides (schema_diff.py), risky or handled."""
+    from recon_pipelines import schema_diff
+
+    try:
+        a, b = schema_diff.read_side(spec, "a"), schema_diff.read_side(spec, "b")
+    except Exception:  # noqa: BLE001 - the sources were just read by check_sources; a second failure says no more
+        return []
+    if a is None or b is None:
+        return []
+    return schema_diff.schema_lines(spec, [], schema_diff.between_sides(spec, a, b))
 
 
 def _default_spec_dir() -> Path:

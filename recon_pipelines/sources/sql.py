@@ -166,6 +166,14 @@ class SqlConnector(Connector):
         self._schema = schema
         return schema
 
+    def source_types(self) -> dict[str, str]:
+        """The database's own types of a table (``NUMERIC(12, 2)``, not the Arrow type it is read as)."""
+        schema = self.schema()
+        if self._table is None:
+            return super().source_types()
+        native = {c.name: str(c.type.compile(dialect=self.engine.dialect)) for c in self._table.columns}
+        return {name: native.get(name) or str(schema.field(name).type) for name in schema.names}
+
     def batches(
         self, columns: Sequence[str] | None = None, record_filter: RecordFilter | None = None
     ) -> Iterator[pa.RecordBatch]:

@@ -7,7 +7,7 @@ is a spec that means what it says.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -70,6 +70,9 @@ class ExpectSpec(StrictModel):
     max_mismatch_rate: float | None = Field(
         None, ge=0, le=1, description="Share of compared records with a discrepancy above which a run warns (none: no limit)."
     )
+    schema_change: Literal["warn", "error"] = Field(
+        "warn", description="A side's columns added, removed or retyped since the last run: warn (reported, the run "
+        "goes on) or error (the schema_unchanged check fails and blocks the comparison; recon run exits 2).")
 
 
 class ReconciliationSpec(StrictModel):
