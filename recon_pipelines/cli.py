@@ -102,8 +102,10 @@ def validate(paths: tuple[Path, ...], offline: bool) -> None:
         click.echo(f"ok  {for_terminal(spec.name)}  ({for_terminal(spec.source_names[0])} vs "
                    f"{for_terminal(spec.source_names[1])}, "
                    f"{len(spec.key)} key field(s), {len(spec.fields)} compared field(s))")
-        if not offline:
-            for line in _type_difference_lines(spec):
+        if not offline:  # the sources were just read: the same reads, so no new failure to report
+            from recon_pipelines.schema_diff import type_difference_lines
+
+            for line in type_difference_lines(spec):
                 click.echo(f"    {for_terminal(line)}")
     for problem in problems:
         click.echo(f"error: {for_terminal(problem)}", err=True)
@@ -111,19 +113,6 @@ def validate(paths: tuple[Path, ...], offline: bool) -> None:
         click.echo(f"{len(problems)} problem(s); {len(loaded)} spec(s) loaded")  # stdout: stderr holds only the errors
         sys.exit(EXIT_ERROR)
     click.echo(f"{len(loaded)} spec(s) valid")
-
-
-def _type_difference_lines(spec) -> list[str]:
-    """Key and compared fields typed differently on the two sides (schema_diff.py), risky or handled."""
-    from recon_pipelines import schema_diff
-
-    try:
-        a, b = schema_diff.read_side(spec, "a"), schema_diff.read_side(spec, "b")
-    except Exception:  # noqa: BLE001 - the sources were just read by check_sources; a second failure says no more
-        return []
-    if a is None or b is None:
-        return []
-    return schema_diff.schema_lines(spec, [], schema_diff.between_sides(spec, a, b))
 
 
 def _default_spec_dir() -> Path:
@@ -167,6 +156,10 @@ def run(spec_file: Path, fmt: str, output: Path | None, limit: int, track: bool,
     _prepare_demo_data(spec_file)
     spec = load_spec(spec_file)
     check_sources(spec, spec_file)  # a missing column is named by its spec field, before any work
+    from recon_pipelines.schema_diff import type_difference_lines
+
+    for line in type_difference_lines(spec, risky_only=True):
+        _warn(line)
     if track:
         tracked = run_tracked(spec, _tracker_at(tracker_url), warn=_warn)
         if tracked.outcome.held:
@@ -456,6 +449,10 @@ def _text(value, width: int | None = None) -> str:
 from recon_pipelines.cli_notifications import notifications  # noqa: E402  (a group of its own module)
 
 main.add_command(notifications)
+
+from recon_pipelines.cli_dbt import dbt_sources  # noqa: E402  (a command of its own module)
+
+main.add_command(dbt_sources)
 
 from recon_pipelines.cli_streams import streams  # noqa: E402  (a group of its own module)
 

@@ -61,9 +61,7 @@ def open_mapping(spec: ReconciliationSpec, workdir: Path) -> Side | None:
 
 def run_reconciliation(spec: ReconciliationSpec, workdir: Path | None = None,
                        warn: Callable[[str], None] | None = None) -> ComparisonResult:
-    """``warn`` receives one line per failed ``warn`` expectation and per risky type difference
-    between the sides (default: the log)."""
-    report_type_differences(spec, warn or log.warning)
+    """``warn`` receives one line per failed ``warn`` expectation (default: the log)."""
     expect = bool(spec.source_a.expect or spec.source_b.expect)
     if spec.pushdown and not expect and spec.sample is None:  # two PostgreSQL tables: compare in the database, fetch only what differs
         from recon_pipelines.engine.pushdown import compare_in_database
@@ -145,21 +143,9 @@ class SchemaChanged(ComparisonError):
     """``expect.schema_change: error`` and a side's columns changed since the last run."""
 
 
-def report_type_differences(spec: ReconciliationSpec, warn: Callable[[str], None]) -> None:
-    """One line per key or compared field whose two columns' types are risky for its rule (no tracker needed)."""
-    from recon_pipelines import schema_diff
-
-    a, b = schema_diff.read_side(spec, "a"), schema_diff.read_side(spec, "b")
-    if a is not None and b is not None:
-        risky = [d for d in schema_diff.between_sides(spec, a, b) if d.risky]
-        for line in schema_diff.schema_lines(spec, [], risky):
-            warn(line)
-
-
 def check_schema_drift(spec: ReconciliationSpec, tracker: Tracker, run_id: str, warn: Callable[[str], None]) -> None:
     """Each side against the schema the tracker recorded at its last run (then recorded anew): one
-    line per change, then the type differences between the sides; with ``expect.schema_change:
-    error`` a change stops the run."""
+    line per change; with ``expect.schema_change: error`` a change stops the run."""
     from recon_pipelines import schema_diff
 
     drifts = [d for d in (schema_diff.observe(spec, schema_diff.read_side(spec, side), tracker, run_id) for side in "ab")
@@ -167,6 +153,5 @@ def check_schema_drift(spec: ReconciliationSpec, tracker: Tracker, run_id: str, 
     changes = schema_diff.schema_lines(spec, drifts, [])
     if changes and spec.expect.schema_change == "error":
         raise SchemaChanged("; ".join(changes) + " (expect.schema_change: error; the new schema is now the baseline)")
-    differences = schema_diff.between_sides(spec, drifts[0].now, drifts[1].now) if len(drifts) == 2 else []
-    for line in changes + schema_diff.schema_lines(spec, [], [d for d in differences if d.risky]):
+    for line in changes:
         warn(line)

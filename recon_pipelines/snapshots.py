@@ -22,7 +22,7 @@ from recon_pipelines.engine import Side, side_columns
 from recon_pipelines.redact import redact
 from recon_pipelines.sources.base import Connector, RecordFilter, SourceError, require_columns
 from recon_pipelines.sources.files import FileConnector, duck_types, filter_sql
-from recon_pipelines.spec.models import FileSource, HttpSource, ReconciliationSpec, SqlSource
+from recon_pipelines.spec.models import DbtSource, FileSource, HttpSource, ReconciliationSpec, SqlSource
 from recon_pipelines.sqlutil import duckdb_connect, quote_ident, sql_literal
 
 UPDATED_AT = "__updated_at"
@@ -55,6 +55,10 @@ def connector_for(source) -> Connector:
         from recon_pipelines.sources.http import HttpConnector
 
         return HttpConnector(source)
+    if isinstance(source, DbtSource):
+        from recon_pipelines.sources.dbt import DbtConnector
+
+        return DbtConnector(source)
     raise TypeError(f"no connector for {type(source).__name__}")
 
 

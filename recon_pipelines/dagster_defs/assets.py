@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from recon_pipelines import expectations, pipeline
 from recon_pipelines.dagster_defs import metadata as shown_in_ui
+from recon_pipelines.dagster_defs import dbt as dbt_lineage
 from recon_pipelines.dagster_defs import schema_drift
 from recon_pipelines.dagster_defs.metadata import SEVERITY_ORDER
 from recon_pipelines.dagster_defs.resources import ReconResource
@@ -147,6 +148,7 @@ def _snapshot_asset(spec: ReconciliationSpec, side: str) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=key,
+        deps=dbt_lineage.upstream_keys(source),  # a dbt model's asset, when the side is one
         check_specs=checks,
         kinds={source.type, "parquet"},
         description=f"Snapshot of {system}: the key and compared fields, under the spec's names "

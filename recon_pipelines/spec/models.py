@@ -57,6 +57,7 @@ from recon_pipelines.spec.rules import (  # noqa: F401
 )
 from recon_pipelines.spec.runs import CdcSpec, ChangeFeedSpec, ChangeStreamSpec, DeepScanSpec, GuardSpec, IncrementalSpec  # noqa: F401
 from recon_pipelines.spec.sources import FileSource, HttpAuth, HttpSource, Pagination, SourceSpec, SqlSource  # noqa: F401
+from recon_pipelines.spec.sources import DbtSource  # noqa: F401,E402 - apart from the line above, for clean merges
 from recon_pipelines.spec.runs import SampleSpec  # noqa: F401,E402 - apart from the line above it, for clean merges
 
 # --------------------------------------------------------------------------- the spec
