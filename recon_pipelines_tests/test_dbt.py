@@ -19,11 +19,11 @@ import sqlalchemy as sa
 import yaml
 from click.testing import CliRunner
 
-pytest.importorskip("dbt.cli.main", reason="dbt-core is in the `dbt` extra (pip install -e '.[dbt]')")
-pytest.importorskip("dbt.adapters.postgres", reason="dbt-postgres is in the `dbt` extra")
-
-from recon_pipelines.cli import main as recon  # noqa: E402
-from recon_pipelines_tests.conftest import throwaway_database  # noqa: E402
+from recon_pipelines.cli import main as recon
+from recon_pipelines.sources.base import SourceError
+from recon_pipelines.sources.dbt import profile_url
+from recon_pipelines.spec.models import DbtSource
+from recon_pipelines_tests.conftest import throwaway_database
 
 PROJECT = Path(__file__).parent / "dbt_project"
 BILLING = "customer_id,plan_code,mrr\n1,PRO,42.50\n2,BASIC,10.00\n3,PRO,45.00\n4,TEAM,99.00\n6,BASIC,10.00\n"
@@ -56,6 +56,8 @@ def dbt(project: Path, *args: str) -> None:
 @pytest.fixture(scope="module")
 def warehouse(pg_admin_url, tmp_path_factory):
     """The project copied and built once (seed + model) in a fresh database; yields (folder, URL)."""
+    pytest.importorskip("dbt.cli.main", reason="dbt-core is in the `dbt` extra (pip install -e '.[dbt]')")
+    pytest.importorskip("dbt.adapters.postgres", reason="dbt-postgres is in the `dbt` extra")
     with throwaway_database(pg_admin_url) as url:
         parts = sa.make_url(url)
         project = tmp_path_factory.mktemp("dbt") / "project"
@@ -166,3 +168,25 @@ def test_every_exported_tracker_column_is_described():
         if isinstance(table, str):
             continue
         assert set(described) == set(table.c.keys()), name
+
+
+def test_the_warehouse_url_comes_from_the_profile_target(tmp_path, monkeypatch):
+    (tmp_path / "dbt_project.yml").write_text("name: p\nprofile: shop\n")
+    (tmp_path / "profiles.yml").write_text(yaml.safe_dump({"shop": {"target": "dev", "outputs": {
+        "dev": {"type": "duckdb", "path": "wh.duckdb"},
+        "prod": {"type": "postgres", "host": "db.example", "port": 6543, "user": "reader",
+                 "password": "{{ env_var('SHOP_PASSWORD') }}", "dbname": "shop", "schema": "marts"},
+        "other": {"type": "snowflake"}}}}))
+    monkeypatch.delenv("DBT_PROFILES_DIR", raising=False)
+    monkeypatch.delenv("DBT_TARGET", raising=False)
+    source = DbtSource(type="dbt", project_dir=str(tmp_path), model="m")
+    assert profile_url(source) == f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    monkeypatch.setenv("SHOP_PASSWORD", "s3cret")
+    assert profile_url(source.model_copy(update={"target": "prod"})) == \
+        "postgresql+psycopg2://reader:s3cret@db.example:6543/shop"
+    monkeypatch.setenv("DBT_TARGET", "other")
+    with pytest.raises(SourceError, match="'snowflake' is not supported"):
+        profile_url(source)
+    monkeypatch.delenv("SHOP_PASSWORD")
+    with pytest.raises(SourceError, match="SHOP_PASSWORD is not set"):
+        profile_url(source.model_copy(update={"target": "prod"}))

@@ -251,11 +251,11 @@ def _matched_pairs_asset(spec: ReconciliationSpec) -> dg.AssetsDefinition:
             sums = {k: v for k, v in stats.items() if k.startswith(("count_", "sum_"))}
             checks.append(dg.AssetCheckResult(check_name="summaries_match", passed=bool(stats["summaries_match"]),
                                               severity=dg.AssetCheckSeverity.WARN, metadata=sums))
-        by_day = {day.label: pairs_metadata(pipeline.match_pairs(spec, day_folder, recon.duckdb_memory_limit,
-                                                                 recon.spill_dir()), day_folder)
+        types = schema_drift.type_differences(spec, recon.tracker())  # the sources', the same on every day
+        by_day = {day.label: {**pairs_metadata(pipeline.match_pairs(spec, day_folder, recon.duckdb_memory_limit,
+                                                                    recon.spill_dir()), day_folder), **types}
                   for day, day_folder in day_runs(context, recon, spec)}
-        metadata = {**pairs_metadata(stats, folder), **schema_drift.type_differences(spec, recon.tracker())}
-        return report(context, scope, metadata, by_day, checks)
+        return report(context, scope, {**pairs_metadata(stats, folder), **types}, by_day, checks)
 
     return matched_pairs
 

@@ -53,7 +53,7 @@ TABLES: dict[sa.Table | str, tuple[str, str, dict[str, str]]] = {
         "reconciliation": "The spec's name.",
         "from_status": "Status before (null when found the first time).",
         "to_status": "Status after.",
-        "action": "found, reopened, auto_resolved, acknowledge, mute, resolve, escalate, assign, ...",
+        "action": "detected, reopened, escalated, resolved, unmuted, or an operator action (acknowledge, mute, ...).",
         "actor": "The operator, or recon-run for a run.",
         "note": "Why, as the operator wrote it.",
         "run_id": "The run that caused it (null for an operator's action).",
