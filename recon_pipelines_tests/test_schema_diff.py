@@ -173,6 +173,9 @@ def test_dagster_shows_the_drift_and_an_error_level_blocks_the_comparison(tmp_pa
     meta = {e.materialization.asset_key.path[-1]: e.materialization.metadata for e in first.get_asset_materialization_events()}
     assert [(c.name, c.type) for c in meta["snapshot_b"]["source_schema"].schema.columns] == [
         ("id", "BIGINT"), ("amount", "DECIMAL(12,2)")]
+    snapshot_columns = meta["snapshot_b"]["dagster/column_schema"].schema.columns
+    assert [(c.name, c.description) for c in snapshot_columns] == [
+        ("id", "id (BIGINT) in the source"), ("amount", "amount (DECIMAL(12,2)) in the source")]
     differences = meta["matched_pairs"]["type_differences"].records
     assert [(r.data["field"], r.data["type_a"], r.data["type_b"], r.data["risky"]) for r in differences] == [
         ("amount", "DOUBLE", "DECIMAL(12,2)", False)]

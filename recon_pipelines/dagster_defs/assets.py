@@ -162,9 +162,11 @@ def _snapshot_asset(spec: ReconciliationSpec, side: str) -> dg.AssetsDefinition:
         result = pipeline.take_snapshot(spec, side, scope, folder, days)
         by_day = {day.label: snapshot_metadata(result["days"][day.label], day_folder, side) for day, day_folder in days}
         missing = [columns[name] for name in result.pop("missing")]
+        metadata = snapshot_metadata(result, folder, side)
         drift_metadata, drift_check = schema_drift.observe(spec, side, recon.tracker(),
-                                                           pipeline.tracker_run_id(spec.name, context.run.run_id))
-        metadata = {**snapshot_metadata(result, folder, side), **drift_metadata, "scope": scope.label}
+                                                           pipeline.tracker_run_id(spec.name, context.run.run_id),
+                                                           metadata["dagster/column_schema"].schema)
+        metadata = {**metadata, **drift_metadata, "scope": scope.label}
         checks = [drift_check, dg.AssetCheckResult(
             check_name="required_columns", passed=not missing, severity=dg.AssetCheckSeverity.ERROR,
             metadata={"missing_columns": ", ".join(missing) or "none"},

@@ -8,6 +8,7 @@ import dagster as dg
 
 from recon_pipelines import schema_diff
 from recon_pipelines.dagster_defs.metadata import shown
+from recon_pipelines.snapshots import snapshot_columns
 from recon_pipelines.spec.models import ReconciliationSpec
 
 CHECK = "schema_unchanged"
@@ -37,13 +38,20 @@ def check_spec(spec: ReconciliationSpec, key: dg.AssetKey) -> dg.AssetCheckSpec:
         "expect.schema_change)."))
 
 
-def observe(spec: ReconciliationSpec, side: str, tracker, run_id: str) -> tuple[dict, dg.AssetCheckResult]:
-    """Read the side's schema, compare it with the last run's (the tracker's) and record it."""
+def observe(spec: ReconciliationSpec, side: str, tracker, run_id: str,
+            snapshot_schema: dg.TableSchema) -> tuple[dict, dg.AssetCheckResult]:
+    """Read the side's schema, compare it with the last run's (the tracker's) and record it. The
+    snapshot's ``dagster/column_schema`` gains each column's source column and declared type."""
     drift = schema_diff.observe(spec, schema_diff.read_side(spec, side), tracker, run_id)
     if drift is None:
         return {}, dg.AssetCheckResult(check_name=CHECK, passed=True, metadata={
             "compared_with": "not checked: an HTTP source without declared columns"})
+    sources = snapshot_columns(spec, side)
+    described = dg.TableSchema(columns=[
+        dg.TableColumn(c.name, c.type, description=_origin(drift.now.column(sources.get(c.name, c.name))))
+        for c in snapshot_schema.columns])
     metadata = {
+        "dagster/column_schema": dg.MetadataValue.table_schema(described),
         "source_schema": dg.MetadataValue.table_schema(dg.TableSchema(columns=[
             dg.TableColumn(c.name, c.type, description=c.family) for c in drift.now.columns])),
         "schema_changes": dg.MetadataValue.table(
@@ -60,6 +68,10 @@ def observe(spec: ReconciliationSpec, side: str, tracker, run_id: str) -> tuple[
                   "compared_with": "nothing (first run)" if drift.first_run else "the previous run's schema"},
     )
     return metadata, result
+
+
+def _origin(column) -> str | None:
+    return f"{column.name} ({column.type}) in the source" if column is not None else None
 
 
 def type_differences(spec: ReconciliationSpec, tracker) -> dict:
