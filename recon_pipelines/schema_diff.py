@@ -216,12 +216,10 @@ def between_sides(spec: ReconciliationSpec, a: SideSchema, b: SideSchema) -> lis
 def _judge(rule, a: SourceColumn, b: SourceColumn) -> tuple[bool, str] | None:
     """(risky, why) for two columns compared under ``rule`` (None: a key); None when nothing to say."""
     fa, fb = a.family, b.family
+    if fa == fb:
+        return None  # one family: the rule reads both sides alike (a width change is drift, not this)
     pair = {fa, fb}
     wide = _wider_than_double(a, b)
-    if fa == fb:
-        if wide and isinstance(rule, (NumericRule, ExactRule)):
-            return True, wide
-        return None
     if rule is None:
         return True, (f"keys of different types are matched by their text ({fa} vs {fb}): the same id must be "
                       "spelt the same way on both sides (7 never meets '007' or 7.0)")
@@ -247,7 +245,10 @@ def _judge(rule, a: SourceColumn, b: SourceColumn) -> tuple[bool, str] | None:
             if unit:
                 return False, f"side {number_side.upper()} is read as epoch {unit}"
             return True, f"side {number_side.upper()} is a number, read as epoch seconds: set epoch_unit_{number_side} if not"
-        return True, f"the {'/'.join(sorted(pair - {'timestamp', 'timestamp with zone', 'date'}) or pair)} side is parsed as a time: unparsable text is a type mismatch"
+        if "date" in pair and pair <= {"date", "timestamp", "timestamp with zone"}:
+            return True, "a date is read as midnight: a time of day on the other side differs by up to a day"
+        text = "/".join(sorted(pair - {"timestamp", "timestamp with zone", "date"}))
+        return True, f"the {text} side is parsed as a time: a value that is not one is a type mismatch"
     if isinstance(rule, ExactRule) and not rule.values:
         if pair <= {"integer", "decimal"}:
             return False, "compared as numbers (42 = 42.00)"
@@ -273,8 +274,7 @@ def _spelling_example(pair: set[str]) -> str:
 
 
 def _wider_than_double(a: SourceColumn, b: SourceColumn) -> str | None:
-    """Why a decimal side loses digits when the other side is a float (or both are compared as
-    floats), or None."""
+    """Why a decimal side loses digits when the other side is a float, or None."""
     if "float" not in (a.family, b.family):
         return None
     for col in (a, b):
