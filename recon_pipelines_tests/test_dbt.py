@@ -1,6 +1,8 @@
 """dbt as a neighbour, with a real dbt project (dbt_project/) built by dbt-postgres in a throwaway
-PostgreSQL database: a ``type: dbt`` side reconciled against a file, the dbt model -> snapshot
-lineage as dagster-dbt draws it, and a dbt model over the tracker (``recon dbt-sources``).
+PostgreSQL database (and once by dbt-duckdb): a ``type: dbt`` side reconciled against a file, the
+dbt model -> snapshot lineage as dagster-dbt draws it, and a dbt model over the tracker
+(``recon dbt-sources``). The tracker is read by dbt-postgres: DuckDB reads SQLite or PostgreSQL only
+through extensions it downloads at first use, which a machine without internet access cannot.
 
 The expected discrepancies come from the seed and the billing file written here (customer 3's
 amount differs, 5 exists only in the warehouse, 6 only in billing), not from the code under test."""
@@ -159,6 +161,23 @@ def test_a_dbt_model_reads_the_open_discrepancies_through_the_generated_sources(
             (project / "models" / name).unlink()
     assert {(r.kind, r.key, r.field) for r in rows} == SEEDED
     assert {r.reconciliation for r in rows} == {"dbt_customers"}
+
+
+def test_a_model_built_by_dbt_duckdb_is_read_through_the_profile(tmp_path, monkeypatch):
+    """The duckdb profile target: the URL from profiles.yml, the relation read through a query."""
+    pytest.importorskip("dbt.adapters.duckdb", reason="dbt-duckdb is in the `dbt` extra")
+    pytest.importorskip("duckdb_engine", reason="duckdb-engine is in the `dbt` extra")
+    project = tmp_path / "project"
+    shutil.copytree(PROJECT, project)
+    (project / "profiles.yml").write_text(yaml.safe_dump({"recon_test": {"target": "dev", "outputs": {
+        "dev": {"type": "duckdb", "path": "warehouse.duckdb", "threads": 1}}}}))
+    monkeypatch.delenv("DBT_PROFILES_DIR", raising=False)
+    monkeypatch.delenv("DBT_TARGET", raising=False)
+    dbt(project, "build")
+    result = run("run", str(write_spec(tmp_path, project)), "--format", "json", "--output", str(tmp_path / "out.json"))
+    assert result.exit_code == 1, result.output
+    found = [json.loads(line) for line in (tmp_path / "out.json").read_text().splitlines()]
+    assert {(d["kind"], d["key"], d["field"]) for d in found} == SEEDED
 
 
 def test_every_exported_tracker_column_is_described():
