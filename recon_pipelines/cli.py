@@ -156,10 +156,6 @@ def run(spec_file: Path, fmt: str, output: Path | None, limit: int, track: bool,
     _prepare_demo_data(spec_file)
     spec = load_spec(spec_file)
     check_sources(spec, spec_file)  # a missing column is named by its spec field, before any work
-    from recon_pipelines.schema_diff import type_difference_lines
-
-    for line in type_difference_lines(spec, risky_only=True):
-        _warn(line)
     if track:
         tracked = run_tracked(spec, _tracker_at(tracker_url), warn=_warn)
         if tracked.outcome.held:

@@ -302,9 +302,9 @@ def schema_lines(spec: ReconciliationSpec, drifts: list[Drift], differences: lis
     return lines
 
 
-def type_difference_lines(spec: ReconciliationSpec, risky_only: bool = False) -> list[str]:
+def type_difference_lines(spec: ReconciliationSpec) -> list[str]:
     """The sides' type differences read from the sources now (no tracker needed), one line each."""
     a, b = read_side(spec, "a"), read_side(spec, "b")
     if a is None or b is None:
         return []
-    return schema_lines(spec, [], [d for d in between_sides(spec, a, b) if d.risky or not risky_only])
+    return schema_lines(spec, [], between_sides(spec, a, b))

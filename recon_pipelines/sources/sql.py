@@ -171,7 +171,7 @@ class SqlConnector(Connector):
         schema = self.schema()
         if self._table is None:
             return super().source_types()
-        native = {c.name: str(c.type.compile(dialect=self.engine.dialect)) for c in self._table.columns}
+        native = {c.name: _type_text(c.type, self.engine.dialect) for c in self._table.columns}
         return {name: native.get(name) or str(schema.field(name).type) for name in schema.names}
 
     def batches(
@@ -235,6 +235,14 @@ def _arrow_type(sa_type: sa.types.TypeEngine) -> pa.DataType:
         dt.datetime: pa.timestamp("us", tz="UTC") if getattr(sa_type, "timezone", False) else pa.timestamp("us"),
         dt.date: pa.date32(),
     }.get(python_type, pa.string())
+
+
+def _type_text(sa_type: sa.types.TypeEngine, dialect) -> str | None:
+    """The column's type as the database writes it; None for a type SQLAlchemy cannot render."""
+    try:
+        return str(sa_type.compile(dialect=dialect))
+    except sa.exc.SQLAlchemyError:
+        return None
 
 
 def _first_line(exc: Exception) -> str:
