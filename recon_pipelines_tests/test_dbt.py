@@ -135,6 +135,10 @@ def test_the_snapshot_depends_on_the_model_as_dagster_dbt_names_it(warehouse, tm
     snapshot = graph.get(dg.AssetKey(["dbt_customers", "snapshot_a"]))
     assert snapshot.parent_keys == model_keys
     assert graph.get(next(iter(model_keys))).is_materializable  # the dbt asset itself, not a stub
+    with dg.instance_for_test() as instance:  # the reconciliation's own job runs without the dbt assets
+        result = defs.resolve_job_def("reconcile_dbt_customers").execute_in_process(instance=instance)
+    found = {e.materialization.asset_key.path[-1]: e.materialization.metadata for e in result.get_asset_materialization_events()}
+    assert found["discrepancies"]["discrepancies"].value == len(SEEDED)
 
 
 def test_a_dbt_model_reads_the_open_discrepancies_through_the_generated_sources(warehouse, tmp_path):
