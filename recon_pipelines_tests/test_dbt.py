@@ -213,3 +213,17 @@ def test_the_warehouse_url_comes_from_the_profile_target(tmp_path, monkeypatch):
     monkeypatch.delenv("SHOP_PASSWORD")
     with pytest.raises(SourceError, match="SHOP_PASSWORD is not set"):
         profile_url(source.model_copy(update={"target": "prod"}))
+
+
+def test_dbt_sources_describe_the_readable_tables_only(tmp_path):
+    """On the embedded SQLite tracker: no database, schema main; never the web accounts (password
+    hashes) nor scratch tables."""
+    result = run("dbt-sources", "--tracker-url", f"sqlite:///{tmp_path / 'tracker.sqlite'}")
+    assert result.exit_code == 0, result.output
+    source = yaml.safe_load(result.output)["sources"][0]
+    assert source["name"] == "recon" and source["schema"] == "main" and "database" not in source
+    identifiers = {t["identifier"] for t in source["tables"]}
+    assert identifiers == {"recon_discrepancies", "recon_open_discrepancies", "recon_discrepancy_events", "recon_runs",
+                           "recon_fixes", "recon_incidents", "recon_outbox", "recon_source_schemas"}
+    opened = next(t for t in source["tables"] if t["name"] == "open_discrepancies")
+    assert [c["name"] for c in opened["columns"]][:3] == ["id", "kind", "key"]
