@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from recon_pipelines.cli_dbt import dbt_sources
 from recon_pipelines.cli_errors import UserError, one_line
 from recon_pipelines.cli_notifications import notifications
 from recon_pipelines.cli_runs import runs
@@ -112,8 +113,10 @@ def validate(paths: tuple[Path, ...], offline: bool) -> None:
         click.echo(f"ok  {for_terminal(spec.name)}  ({for_terminal(spec.source_names[0])} vs "
                    f"{for_terminal(spec.source_names[1])}, "
                    f"{len(spec.key)} key field(s), {len(spec.fields)} compared field(s))")
-        if not offline:
-            for line in _strategy_lines(spec):
+        if not offline:  # the sources were just read: the same reads, so no new failure to report
+            from recon_pipelines.schema_diff import type_difference_lines
+
+            for line in [*_strategy_lines(spec), *type_difference_lines(spec)]:
                 click.echo(f"    {for_terminal(line)}")
     for problem in problems:
         click.echo(f"error: {for_terminal(problem)}", err=True)
@@ -437,6 +440,7 @@ main.add_command(runs)
 main.add_command(notifications)
 main.add_command(streams)
 main.add_command(suggestions)
+main.add_command(dbt_sources)
 register_web_commands(main)
 
 if __name__ == "__main__":  # python -m recon_pipelines.cli (tests run the real command this way)

@@ -136,6 +136,7 @@ def run_tracked(spec: ReconciliationSpec, tracker: Tracker, run_id: str | None =
     run_id = run_id or f"cli-{uuid.uuid4().hex[:12]}:{scope.label}"
     with tempfile.TemporaryDirectory(prefix="recon-") as tmp:  # a held run's discrepancies stay in the tracker
         folder = pipeline.RunFolder.of(tmp, spec, scope)
+        check_schema_drift(spec, tracker, run_id, warn or log.warning)
         for side in "ab":
             missing = pipeline.take_snapshot(spec, side, scope, folder)["missing"]
             if missing:
@@ -152,3 +153,24 @@ def run_tracked(spec: ReconciliationSpec, tracker: Tracker, run_id: str | None =
                **({"sample": found.sample} if found.sample is not None else {}),
                **({"suggestions": found.suggestions} if found.suggestions is not None else {})}
     return TrackedRun(summary, found.table, outcome)
+
+
+# --------------------------------------------------------------------------- schema drift (schema_diff.py)
+
+
+class SchemaChanged(ComparisonError):
+    """``expect.schema_change: error`` and a side's columns changed since the last run."""
+
+
+def check_schema_drift(spec: ReconciliationSpec, tracker: Tracker, run_id: str, warn: Callable[[str], None]) -> None:
+    """Each side against the schema the tracker recorded at its last run (then recorded anew): one
+    line per change; with ``expect.schema_change: error`` a change stops the run."""
+    from recon_pipelines import schema_diff
+
+    drifts = [d for d in (schema_diff.observe(spec, schema_diff.read_side(spec, side), tracker, run_id) for side in "ab")
+              if d is not None]
+    changes = schema_diff.schema_lines(spec, drifts, [])
+    if changes and spec.expect.schema_change == "error":
+        raise SchemaChanged("; ".join(changes) + " (expect.schema_change: error; the new schema is now the baseline)")
+    for line in changes:
+        warn(line)

@@ -211,21 +211,26 @@ def test_mismatch_rate_check_warns_past_the_spec_limit(tmp_path):
     assert results[0.9].passed
 
 
-def test_schema_check_fails_when_a_compared_column_changes_type_or_disappears(setup):
+def test_schema_check_fails_when_a_column_changes_type_or_disappears(setup):
+    """Compared with the schema the tracker recorded at the previous run (schema_diff.py)."""
     tmp_path, defs, _ = setup
     job = defs.resolve_job_def("reconcile_orders")
     a = pq.read_table(tmp_path / "a.parquet")
     with dg.instance_for_test() as instance:
         first = check_results(job.execute_in_process(instance=instance))[("snapshot_a", "schema_unchanged")]
         pq.write_table(a.set_column(1, "amount", pa.array(["10", "20", "30", "40"])), tmp_path / "a.parquet")
-        retyped = check_results(job.execute_in_process(instance=instance))[("snapshot_a", "schema_unchanged")]
+        retyped = job.execute_in_process(instance=instance)
         pq.write_table(a.drop_columns(["status"]), tmp_path / "a.parquet")
         gone = check_results(job.execute_in_process(instance=instance, raise_on_error=False))[("snapshot_a", "schema_unchanged")]
-    assert first.passed
-    assert not retyped.passed and retyped.severity == dg.AssetCheckSeverity.WARN
-    assert retyped.metadata["types_changed"].value == "amount: double -> string"
-    assert not gone.passed and gone.severity == dg.AssetCheckSeverity.ERROR
-    assert gone.metadata["columns_gone"].value == "status"
+    assert first.passed and first.metadata["compared_with"].value == "nothing (first run)"
+    retyped_check = check_results(retyped)[("snapshot_a", "schema_unchanged")]
+    assert not retyped_check.passed and retyped_check.severity == dg.AssetCheckSeverity.WARN
+    assert retyped_check.metadata["type_changed"].value == 1
+    changes = materializations(retyped)["snapshot_a"]["schema_changes"].records
+    assert [(r.data["column"], r.data["change"], r.data["before"], r.data["after"]) for r in changes] == [
+        ("amount", "type_changed", "DOUBLE", "VARCHAR")]
+    assert check_results(retyped)[("snapshot_b", "schema_unchanged")].passed
+    assert not gone.passed and gone.metadata["removed"].value == 1 and gone.metadata["type_changed"].value == 1
 
 
 def test_snapshots_carry_row_count_and_column_schema(setup):

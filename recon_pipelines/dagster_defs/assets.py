@@ -19,13 +19,14 @@ import pyarrow.compute as pc
 
 from recon_pipelines import expectations, pipeline
 from recon_pipelines.dagster_defs import metadata as shown_in_ui
+from recon_pipelines.dagster_defs import dbt as dbt_lineage
+from recon_pipelines.dagster_defs import schema_drift
 from recon_pipelines.dagster_defs.metadata import SEVERITY_ORDER
 from recon_pipelines.dagster_defs.resources import ReconResource
 from recon_pipelines.dagster_defs.result_checks import (
     freshness_policy,
     mismatch_rate_check,
     open_discrepancies_check,
-    schema_check,
 )
 from recon_pipelines.engine.compare import unique_by_bitmap, value_counts
 from recon_pipelines.engine.keys import invalid_key_sql
@@ -137,8 +138,7 @@ def _snapshot_asset(spec: ReconciliationSpec, side: str) -> dg.AssetsDefinition:
         dg.AssetCheckSpec("key_not_null", asset=key,
                           description="No record lacks its key, null or blank (such records cannot be matched)."),
         dg.AssetCheckSpec("key_unique", asset=key, description="No key appears twice (duplicates are never paired)."),
-        dg.AssetCheckSpec("schema_unchanged", asset=key, description=(
-            "No compared column disappeared or changed type since the previous materialization.")),
+        schema_drift.check_spec(spec, key),
     ] + [
         # error: blocking, so a failure stops the downstream assets; warn: reported only.
         dg.AssetCheckSpec(e.check_name, asset=key, blocking=e.severity == "error",
@@ -148,6 +148,7 @@ def _snapshot_asset(spec: ReconciliationSpec, side: str) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=key,
+        deps=dbt_lineage.upstream_keys(source),  # a dbt model's asset, when the side is one
         check_specs=checks,
         kinds={source.type, "parquet"},
         description=f"Snapshot of {system}: the key and compared fields, under the spec's names "
@@ -161,9 +162,12 @@ def _snapshot_asset(spec: ReconciliationSpec, side: str) -> dg.AssetsDefinition:
         result = pipeline.take_snapshot(spec, side, scope, folder, days)
         by_day = {day.label: snapshot_metadata(result["days"][day.label], day_folder, side) for day, day_folder in days}
         missing = [columns[name] for name in result.pop("missing")]
-        metadata = {**snapshot_metadata(result, folder, side), "scope": scope.label}
-        schema = metadata["dagster/column_schema"].schema
-        checks = [schema_check(context, key, schema), dg.AssetCheckResult(
+        metadata = snapshot_metadata(result, folder, side)
+        drift_metadata, drift_check = schema_drift.observe(spec, side, recon.tracker(),
+                                                           pipeline.tracker_run_id(spec.name, context.run.run_id),
+                                                           metadata["dagster/column_schema"].schema)
+        metadata = {**metadata, **drift_metadata, "scope": scope.label}
+        checks = [drift_check, dg.AssetCheckResult(
             check_name="required_columns", passed=not missing, severity=dg.AssetCheckSeverity.ERROR,
             metadata={"missing_columns": ", ".join(missing) or "none"},
         )]
@@ -250,10 +254,11 @@ def _matched_pairs_asset(spec: ReconciliationSpec) -> dg.AssetsDefinition:
             sums = {k: v for k, v in stats.items() if k.startswith(("count_", "sum_"))}
             checks.append(dg.AssetCheckResult(check_name="summaries_match", passed=bool(stats["summaries_match"]),
                                               severity=dg.AssetCheckSeverity.WARN, metadata=sums))
-        by_day = {day.label: pairs_metadata(pipeline.match_pairs(spec, day_folder, recon.duckdb_memory_limit,
-                                                                 recon.spill_dir(), confirmed), day_folder)
+        types = schema_drift.type_differences(spec, recon.tracker())  # the sources', the same on every day
+        by_day = {day.label: {**pairs_metadata(pipeline.match_pairs(spec, day_folder, recon.duckdb_memory_limit,
+                                                                    recon.spill_dir(), confirmed), day_folder), **types}
                   for day, day_folder in day_runs(context, recon, spec)}
-        return report(context, scope, pairs_metadata(stats, folder), by_day, checks)
+        return report(context, scope, {**pairs_metadata(stats, folder), **types}, by_day, checks)
 
     return matched_pairs
 

@@ -152,14 +152,3 @@ def column_schema(path) -> dg.TableSchema:
     """A snapshot's columns (the spec's names) and their Arrow types."""
     schema = pq.read_schema(path)
     return dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in schema])
-
-
-def schema_changes(before: dg.TableSchema | None, now: dg.TableSchema) -> tuple[list[str], list[str]]:
-    """Columns gone since ``before``, and columns whose type changed (``name: old -> new``)."""
-    if before is None:
-        return [], []
-    old = {c.name: c.type for c in before.columns}
-    new = {c.name: c.type for c in now.columns}
-    gone = sorted(set(old) - set(new))
-    changed = [f"{name}: {old[name]} -> {new[name]}" for name in sorted(set(old) & set(new)) if old[name] != new[name]]
-    return gone, changed

@@ -6,25 +6,10 @@ from datetime import timedelta
 
 import dagster as dg
 
-from recon_pipelines.dagster_defs import metadata as shown_in_ui
 from recon_pipelines.spec.models import ReconciliationSpec
 
 # A daily reconciliation whose results are older than a day plus this has missed a run.
 FRESHNESS_GRACE = timedelta(hours=6)
-
-
-def schema_check(context: dg.AssetExecutionContext, key: dg.AssetKey, schema: dg.TableSchema) -> dg.AssetCheckResult:
-    """Compare with the column schema of the asset's previous materialization (any partition)."""
-    previous = context.instance.get_latest_materialization_event(key)
-    materialization = previous.asset_materialization if previous else None
-    value = materialization.metadata.get("dagster/column_schema") if materialization else None
-    gone, changed = shown_in_ui.schema_changes(value.schema if value is not None else None, schema)
-    return dg.AssetCheckResult(
-        check_name="schema_unchanged", passed=not (gone or changed),
-        severity=dg.AssetCheckSeverity.ERROR if gone else dg.AssetCheckSeverity.WARN,
-        metadata={"columns_gone": ", ".join(gone) or "none", "types_changed": "; ".join(changed) or "none",
-                  "compared_with": "previous materialization" if value is not None else "nothing (first materialization)"},
-    )
 
 
 def mismatch_rate_check(spec: ReconciliationSpec, metadata: dict) -> dg.AssetCheckResult:

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 def connector_for(source) -> Connector:
     """The connector for a spec's source; each is imported on first use (SQL and HTTP pull in
     their drivers)."""
-    from recon_pipelines.spec.models import FileSource, HttpSource, SqlSource
+    from recon_pipelines.spec.models import DbtSource, FileSource, HttpSource, SqlSource
 
     if isinstance(source, FileSource):
         from recon_pipelines.sources.files import FileConnector
@@ -25,4 +25,8 @@ def connector_for(source) -> Connector:
         from recon_pipelines.sources.http import HttpConnector
 
         return HttpConnector(source)
+    if isinstance(source, DbtSource):
+        from recon_pipelines.sources.dbt import DbtConnector
+
+        return DbtConnector(source)
     raise TypeError(f"no connector for {type(source).__name__}")

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from recon_pipelines.errors import SourceError  # noqa: F401  (connectors and their callers import it from here)
 from recon_pipelines.instants import window_mask, window_sql
+from recon_pipelines.sqlutil import duckdb_connect
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,15 @@ class Connector(ABC):
         self, columns: Sequence[str] | None = None, record_filter: RecordFilter | None = None
     ) -> Iterator[pa.RecordBatch]:
         """Stream the records, restricted to ``columns`` when given, in the order of ``columns``."""
+
+    def source_types(self) -> dict[str, str]:
+        """Each column's type as the source declares it, for people to read (schema drift): a
+        database's own type where there is one (``NUMERIC(12, 2)``), else DuckDB's name for the
+        Arrow type (``DECIMAL(12,2)``, ``TIMESTAMP WITH TIME ZONE``)."""
+        schema = self.schema()
+        with duckdb_connect() as con:
+            types = con.from_arrow(schema.empty_table()).dtypes
+        return {field.name: str(kind) for field, kind in zip(schema, types)}
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; safe to call twice."""

@@ -161,6 +161,14 @@ class SqlConnector(Connector):
         self._schema = schema
         return schema
 
+    def source_types(self) -> dict[str, str]:
+        """The database's own types of a table (``NUMERIC(12, 2)``, not the Arrow type it is read as)."""
+        schema = self.schema()
+        if self._table is None:
+            return super().source_types()
+        native = {c.name: _type_text(c.type, self.engine.dialect) for c in self._table.columns}
+        return {name: native.get(name) or str(schema.field(name).type) for name in schema.names}
+
     def batches(
         self, columns: Sequence[str] | None = None, record_filter: RecordFilter | None = None
     ) -> Iterator[pa.RecordBatch]:
@@ -223,6 +231,14 @@ def arrow_type(sa_type: sa.types.TypeEngine) -> pa.DataType:
         dt.datetime: pa.timestamp("us", tz="UTC") if getattr(sa_type, "timezone", False) else pa.timestamp("us"),
         dt.date: pa.date32(),
     }.get(python_type, pa.string())
+
+
+def _type_text(sa_type: sa.types.TypeEngine, dialect) -> str | None:
+    """The column's type as the database writes it; None for a type SQLAlchemy cannot render."""
+    try:
+        return str(sa_type.compile(dialect=dialect))
+    except sa.exc.SQLAlchemyError:
+        return None
 
 
 def _first_line(exc: Exception) -> str:

@@ -3,6 +3,7 @@
 from recon_pipelines.spec.loader import SpecError, load_spec, load_spec_dir, parse_spec
 from recon_pipelines.spec.models import (
     KINDS,
+    DbtSource,
     ExactRule,
     FileSource,
     HttpSource,
@@ -15,6 +16,7 @@ from recon_pipelines.spec.models import (
 
 __all__ = [
     "KINDS",
+    "DbtSource",
     "ExactRule",
     "FileSource",
     "HttpSource",

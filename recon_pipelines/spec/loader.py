@@ -236,6 +236,10 @@ def _resolve_paths(spec: ReconciliationSpec, base: Path) -> ReconciliationSpec:
     def fix(source):
         if getattr(source, "type", None) == "file" and not _is_absolute(source.path):
             return source.model_copy(update={"path": str((base / source.path).resolve())})
+        if getattr(source, "type", None) == "dbt":  # its folders, relative to the spec file like a file's path
+            folders = {name: getattr(source, name) for name in ("project_dir", "manifest", "profiles_dir")}
+            return source.model_copy(update={name: str((base / value).resolve()) for name, value in folders.items()
+                                             if value is not None and not _is_absolute(value)})
         return source
 
     update: dict[str, Any] = {"source_a": fix(spec.source_a), "source_b": fix(spec.source_b)}

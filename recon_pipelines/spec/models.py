@@ -7,6 +7,8 @@ is a spec that means what it says.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator, model_validator
 
 # Every part of the spec, importable from here (re-exported).
@@ -55,6 +57,7 @@ from recon_pipelines.spec.rules import (  # noqa: F401
 )
 from recon_pipelines.spec.runs import CdcSpec, ChangeFeedSpec, ChangeStreamSpec, DeepScanSpec, GuardSpec, IncrementalSpec  # noqa: F401
 from recon_pipelines.spec.sources import FileSource, HttpAuth, HttpSource, Pagination, SourceSpec, SqlSource  # noqa: F401
+from recon_pipelines.spec.sources import DbtSource  # noqa: F401,E402 - apart from the line above, for clean merges
 from recon_pipelines.spec.runs import SampleSpec  # noqa: F401,E402 - apart from the line above it, for clean merges
 from recon_pipelines.spec.suggest import SuggestSpec  # noqa: F401,E402
 from recon_pipelines.spec.matching import GroupMatch, KeyMatch, MatchRule, WindowMatch, check_match_rules  # noqa: F401,E402
@@ -70,6 +73,9 @@ class ExpectSpec(StrictModel):
     max_mismatch_rate: float | None = Field(
         None, ge=0, le=1, description="Share of compared records with a discrepancy above which a run warns (none: no limit)."
     )
+    schema_change: Literal["warn", "error"] = Field(
+        "warn", description="A side's columns added, removed or retyped since the last run: warn (reported, the run "
+        "goes on) or error (the schema_unchanged check fails and blocks the comparison; recon run exits 2).")
 
 
 class ReconciliationSpec(StrictModel):

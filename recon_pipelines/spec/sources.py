@@ -163,4 +163,37 @@ class HttpSource(_SourceBase):
     requests_per_second: float | None = Field(None, gt=0)
 
 
-SourceSpec = Annotated[Union[FileSource, SqlSource, HttpSource], Field(discriminator="type")]
+class DbtSource(_SourceBase):
+    """A dbt model read where dbt built it: its relation (database, schema, alias) comes from the
+    project's ``target/manifest.json``, the rows through the SQL connector (sources/dbt.py)."""
+
+    type: Literal["dbt"]
+    project_dir: str = Field(description="The dbt project's folder (holding dbt_project.yml).")
+    model: str = Field(description="The model's name (a seed or snapshot works too).")
+    manifest: str | None = Field(None, description="Default: <project_dir>/target/manifest.json.")
+    url: str | None = Field(None, description="SQLAlchemy URL of the warehouse; default: from the dbt profile's target.")
+    url_env: str | None = Field(None, description="Environment variable holding the warehouse's SQLAlchemy URL.")
+    profiles_dir: str | None = Field(
+        None, description="Folder of profiles.yml; default: $DBT_PROFILES_DIR, else the project folder, else ~/.dbt.")
+    target: str | None = Field(None, description="The profile's target; default: $DBT_TARGET, else the profile's own.")
+    asset_key: list[str] | None = Field(
+        None, description="The model's Dagster asset key, when your @dbt_assets use a custom DagsterDbtTranslator.")
+    chunk_size: int = Field(50_000, gt=0)
+    statement_timeout: Duration = Field(DEFAULT_STATEMENT_TIMEOUT, gt=0)
+
+    def filter_backend(self) -> str | None:
+        return self.url.split(":", 1)[0].split("+")[0] if self.url else None
+
+    @field_validator("statement_timeout", mode="before")
+    @classmethod
+    def _timeout(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @model_validator(mode="after")
+    def _one_url(self) -> "DbtSource":
+        if self.url is not None and self.url_env is not None:
+            raise ValueError("give at most one of url or url_env (neither: the dbt profile's target)")
+        return self
+
+
+SourceSpec = Annotated[Union[FileSource, SqlSource, HttpSource, DbtSource], Field(discriminator="type")]

@@ -250,3 +250,17 @@ match_decisions = sa.Table(
     sa.Column("note", sa.Text),
     sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# --------------------------------------------------------------------------- schema drift (migration 0010)
+
+# Each side's source schema as the last run saw it (schema_diff.py): the baseline of the next run.
+source_schemas = sa.Table(
+    "recon_source_schemas",
+    metadata,
+    sa.Column("reconciliation", sa.String(128), primary_key=True),
+    sa.Column("side", sa.String(1), primary_key=True),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("columns", sa.JSON, nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+)

@@ -4,14 +4,14 @@
   or rejected. Confirmed pairs are paired by later runs; decided pairs are not suggested again.
 
 Revision ID: 0011
-Revises: 0007
+Revises: 0010
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0007"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
