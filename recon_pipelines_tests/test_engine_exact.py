@@ -143,6 +143,29 @@ def test_non_finite_values_are_values_of_their_own(a, b, type_a, type_b, expecte
         assert row["difference"] is None
 
 
+# DuckDB hashes a 128-bit value (HUGEINT, DECIMAL wider than 18 digits) as the XOR of its halves:
+# -1 and 0, -0.02 and 0.01 hashed alike and their pairs were counted as identical, unevaluated.
+WIDE_PAIRS = [("-0.02", "0.01"), ("0.00", "-0.01"), ("-1.00", "0.00"), ("184467440737095516.17", "0.01"),
+              ("-92233720368547758.09", "92233720368547758.08"), ("92233720368547758.08", "92233720368547758.08"),
+              ("-5.00", "-5.00")]
+
+
+@pytest.mark.parametrize("rule", ["exact", {"compare": "numeric", "abs_tol": 0.0}])
+@pytest.mark.parametrize("type_b", [pa.decimal128(38, 2), pa.int64(), pa.decimal128(18, 2)])
+def test_wide_decimals_whose_hashes_collide_are_still_compared(rule, type_b):
+    a = [Decimal(x) for x, _ in WIDE_PAIRS]
+    b = [Decimal(y) for _, y in WIDE_PAIRS]
+    if type_b == pa.int64():
+        b = [int(v) if v == v.to_integral_value() and abs(v) < 2**63 else None for v in b]
+    elif type_b == pa.decimal128(18, 2):
+        b = [v if abs(v) < Decimal("1e16") else None for v in b]
+    table_a = pa.table({"id": list(range(len(a))), "v": pa.array(a, pa.decimal128(38, 2))})
+    table_b = pa.table({"id": list(range(len(b))), "v": pa.array(b, type_b)})
+    found = {int(k) for k in run(make_spec(fields={"v": rule}), table_a, table_b).discrepancies.column("key").to_pylist()}
+    expected = {i for i, (x, y) in enumerate(zip(a, b)) if y is None or Decimal(x) != Decimal(y)}  # Python's decimal
+    assert found == expected
+
+
 def test_values_beyond_38_digits_agree_only_with_the_same_text():
     forty = "1" * 40
     assert reason_of(NUMERIC, forty, forty) is None

@@ -270,19 +270,48 @@ def hash_operand(rule, column: str, own_type: str, other_type: str, side: str) -
     a common exact type for two numbers (a DECIMAL wide enough for both, or DOUBLE when a side
     is floating point and the rule compares in doubles anyway), text otherwise; the instant for
     naive timestamps read in different zones; the scaled number when the sides count in
-    different units. Values whose operand cannot be trusted are left to ``unsettled``."""
+    different units. Values whose operand cannot be trusted are left to ``unsettled``.
+
+    DuckDB's ``hash()`` of a 128-bit value (HUGEINT, DECIMAL wider than 18 digits) hashes the
+    XOR of its two 64-bit halves, so -1 and 0, or -0.02 and 0.01 at scale 2, hash alike. Such an
+    operand is hashed with its sign, which separates every value whose unscaled integer fits in
+    64 bits; larger ones are never settled by hash (``unsettled``)."""
+    operand, operand_type = _hash_form(rule, column, own_type, other_type, side)
+    if operand_type == "UUID":  # 128 bits too, and no sign to tell its halves apart
+        return f"CAST({operand} AS VARCHAR)"
+    return f"{operand}, ({operand}) < 0" if _is_wide(operand_type) else operand
+
+
+def _hash_form(rule, column: str, own_type: str, other_type: str, side: str) -> tuple[str, str]:
+    """The value one side hashes, and its DuckDB type."""
     if isinstance(rule, TimestampRule) and _sides_read_differently(rule):
-        return _instant(rule, column, own_type, side)
+        return _instant(rule, column, own_type, side), "TIMESTAMP WITH TIME ZONE"
     if isinstance(rule, NumericRule):
         if rule.scale_a != rule.scale_b:  # 4250 cents == 42.50 dollars
-            return _scaled_operand(rule, column, own_type, other_type, side)[0]
+            operand, _ = _scaled_operand(rule, column, own_type, other_type, side)
+            return operand, _scaled_type(rule, own_type, other_type, side)
         if own_type != other_type and _is_number_type(own_type) and _is_number_type(other_type):
             if _is_float(own_type) or _is_float(other_type):
-                return f"CAST({column} AS DOUBLE)"  # what the float comparison reads
+                return f"CAST({column} AS DOUBLE)", "DOUBLE"  # what the float comparison reads
             common = _common_decimal(own_type, other_type)
             if common:
-                return f"CAST({column} AS {common})"
-    return column if _same_type(own_type, other_type) else f"CAST({column} AS VARCHAR)"
+                return f"CAST({column} AS {common})", common
+    if _same_type(own_type, other_type):
+        return column, own_type
+    return f"CAST({column} AS VARCHAR)", "VARCHAR"
+
+
+def _is_wide(duck_type: str) -> bool:
+    """A 128-bit integer or a DECIMAL stored as one (more than 18 digits)."""
+    if duck_type in ("HUGEINT", "UHUGEINT"):
+        return True
+    return duck_type.startswith("DECIMAL(") and int(duck_type[8:].split(",")[0]) > 18
+
+
+def _beyond_64_bits(operand: str, duck_type: str) -> str:
+    """SQL true when a wide operand's unscaled integer needs more than 64 bits (see hash_operand)."""
+    limit = Decimal(2**63).scaleb(-_fraction_digits(duck_type) if duck_type.startswith("DECIMAL") else 0)
+    return f"abs({operand}) >= CAST({sql_literal(format(limit, 'f'))} AS {duck_type})"
 
 
 def unsettled(rule, column: str, own_type: str, other_type: str, side: str) -> str | None:
@@ -300,6 +329,9 @@ def unsettled(rule, column: str, own_type: str, other_type: str, side: str) -> s
         operand, loose = _scaled_operand(rule, column, own_type, other_type, side)
         tests.append(f"NOT isfinite({operand})" if _float_mode(own_type, other_type) else f"{operand} IS NULL")
         tests += [loose] if loose else []
+    operand, operand_type = _hash_form(rule, column, own_type, other_type, side)
+    if _is_wide(operand_type):
+        tests.append(_beyond_64_bits(operand, operand_type))
     return f"({column} IS NOT NULL AND ({' OR '.join(tests)}))" if tests else None
 
 
@@ -322,6 +354,16 @@ def _scaled_operand(rule: NumericRule, column: str, own_type: str, other_type: s
         value = f"TRY_CAST({text} AS DECIMAL({EXACT_DIGITS}, {own_digits}))"
         loose = f"NOT regexp_full_match({text}, '[+-]?[0-9]*(\\.[0-9]{{0,{own_digits}}})?')"
     return f"TRY(CAST({value} * {factor} AS DECIMAL({EXACT_DIGITS}, {target})))", loose
+
+
+def _scaled_type(rule: NumericRule, own_type: str, other_type: str, side: str) -> str:
+    """The type of ``_scaled_operand``'s value (DOUBLE for its float product and its NULL)."""
+    if _float_mode(own_type, other_type):
+        return "DOUBLE"
+    types = {"a": own_type if side == "a" else other_type, "b": other_type if side == "a" else own_type}
+    target = max(_fraction_digits(types[s]) + _scale_digits(getattr(rule, f"scale_{s}")) for s in "ab")
+    own = _fraction_digits(own_type) + _scale_digits(rule.scale_a if side == "a" else rule.scale_b)
+    return f"DECIMAL({EXACT_DIGITS}, {target})" if max(target, own) <= EXACT_DIGITS else "DOUBLE"
 
 
 def _fraction_digits(duck_type: str) -> int:
