@@ -23,6 +23,7 @@ from recon_pipelines.numbers import display_number
 from recon_pipelines.redact import redact
 from recon_pipelines.spec import SpecError, load_spec
 from recon_pipelines.spec.checks import check_sources
+from recon_pipelines.spec.nway import is_nway
 from recon_pipelines.spec.base import parse_duration, parse_moment
 from recon_pipelines.terminal import for_terminal, json_for_terminal, stream_is_terminal
 from recon_pipelines.tracker.schema import STATUSES
@@ -99,8 +100,7 @@ def validate(paths: tuple[Path, ...], offline: bool) -> None:
         if problem:
             problems.append(f"dagster definitions: {problem}")
     for spec, _ in loaded:
-        click.echo(f"ok  {for_terminal(spec.name)}  ({for_terminal(spec.source_names[0])} vs "
-                   f"{for_terminal(spec.source_names[1])}, "
+        click.echo(f"ok  {for_terminal(spec.name)}  ({' vs '.join(map(for_terminal, spec.source_names))}, "
                    f"{len(spec.key)} key field(s), {len(spec.fields)} compared field(s))")
     for problem in problems:
         click.echo(f"error: {for_terminal(problem)}", err=True)
@@ -151,6 +151,10 @@ def run(spec_file: Path, fmt: str, output: Path | None, limit: int, track: bool,
     _prepare_demo_data(spec_file)
     spec = load_spec(spec_file)
     check_sources(spec, spec_file)  # a missing column is named by its spec field, before any work
+    if is_nway(spec):  # three or more systems: cli_nway.py
+        from recon_pipelines.cli_nway import run_nway_command
+
+        run_nway_command(spec, fmt, output, limit, track, tracker_url)
     if track:
         tracked = run_tracked(spec, _tracker_at(tracker_url), warn=_warn)
         if tracked.outcome.held:

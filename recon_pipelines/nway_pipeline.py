@@ -159,8 +159,9 @@ def update_tracker(spec: NWaySpec, folder: Path, tracker, run_id: str, on_outcom
     found = pq.read_table(folder / DISCREPANCIES_FILE)
     stats = read_stats(folder)
     summary = summary_of(stats, found, {})
-    first, second = spec.systems[:2]
-    summary.update(rows_a=stats.systems[first].rows, rows_b=stats.systems[second].rows, matched=stats.in_all)
+    # The runs table's two-side columns: the keys compared as rows_a (so a run-level share rule
+    # divides by the records compared); the per-system counts are in the summary.
+    summary.update(rows_a=stats.keys, rows_b=0, matched=0)
     return tracker.apply_run(spec.name, run_id=tracker_run_id(spec.name, run_id), found=found, scope=Scope.full(),
                              summary=summary, started_at=started_at, escalation=spec.escalation, on_outcome=on_outcome)
 

@@ -43,13 +43,13 @@ from recon_pipelines.engine.compare import DISCREPANCY_SCHEMA, ComparisonError, 
 from recon_pipelines.engine.keys import invalid_key_sql
 from recon_pipelines.engine.rules import compile_rule, stages
 from recon_pipelines.engine.severity import severity_sql
+from recon_pipelines.spec.base import KINDS
 from recon_pipelines.spec.nway import NWaySpec
 from recon_pipelines.sqlutil import duckdb_connect as connect
 from recon_pipelines.sqlutil import quote_ident as q
 from recon_pipelines.sqlutil import sql_literal
 
-NWAY_KINDS = ("missing_in_systems", "systems_disagree", "duplicate_key_in_system", "invalid_key_in_system",
-              "unmapped_in_system")
+NWAY_KINDS = KINDS[KINDS.index("missing_in_systems"):]  # one list of kinds: spec/base.py
 NWAY_SCHEMA = pa.schema([
     *DISCREPANCY_SCHEMA,
     pa.field("systems", pa.string()),  # comma-separated: the systems holding the record (key audit: the one)

@@ -29,6 +29,11 @@ def _found(primary_key: bool) -> list[sa.Column]:
         sa.Column("difference", sa.Float),
         sa.Column("severity", sa.String(16), nullable=False),
         sa.Column("detail", LosslessText),
+        # N-way reconciliations (migration 0008); null for two sources.
+        sa.Column("systems", sa.Text),  # comma-separated: the systems holding the record
+        sa.Column("odd_ones_out", sa.Text),  # comma-separated: the systems that disagree with the reference
+        sa.Column("reference_system", sa.String(64)),
+        sa.Column("system_values", LosslessText),  # JSON: system -> value
     ]
 
 
