@@ -199,7 +199,7 @@ class NWaySpec(StrictModel):
                 f.pair_rule(systems[0], systems[1])
             except ValidationError as exc:
                 first = exc.errors()[0]
-                option = ".".join(str(p) for p in first["loc"][1:] if p not in ("a", "b")) or "options"
+                option = ".".join(str(p) for p in first["loc"] if p not in ("a", "b")) or "options"
                 message = "does not apply to compare: " + f.compare if first["type"] == "extra_forbidden" else first["msg"]
                 raise ValueError(f"fields.{f.name}.{option}: {message}") from None
         return self
