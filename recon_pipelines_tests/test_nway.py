@@ -346,3 +346,59 @@ def test_the_three_way_demo_in_the_tracker(demo_data, tmp_path):
     assert {r["reference_system"] for r in status.values()} == {"billing"}
     assert {r["odd_ones_out"] for r in status.values()} == {"crm", "warehouse"}
     assert all(r["systems"] == "crm,billing,warehouse" for r in status.values())
+
+
+def test_the_triage_page_shows_the_counts_per_system_and_the_odd_ones_out(demo_data, tmp_path):
+    import html
+
+    import httpx
+
+    from recon_pipelines.demo import DEMO_SPECS_DIR
+    from recon_pipelines.tracker import Tracker
+    from recon_pipelines.web.app import Settings
+    from recon_pipelines_tests.web_server import running
+
+    _, truth = demo_data
+    url = f"sqlite:///{tmp_path / 'tracker.sqlite'}"
+    assert CliRunner().invoke(recon, ["run", str(DEMO_SPECS_DIR / "customers_three_way.yaml"), "--track",
+                                      "--tracker-url", url]).exit_code == 1
+    tracker = Tracker(url)
+    counts = truth["active_counts"]
+    with running(tracker, Settings(trust_proxy_header="X-Forwarded-User")) as base:
+        viewer = httpx.Client(base_url=base, headers={"X-Forwarded-User": "someone"}, timeout=30)
+        page = html.unescape(viewer.get("/", params={"reconciliation": "customers_three_way"}).text)
+        assert f"active: crm {counts['crm']} / billing {counts['billing']} / warehouse {counts['warehouse']}" in page
+        assert "5 active in crm, warehouse; missing in billing" in page
+        assert "odd: <strong>crm</strong> · ref: billing" in page
+        (status,) = [r for r in tracker.discrepancies(reconciliation="customers_three_way")
+                     if r["field"] == "status" and r["odd_ones_out"] == "warehouse"][:1]
+        detail = html.unescape(viewer.get(f"/d/{status['id']}").text)
+        assert '<dd id="odd_ones_out">warehouse</dd>' in detail
+        assert '<dd id="reference_system">billing</dd>' in detail
+        assert '<td class="value" id="value-warehouse">true</td>' in detail
+    tracker.engine.dispose()
+
+
+def test_the_dagster_graph_has_a_snapshot_per_system(demo_data, tmp_path):
+    import dagster as dg
+
+    from recon_pipelines.dagster_defs import build_definitions
+    from recon_pipelines.dagster_defs.resources import ReconResource
+
+    _, truth = demo_data
+    spec = load_spec(Path(__file__).resolve().parents[1] / "recon_pipelines/demo/specs/customers_three_way.yaml")
+    recon_resource = ReconResource(storage_dir=str(tmp_path / "storage"), tracker_url=f"sqlite:///{tmp_path / 't.sqlite'}")
+    defs = build_definitions(specs=[spec], recon=recon_resource)
+    graph = defs.resolve_asset_graph()
+    key = lambda step: dg.AssetKey(["customers_three_way", step])  # noqa: E731
+    assert graph.get(key("matched_records")).parent_keys == {key(f"snapshot_{s}") for s in ("crm", "billing", "warehouse")}
+    assert graph.get(key("discrepancies")).parent_keys == {key("matched_records")}
+    assert graph.get(key("tracker_state")).parent_keys == {key("discrepancies")}
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("reconcile_customers_three_way").execute_in_process(instance=instance)
+    assert result.success
+    shown = {e.materialization.asset_key.path[-1]: e.materialization.metadata for e in result.get_asset_materialization_events()}
+    counts = {r.data["system"]: r.data["active"] for r in shown["matched_records"]["counts"].value.records}
+    assert counts == truth["active_counts"]
+    assert shown["discrepancies"]["discrepancies"].value == truth["reconciliations"]["customers_three_way"]["total"]
+    assert shown["tracker_state"]["new"].value == truth["reconciliations"]["customers_three_way"]["total"]
