@@ -10,8 +10,8 @@ of A against B. Reports the fastest of ``--repeat`` runs of:
 - ``nway N``: engine.nway.compare_systems over N systems, one pass;
 - ``pairwise x C(N,2)``: what N-way by pairwise runs would cost (the pairwise time times the pairs).
 
-The N-way engine evaluates every key's rules for every pair of systems (no hash shortcut), so it
-is expected to cost more per pair than the two-source engine, which skips identical pairs by hash.
+Each N-way run is also checked against the pairwise engine's A-vs-B result (the copies add no
+discrepancy of their own): AGREES when the (key, field) sets are equal.
 """
 
 from __future__ import annotations
@@ -53,15 +53,24 @@ def main(argv: list[str] | None = None) -> None:
     pair_spec = parse_spec({"name": "bench", "source_a": {"type": "file", "path": str(folder / "a.parquet")},
                             "source_b": {"type": "file", "path": str(folder / "b.parquet")}, "key": "id",
                             "fields": gen.SPEC_FIELDS})
-    pairwise = fastest(lambda: compare(pair_spec, Side(scan("a"), side_columns(pair_spec, "a")),
-                                       Side(scan("b"), side_columns(pair_spec, "b"))))
+    found: dict = {}
+    pairwise = fastest(lambda: found.update(pair=compare(pair_spec, Side(scan("a"), side_columns(pair_spec, "a")),
+                                                         Side(scan("b"), side_columns(pair_spec, "b")))))
+    pair_rows = found["pair"].discrepancies.to_pylist()
+    # What A against B reports, in N-way terms: the same (key, field) pairs, the same missing keys.
+    expected = {(r["key"], r["field"]) for r in pair_rows if r["kind"] == "field_mismatch"}
+    expected |= {(r["key"], None) for r in pair_rows if r["kind"] in ("only_in_a", "only_in_b")}
     print(f"rows per system: {rows:,}")
     print(f"pairwise (two-source engine): {pairwise:.2f} s")
     for n in (3, 4):
         systems = list(files)[:n]
         spec = parse_spec({"name": "bench", "sources": {s: {"type": "file", "path": str(folder / files[s])} for s in systems},
                            "key": "id", "fields": gen.SPEC_FIELDS})
-        seconds = fastest(lambda: compare_systems(spec, {s: Side(scan(s), spec.columns_of(s), s) for s in systems}))
+        seconds = fastest(lambda: found.update(nway=compare_systems(spec, {s: Side(scan(s), spec.columns_of(s), s)
+                                                                            for s in systems})))
+        got = {(r["key"], r["field"]) for r in found["nway"].discrepancies.to_pylist()}
+        print(f"  N={n}: {'AGREES with' if got == expected else 'DIFFERS from'} the pairwise engine's A vs B "
+              f"({len(got):,} discrepancies)")
         pairs = comb(n, 2)
         print(f"nway N={n}: {seconds:.2f} s = {seconds / pairwise:.1f}x one pairwise run; "
               f"{pairs} pairwise runs would take {pairs:.0f}x ({seconds / (pairwise * pairs):.2f} of that)")

@@ -402,3 +402,17 @@ def test_the_dagster_graph_has_a_snapshot_per_system(demo_data, tmp_path):
     assert counts == truth["active_counts"]
     assert shown["discrepancies"]["discrepancies"].value == truth["reconciliations"]["customers_three_way"]["total"]
     assert shown["tracker_state"]["new"].value == truth["reconciliations"]["customers_three_way"]["total"]
+
+
+def test_identical_raw_values_are_settled_only_when_the_rules_would_agree(tmp_path):
+    """Equal raw values skip the rules, except an unreadable number and a null under both_null: differ."""
+    for system in ("crm", "billing", "warehouse"):
+        pq.write_table(pa.table({"id": [1, 2, 3], "amount": ["10.00", "abc", "5"], "note": ["x", "y", None]}),
+                       tmp_path / f"{system}.parquet")
+    raw = {"name": "same", "sources": {s: {"type": "file", "path": str(tmp_path / f"{s}.parquet")}
+                                        for s in ("crm", "billing", "warehouse")},
+           "key": "id", "fields": {"amount": {"compare": "numeric"}, "note": {"nulls": {"both_null": "differ"}}}}
+    result = run_nway(parse_spec(raw, source_file=tmp_path / "s.yaml"))
+    got = {(r["key"], r["field"], r["reason"], r["odd_ones_out"]) for r in result.discrepancies.to_pylist()}
+    assert got == {("2", "amount", "no_majority", None), ("3", "note", "no_majority", None)}
+    assert result.stats.identical == 1  # key 1 only

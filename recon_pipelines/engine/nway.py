@@ -4,8 +4,11 @@
     Audits each system's keys (null or blank keys, ids without a mapping, duplicate keys:
     each its own discrepancy naming the system; a key duplicated in any system is compared
     nowhere, as in the two-source engine), then unions every system's records, tagged with
-    the system, and groups them by key: one row per key holding which systems have the record
-    and each system's values (``__records``). One scan of each side and one grouping, whatever N.
+    the system and a hash of its raw values, and groups them by key: which systems hold each
+    record, and whether every system holds it with the very same raw values (then it is settled
+    without applying any rule, when the rules allow it: see ``_hash_shortcut``). The other records
+    are fetched whole into ``__records``, one row per key with each system's values.
+    One union and one grouping, whatever N.
 
 ``evaluate_systems``
     Per key and field, the field's rule (engine/rules.py, compiled once per pair of systems)
@@ -41,7 +44,7 @@ import pyarrow.compute as pc
 
 from recon_pipelines.engine.compare import DISCREPANCY_SCHEMA, ComparisonError, Side, _first_line, _key_text, _types, value_counts
 from recon_pipelines.engine.keys import invalid_key_sql
-from recon_pipelines.engine.rules import compile_rule, stages
+from recon_pipelines.engine.rules import compile_rule, stages, unsettled
 from recon_pipelines.engine.severity import severity_sql
 from recon_pipelines.spec.base import KINDS
 from recon_pipelines.spec.nway import NWaySpec
@@ -77,17 +80,18 @@ class NWayStats:
     systems: dict[str, SystemStats]
     keys: int = 0  # distinct keys compared
     in_all: int = 0  # held by every system
+    identical: int = 0  # held by every system with identical raw values: settled by hash, no rule applied
     # Why the active counts differ: one entry per pattern of (active, inactive, missing) systems.
     active_breakdown: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"systems": {name: asdict(s) for name, s in self.systems.items()}, "keys": self.keys,
-                "in_all": self.in_all, "active_breakdown": self.active_breakdown}
+                "in_all": self.in_all, "identical": self.identical, "active_breakdown": self.active_breakdown}
 
     @classmethod
     def from_json(cls, data: dict) -> "NWayStats":
         return cls({name: SystemStats(**s) for name, s in data["systems"].items()}, data["keys"], data["in_all"],
-                   data["active_breakdown"])
+                   identical=data.get("identical", 0), active_breakdown=data["active_breakdown"])
 
 
 @dataclass
@@ -134,23 +138,43 @@ def match_systems(con: duckdb.DuckDBPyConnection, spec: NWaySpec, sides: Mapping
             _mapping_table(con, i, mappings[system])
         _keyed_view(con, f"__v{i}", f"__r{i}", i, keys, fields, raw_types[system], as_text, system in mappings)
 
+    shortcut = _hash_shortcut(spec, raw_types)
     key_list = ", ".join(map(q, keys))
     dups = [f"SELECT {i} AS __sys, {key_list}, count(*) AS __n FROM __v{i} WHERE __flag IS NULL GROUP BY ALL HAVING count(*) > 1"
             for i in range(len(systems))]
     con.execute(f"CREATE OR REPLACE TEMP TABLE __ndups AS {' UNION ALL '.join(dups)}")
-    not_dup = f"NOT EXISTS (SELECT 1 FROM __ndups d WHERE {' AND '.join(f'd.{q(k)} = s.{q(k)}' for k in keys)})"
+    has_dups = con.execute("SELECT count(*) FROM __ndups").fetchone()[0] > 0
+    not_dup = (f"NOT EXISTS (SELECT 1 FROM __ndups d WHERE {' AND '.join(f'd.{q(k)} = s.{q(k)}' for k in keys)})"
+               if has_dups else "TRUE")
+    clean = f"s.__flag IS NULL AND {not_dup}"
+    # 1. One union of every system's keys and record hashes, grouped by key: who holds what, and
+    #    which records every system holds with the very same raw values (settled: no rule applied).
+    h, strict = shortcut or ("0::UBIGINT", "TRUE")
+    hashed = " UNION ALL ".join(f"SELECT {', '.join(f's.{q(k)}' for k in keys)}, {i} AS __sys, {h} AS __h, "
+                                f"{strict} AS __strict FROM __v{i} s WHERE {clean}" for i in range(len(systems)))
+    # Cheap aggregates only: one bit per holder, and "all hashes equal" as bit_and = bit_or.
+    held = ", ".join(f"(__mask >> {i}) & 1 = 1 AS {q(f'__in_{i}')}" for i in range(len(systems)))
+    unsettled_any = "" if strict == "FALSE" else " AND NOT bool_or(__strict)"
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE __keys AS
+        SELECT {key_list}, {held}, __settled FROM (
+            SELECT {key_list}, bit_or(1 << __sys) AS __mask,
+                   count(*) = {len(systems)} AND bit_and(__h) = bit_or(__h){unsettled_any} AS __settled
+            FROM ({hashed}) GROUP BY {key_list})""")
+    # 2. The other records' values, one row per key with a column per system and field.
+    candidates = f"(SELECT {key_list} FROM __keys WHERE NOT __settled)"
     branches = [
         f"SELECT {', '.join(f's.{q(k)}' for k in keys)}, {i} AS __sys"
         + "".join(f", s.{q(f)} AS {q(f'{i}#{f}')}" for f in fields)
-        + f" FROM __v{i} s WHERE s.__flag IS NULL AND {not_dup}"
+        + f" FROM __v{i} s SEMI JOIN {candidates} c USING ({key_list}) WHERE {clean}"
         for i in range(len(systems))
     ]
-    held = ", ".join(f"bool_or(__sys = {i}) AS {q(f'__in_{i}')}" for i in range(len(systems)))
     values = "".join(f", first({q(f'{i}#{f}')}) FILTER (__sys = {i}) AS {q(f'{i}#{f}')}"
                      for i in range(len(systems)) for f in fields)
     key_text = _key_text([q(k) for k in keys])
     con.execute(f"""CREATE OR REPLACE TEMP TABLE __grouped AS
-        SELECT {key_list}, {held}{values} FROM ({' UNION ALL BY NAME '.join(branches)}) GROUP BY {key_list}""")
+        SELECT k.*, v.* EXCLUDE ({key_list}) FROM __keys k JOIN (
+            SELECT {key_list}{values} FROM ({' UNION ALL BY NAME '.join(branches)}) GROUP BY {key_list}
+        ) v USING ({key_list}) WHERE NOT k.__settled""")
 
     # Key anomalies travel in the same table as the records, as the two-source engine's __pairs do.
     flagged = [f"SELECT s.__flag || '_in_system' AS __status, {_key_text([f's.{q(k)}' for k in keys])} AS __key, "
@@ -165,6 +189,29 @@ def match_systems(con: duckdb.DuckDBPyConnection, spec: NWaySpec, sides: Mapping
                {names} AS __system, __n AS __count FROM __ndups d
         {''.join(' UNION ALL BY NAME ' + f for f in flagged)}""")
     return _stats(con, spec, active, as_text, mappings)
+
+
+def _hash_shortcut(spec: NWaySpec, raw_types: dict[str, dict]) -> tuple[str, str] | None:
+    """The hash of a record's raw values, and when that hash cannot settle it, or None when it
+    never can. Equal raw values agree under every rule only when each field has one type in every
+    system and reads every system alike (no per-system scale, zone or epoch unit); a null under
+    ``both_null: differ`` or a value the rule cannot read is evaluated whatever the hashes say.
+    Hash equality stands for equality, as in the two-source engine (a 64-bit collision ~2^-64)."""
+    systems = spec.systems
+    for f in spec.fields:
+        if len({raw_types[s][f.name] for s in systems}) > 1:
+            return None
+        options = {(f.scales.get(s, 1.0), f.timezones.get(s, "UTC"), f.epoch_units.get(s)) for s in systems}
+        if len(options) > 1:
+            return None
+    operands = [f"s.{q(f.name)}" for f in spec.fields] or ["0"]
+    strict = [f"s.{q(f.name)} IS NULL" for f in spec.fields if f.nulls.both_null == "differ"]
+    for f in spec.fields:
+        column_type = raw_types[systems[0]][f.name]
+        test = unsettled(f.pair_rule(systems[0], systems[0]), f"s.{q(f.name)}", column_type, column_type, "a")
+        if test:
+            strict.append(test)
+    return f"hash({', '.join(operands)})", f"({' OR '.join(strict)})" if strict else "FALSE"
 
 
 def _raw_view(con, view: str, side: Side) -> dict[str, str]:
@@ -218,12 +265,13 @@ def _stats(con, spec: NWaySpec, active: dict[str, Side], as_text: set[str], mapp
             f"SELECT count(*), count(*) FILTER (__flag = 'invalid_key'), count(*) FILTER (__flag = 'unmapped') FROM __v{i}"
         ).fetchone()
         dup_keys, dup_rows = con.execute(f"SELECT count(*), coalesce(sum(__n), 0) FROM __ndups WHERE __sys = {i}").fetchone()
-        held = con.execute(f"SELECT count(*) FILTER ({q(f'__in_{i}')}) FROM __grouped").fetchone()[0]
+        held = con.execute(f"SELECT count(*) FILTER ({q(f'__in_{i}')}) FROM __keys").fetchone()[0]
         out[system] = SystemStats(int(rows), None, int(invalid), int(unmapped), int(dup_keys), int(dup_rows), int(held))
-    total, in_all = con.execute(
-        f"SELECT count(*), count(*) FILTER ({' AND '.join(q(f'__in_{i}') for i in range(len(systems)))}) FROM __grouped"
+    total, in_all, settled = con.execute(
+        f"SELECT count(*), count(*) FILTER ({' AND '.join(q(f'__in_{i}') for i in range(len(systems)))}), "
+        "count(*) FILTER (__settled) FROM __keys"
     ).fetchone()
-    stats = NWayStats(out, int(total), int(in_all))
+    stats = NWayStats(out, int(total), int(in_all), identical=int(settled))
     counted = [s for s in systems if s in active]
     for system in counted:
         i = systems.index(system)
@@ -276,7 +324,7 @@ def evaluate_systems(con: duckdb.DuckDBPyConnection, spec: NWaySpec, records: st
             sql = compile_rule(rule, q(f"{i}#{f.name}"), q(f"{j}#{f.name}"), types[f"{i}#{f.name}"], types[f"{j}#{f.name}"])
             compiled[f.name, i, j] = sql
             prepared += sql.prepared
-    relation = f"(SELECT * FROM {records} WHERE __status = 'record' AND {holders} >= 2)"
+    relation = f"(SELECT * FROM {records} WHERE __status = 'record' AND {holders} >= 2 AND NOT __settled)"
     for level in stages(prepared):
         relation = f"(SELECT *{''.join(f', {expr} AS {q(name)}' for name, expr in level)} FROM {relation})"
     # Layer 1: each pair of holders agrees or not, and by how much they differ.
