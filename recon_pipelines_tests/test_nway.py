@@ -416,3 +416,34 @@ def test_identical_raw_values_are_settled_only_when_the_rules_would_agree(tmp_pa
     got = {(r["key"], r["field"], r["reason"], r["odd_ones_out"]) for r in result.discrepancies.to_pylist()}
     assert got == {("2", "amount", "no_majority", None), ("3", "note", "no_majority", None)}
     assert result.stats.identical == 1  # key 1 only
+
+
+def test_notifications_name_the_systems(tmp_path):
+    import sqlalchemy as sa
+
+    from recon_pipelines.tracker import Tracker
+    from recon_pipelines.tracker.schema import outbox
+
+    for system, status in (("crm", "active"), ("billing", "CANCELLED"), ("warehouse", "CANCELLED")):
+        pq.write_table(pa.table({"id": [1, 2], "status": [status, "active" if system == "crm" else "ACTIVE"]}),
+                       tmp_path / f"{system}.parquet")
+    spec_file = tmp_path / "three.yaml"
+    spec_file.write_text(yaml.safe_dump({
+        "name": "notified", "sources": {s: {"type": "file", "path": f"{s}.parquet"} for s in ("crm", "billing", "warehouse")},
+        "key": "id",
+        "fields": {"status": {"values": {"active": ["ACTIVE"], "churned": ["CANCELLED"]}, "system_of_record": "billing"}},
+        "severity": {"default": "critical"},
+        "notifications": {"destinations": {"trends": {"type": "log"}}},
+        "routing": [{"tier": "critical", "destinations": ["trends"]}],
+    }, sort_keys=False))
+    url = f"sqlite:///{tmp_path / 'tracker.sqlite'}"
+    assert CliRunner().invoke(recon, ["run", str(spec_file), "--track", "--tracker-url", url]).exit_code == 1
+    with Tracker(url).engine.connect() as conn:
+        payloads = [row.payload for row in conn.execute(sa.select(outbox.c.payload).where(outbox.c.event == "opened"))]
+    (payload,) = payloads
+    assert (payload["key"], payload["systems"], payload["odd_ones_out"], payload["reference_system"]) == (
+        "1", "crm,billing,warehouse", "crm", "billing")
+    # Readers of two-source payloads (Slack, webhooks) show "billing=CANCELLED crm=active".
+    assert (payload["source_a"], payload["value_a"], payload["source_b"], payload["value_b"]) == (
+        "billing", "CANCELLED", "crm", "active")
+    assert json.loads(payload["system_values"]) == {"crm": "active", "billing": "CANCELLED", "warehouse": "CANCELLED"}
