@@ -22,7 +22,6 @@ NWAY_TABLE_COLUMNS = ("id", "severity", "kind", "key", "field", "systems", "odd_
 def run_nway_command(spec: NWaySpec, fmt: str, output: Path | None, limit: int, track: bool,
                      tracker_url: str | None) -> None:
     from recon_pipelines import cli
-    from recon_pipelines.engine.nway import NWayStats
 
     if track:
         outcome, table, stats, fields = _run_tracked(spec, cli._tracker_at(tracker_url))
@@ -31,7 +30,6 @@ def run_nway_command(spec: NWaySpec, fmt: str, output: Path | None, limit: int, 
 
         result = run_nway(spec)
         table, stats, fields, outcome = result.discrepancies, result.stats, result.fields, None
-    assert isinstance(stats, NWayStats)
     rows = [cli._displayed(row) for row in table.to_pylist()]
     to_stderr = output is None and fmt != "table"  # json/csv on stdout stay machine-readable
     click.echo(summary_text(spec, stats, rows, fields), err=to_stderr)

@@ -447,3 +447,15 @@ def test_notifications_name_the_systems(tmp_path):
     assert (payload["source_a"], payload["value_a"], payload["source_b"], payload["value_b"]) == (
         "billing", "CANCELLED", "crm", "active")
     assert json.loads(payload["system_values"]) == {"crm": "active", "billing": "CANCELLED", "warehouse": "CANCELLED"}
+
+
+def test_every_nway_option_is_documented():
+    from recon_pipelines.spec.nway import NWayField, NWayKey, NWayNulls, NWaySpec, SystemKeyMapping
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "spec-reference.md").read_text(encoding="utf-8")
+    for model in (NWaySpec, NWayKey, NWayField, NWayNulls, SystemKeyMapping):
+        for name in model.model_fields:
+            assert f"`{name}`" in doc, f"{model.__name__}.{name} is not documented"
+    for reason in ("missing_in_some", "only_in_some", "split", "differs_from_system_of_record",
+                   "differs_from_majority", "no_majority"):
+        assert f"`{reason}`" in doc

@@ -15,14 +15,16 @@ comparing system ``x`` (as side A) with system ``y`` (as side B).
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from recon_pipelines.spec.base import NAME_PATTERN, Duration, Normalization, StrictModel, check_zone, parse_duration
+from recon_pipelines.spec.models import ExpectSpec
 from recon_pipelines.spec.remediation import NotificationsSpec, RouteRule
 from recon_pipelines.spec.rules import RULE_TYPES, EscalationSpec, SeveritySpec
-from recon_pipelines.spec.sources import SourceSpec, SqlSource
+from recon_pipelines.spec.sources import SourceSpec
 
 MIN_SYSTEMS = 3
 
@@ -112,12 +114,6 @@ class NWayField(StrictModel):
         })
 
 
-class NWayExpect(StrictModel):
-    max_open_critical: int = Field(0, ge=0)
-    max_open_warning: int | None = Field(None, ge=0)
-    max_mismatch_rate: float | None = Field(None, ge=0, le=1)
-
-
 class NWaySpec(StrictModel):
     """A reconciliation of three or more systems (see the module docstring)."""
 
@@ -136,7 +132,7 @@ class NWaySpec(StrictModel):
     tags: dict[str, str] = Field(default_factory=dict)
     env_allowlist: list[str] = Field(default_factory=list)
     max_runtime: Duration = Field(7200.0, gt=0)
-    expect: NWayExpect = NWayExpect()
+    expect: ExpectSpec = ExpectSpec()
 
     @field_validator("max_runtime", mode="before")
     @classmethod
@@ -153,8 +149,6 @@ class NWaySpec(StrictModel):
     @field_validator("sources")
     @classmethod
     def _systems(cls, value: dict[str, Any]) -> dict[str, Any]:
-        import re
-
         if len(value) < MIN_SYSTEMS:
             raise ValueError(f"name {MIN_SYSTEMS} or more systems (for two, use source_a and source_b)")
         for system, source in value.items():
@@ -269,5 +263,5 @@ def is_nway(spec) -> bool:
     return isinstance(spec, NWaySpec)
 
 
-__all__ = ["MIN_SYSTEMS", "NWayField", "NWayKey", "NWayNulls", "NWaySpec", "SqlSource", "SystemKeyMapping",
-           "active_filter", "is_nway"]
+__all__ = ["MIN_SYSTEMS", "NWayField", "NWayKey", "NWayNulls", "NWaySpec", "SystemKeyMapping", "active_filter",
+           "is_nway"]
