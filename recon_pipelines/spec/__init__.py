@@ -12,12 +12,14 @@ from recon_pipelines.spec.models import (
     StringRule,
     TimestampRule,
 )
+from recon_pipelines.spec.nway import NWaySpec
 
 __all__ = [
     "KINDS",
     "ExactRule",
     "FileSource",
     "HttpSource",
+    "NWaySpec",
     "NumericRule",
     "ReconciliationSpec",
     "SpecError",
