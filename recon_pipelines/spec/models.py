@@ -135,6 +135,8 @@ class ReconciliationSpec(StrictModel):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"names used twice among key and fields: {', '.join(dupes)}")
+        if self.key_mapping is not None and self.key_mapping.source.active is not None:
+            raise ValueError("key_mapping.source.active: a mapping table has no active records")
         for side, source in (("a", self.source_a), ("b", self.source_b)):
             if source.active is not None:
                 raise ValueError(f"source_{side}.active: active counts are an N-way summary (a spec with sources:); "

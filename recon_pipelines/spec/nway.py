@@ -216,6 +216,9 @@ class NWaySpec(StrictModel):
             if len(set(f.system_of_record)) != len(f.system_of_record):
                 raise ValueError(f"fields.{f.name}.system_of_record: a system is listed twice")
         check("key_mappings", list(self.key_mappings))
+        for system, mapping in self.key_mappings.items():
+            if mapping.source.active is not None:
+                raise ValueError(f"key_mappings.{system}.source.active: a mapping table has no active records")
         for k in [*self.key, *self.fields]:
             lacking = [s for s in systems if s not in k.columns]
             if lacking:
