@@ -19,6 +19,10 @@ from recon_pipelines.cli_errors import UserError, one_line
 from recon_pipelines.cli_notifications import notifications
 from recon_pipelines.cli_runs import runs
 from recon_pipelines.cli_shared import (
+    displayed,
+    EXIT_AGREE,
+    EXIT_ERROR,
+    EXIT_FOUND,
     cell_text,
     group_tracker,
     group_tracker_url_option,
@@ -31,17 +35,16 @@ from recon_pipelines.cli_streams import streams
 from recon_pipelines.cli_suggestions import suggestions
 from recon_pipelines.cli_web import register as register_web_commands
 from recon_pipelines.identity import os_user
-from recon_pipelines.numbers import display_number
 from recon_pipelines.sources.checks import check_sources
 from recon_pipelines.spec import SpecError, load_spec
 from recon_pipelines.spec.loader import SPEC_DIR_ENV
+from recon_pipelines.spec.nway import is_nway
 from recon_pipelines.spec.base import parse_duration, parse_moment
 from recon_pipelines.terminal import for_terminal
 from recon_pipelines.tracker.schema import STATUSES
 
 
 OUTPUT_COLUMNS = ("id", "kind", "key", "field", "value_a", "value_b", "severity", "reason", "difference", "detail")
-EXIT_AGREE, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
 RUN_TABLE_COLUMNS = ("id", "severity", "kind", "key", "field", "value_a", "value_b", "difference", "detail")
 STATUS_CHOICE = click.Choice([*STATUSES, "open"])  # an unknown status is an error (exit 2), not an empty list
 
@@ -110,9 +113,10 @@ def validate(paths: tuple[Path, ...], offline: bool) -> None:
         if problem:
             problems.append(f"dagster definitions: {problem}")
     for spec, _ in loaded:
-        click.echo(f"ok  {for_terminal(spec.name)}  ({for_terminal(spec.source_names[0])} vs "
-                   f"{for_terminal(spec.source_names[1])}, "
+        click.echo(f"ok  {for_terminal(spec.name)}  ({' vs '.join(map(for_terminal, spec.source_names))}, "
                    f"{len(spec.key)} key field(s), {len(spec.fields)} compared field(s))")
+        if is_nway(spec):  # one local pass over every system: no push-down, no pairwise type check
+            continue
         if not offline:  # the sources were just read: the same reads, so no new failure to report
             from recon_pipelines.schema_diff import type_difference_lines
 
@@ -182,6 +186,10 @@ def run(spec_file: Path, fmt: str, output: Path | None, limit: int, track: bool,
     _prepare_demo_data(spec_file)
     spec = load_spec(spec_file)
     check_sources(spec, spec_file)  # a missing column is named by its spec field, before any work
+    if is_nway(spec):  # three or more systems: cli_nway.py
+        from recon_pipelines.cli_nway import run_nway_command
+
+        run_nway_command(spec, fmt, output, limit, track, tracker_url)
     if track:
         tracked = run_tracked(spec, open_tracker(tracker_url), warn=_warn)
         if tracked.outcome.held:
@@ -191,7 +199,7 @@ def run(spec_file: Path, fmt: str, output: Path | None, limit: int, track: bool,
     else:
         result = run_reconciliation(spec, warn=_warn, decided=_match_decisions(spec, tracker_url))
         rows, summary = result.discrepancies.to_pylist(), result.summary()
-    rows = [_displayed(row) for row in rows]
+    rows = [displayed(row) for row in rows]
     # With json/csv on stdout the summary goes to stderr, so stdout stays machine-readable.
     click.echo(_summary_text(spec.name, spec.source_names, summary), err=output is None and fmt != "table")
     if track:
@@ -395,10 +403,6 @@ def _prepare_demo_data(spec_file: Path) -> None:
     from recon_pipelines.demo import prepare_demo
 
     prepare_demo()
-
-
-def _displayed(row: dict) -> dict:
-    return {name: display_number(value) for name, value in row.items()}
 
 
 def _summary_text(name: str, sources: tuple[str, str], s: dict) -> str:

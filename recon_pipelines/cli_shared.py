@@ -14,9 +14,12 @@ import json
 import click
 
 from recon_pipelines.cli_errors import UserError
+from recon_pipelines.numbers import display_number
 from recon_pipelines.redact import redact
 from recon_pipelines.terminal import for_terminal, json_for_terminal, stream_is_terminal
 from recon_pipelines.tracker.db import TRACKER_URL_ENV
+
+EXIT_AGREE, EXIT_FOUND, EXIT_ERROR = 0, 1, 2  # 1 means only "discrepancies found"
 
 _TRACKER_URL_DEFAULT = f"Default: ${TRACKER_URL_ENV}, else SQLite under DAGSTER_HOME."
 
@@ -88,3 +91,8 @@ def cell_text(value, width: int | None = None) -> str:
     """A value for a table cell or a line: terminal-safe (escaped), then cut to ``width``."""
     text = for_terminal(value.isoformat(sep=" ", timespec="seconds") if hasattr(value, "isoformat") else value)
     return text if width is None or len(text) <= width else text[: width - 1] + "…"
+
+
+def displayed(row: dict) -> dict:
+    """A discrepancy as the CLI shows it: numbers without float noise (numbers.display_number)."""
+    return {name: display_number(value) for name, value in row.items()}

@@ -26,6 +26,7 @@ from recon_pipelines.dagster_defs.runs import build_run_definitions, failure_sen
 from recon_pipelines.spec import load_spec_dir
 from recon_pipelines.spec.loader import SPEC_DIR_ENV
 from recon_pipelines.spec.models import ReconciliationSpec
+from recon_pipelines.spec.nway import NWaySpec
 
 
 def build_definitions(
@@ -40,7 +41,11 @@ def build_definitions(
                                 shared_definitions(specs, recon, notifier))
 
 
-def spec_definitions(spec: ReconciliationSpec) -> dg.Definitions:
+def spec_definitions(spec: ReconciliationSpec | NWaySpec) -> dg.Definitions:
+    if isinstance(spec, NWaySpec):  # three or more systems: one snapshot per system (dagster_defs/nway.py)
+        from recon_pipelines.dagster_defs.nway import build_nway_assets, nway_job
+
+        return dg.Definitions(assets=build_nway_assets(spec) + remediation_assets(spec), jobs=[nway_job(spec)])
     runs = build_run_definitions(spec)
     return dg.Definitions(assets=build_reconciliation_assets(spec) + remediation_assets(spec), jobs=runs["jobs"],
                           schedules=runs["schedules"], sensors=runs["sensors"])

@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 
 DEMO_DATA_ENV = "RECON_DEMO_DATA"
 # Bump whenever the generated data or the ground truth changes: ensure_demo_data regenerates.
-DEMO_VERSION = 1
+DEMO_VERSION = 2
 REFERENCE_DATE = date(2026, 11, 20)
 SEED = 20261120
 WINDOW_DAYS = 7
@@ -201,12 +201,27 @@ class _Recon:
                 item["drift"] = drift_id
                 self.expected.append(item)
 
+    def seed_nway(self, drift_id: str, description: str, keys, yields=(), differences=None) -> None:
+        """An N-way drift: each yield is (kind, field, reason, systems, odd_ones_out, reference_system),
+        systems as the engine lists them (the spec's order, comma-separated)."""
+        keys = tuple(str(k) for k in keys)
+        self.drifts.append(Drift(drift_id, description, keys, tuple(y[:3] for y in yields)))
+        for key in keys:
+            for kind, fld, reason, systems, odd, reference in yields:
+                item = {"kind": kind, "key": key, "field": fld, "reason": reason, "systems": systems,
+                        "odd_ones_out": odd, "reference_system": reference}
+                if differences and fld in differences:
+                    item["difference"] = differences[fld](key)
+                item["severity"] = self.severity(kind, fld, item.get("difference"))
+                item["drift"] = drift_id
+                self.expected.append(item)
+
     def summary(self) -> dict:
         items = sorted(self.expected, key=lambda d: (d["kind"], d["key"], d["field"] or ""))
         triples = [(d["kind"], d["key"], d["field"]) for d in items]
         if len(set(triples)) != len(triples):
             raise AssertionError(f"{self.name}: one record seeded twice for the same discrepancy")
-        fields = Counter(d["field"] for d in items if d["kind"] == "field_mismatch")
+        fields = Counter(d["field"] for d in items if d["kind"] in ("field_mismatch", "systems_disagree"))
         return {
             "spec": self.spec,
             "total": len(items),
@@ -251,6 +266,17 @@ def _severity_billing_vs_warehouse(kind: str, fld: str | None, difference: float
     return "warning"
 
 
+def _severity_three_way(kind: str, fld: str | None, difference: float | None) -> str:
+    """Mirror of customers_three_way.yaml's severity rules (first match wins)."""
+    if fld == "status":
+        return "critical"
+    if fld == "mrr" and difference is not None and difference >= CRITICAL_AMOUNT:
+        return "critical"
+    if fld in ("email", "full_name", "country"):
+        return "info"
+    return "warning"
+
+
 class _Demo:
     def __init__(self, reference_date: date):
         self.reference_date = reference_date
@@ -265,6 +291,7 @@ class _Demo:
         self.times: dict[int, dict[str, datetime]] = {}
         self.r1 = _Recon("crm_vs_billing", "crm_vs_billing.yaml", _severity_crm_vs_billing)
         self.r2 = _Recon("billing_vs_warehouse", "billing_vs_warehouse.yaml", _severity_billing_vs_warehouse)
+        self.r3 = _Recon("customers_three_way", "customers_three_way.yaml", _severity_three_way)
 
     # ----------------------------------------------------------------- building
 
@@ -573,6 +600,8 @@ class _Demo:
         r.seed("sync_delay", "Every other billing last_modified is 0-90 s after the CRM's updated_at, and written as "
                "naive New York time: within the 5 min lag once read in America/New_York.", [])
 
+        self._record_three_way(ids, plan_price_gap)
+
         r = self.r2
         r.seed("missing_in_warehouse", "A paying billing account the warehouse never loaded.",
                ids("missing_in_warehouse"), [("only_in_a", None, "missing_in_b")])
@@ -620,6 +649,67 @@ class _Demo:
         r.seed("cdc_latency", "Every other loaded_at (UTC) is 1-120 s after billing's naive New York last_modified: "
                "within the 10 min lag.", [])
 
+    def _record_three_way(self, ids, plan_price_gap) -> None:
+        """customers_three_way.yaml: which systems each seeded drift sets apart, and which system
+        each field is judged against (billing owns plan, status and mrr; the CRM owns email and
+        full_name; the majority decides country). Absorbed drift is listed with nothing expected."""
+        r = self.r3
+        every = "crm,billing,warehouse"
+
+        def owned_by(reference: str, odd: str, *fields: str, reason="differs_from_system_of_record"):
+            return [("systems_disagree", f, reason, every, odd, reference) for f in fields]
+
+        r.seed_nway("erased_from_crm", "Erased from the CRM; billing and the warehouse keep the cancelled account.",
+                    ids("erased_from_crm"),
+                    [("missing_in_systems", None, "missing_in_some", "billing,warehouse", "crm", None)])
+        r.seed_nway("new_signup", "New CRM signups in the warehouse (from CRM events), not yet in billing.",
+                    ids("new_signup"), [("missing_in_systems", None, "missing_in_some", "crm,warehouse", "billing", None)])
+        r.seed_nway("missing_in_warehouse", "A paying account the warehouse never loaded.",
+                    ids("missing_in_warehouse"),
+                    [("missing_in_systems", None, "missing_in_some", "crm,billing", "warehouse", None)])
+        r.seed_nway("internal_accounts", "Internal QA accounts that exist only in the warehouse.",
+                    self.internal_keys, [("missing_in_systems", None, "only_in_some", "warehouse", "warehouse", None)])
+        r.seed_nway("keyless_billing_row", "An account opened by hand in billing, with no crm_customer_id.",
+                    ["<null>"], [("invalid_key_in_system", None, "invalid_key", "billing", "billing", None)])
+        r.seed_nway("warehouse_duplicate", "Two warehouse rows for one customer: reported once, compared nowhere.",
+                    ids("warehouse_duplicate"),
+                    [("duplicate_key_in_system", None, "duplicate_key", "warehouse", "warehouse", None)])
+        r.seed_nway("cancel_not_in_crm", "Cancelled in billing (and so in the warehouse); the CRM still says active.",
+                    ids("cancel_not_in_crm"), owned_by("billing", "crm", "status"))
+        r.seed_nway("churn_not_in_billing", "Churned in the CRM; billing (the status's owner) and the warehouse say active.",
+                    ids("churn_not_in_billing"), owned_by("billing", "crm", "status"))
+        r.seed_nway("cancel_not_loaded", "Cancelled in billing; the warehouse still says is_active.",
+                    ids("cancel_not_loaded"), owned_by("billing", "warehouse", "status"))
+        r.seed_nway("plan_upgrade_not_billed", "Upgraded in the CRM only: billing owns the plan and the amount.",
+                    ids("plan_upgrade_not_billed"), owned_by("billing", "crm", "mrr", "plan"), {"mrr": plan_price_gap})
+        r.seed_nway("plan_change_not_loaded", "The warehouse still has the plan and amount from before billing's change.",
+                    ids("plan_change_not_loaded"), owned_by("billing", "warehouse", "mrr", "plan"), {"mrr": plan_price_gap})
+        r.seed_nway("amount_beyond_tolerance_billing", "Billing charges 2.00 more than the CRM's MRR; the warehouse follows billing.",
+                    ids("amount_beyond_tolerance_billing"), owned_by("billing", "crm", "mrr"), {"mrr": lambda key: 2.0})
+        r.seed_nway("amount_beyond_tolerance_warehouse", "A 5.00 credit in billing the warehouse never received.",
+                    ids("amount_beyond_tolerance_warehouse"), owned_by("billing", "warehouse", "mrr"),
+                    {"mrr": lambda key: 5.0})
+        r.seed_nway("email_differs_billing", "Billing (and the warehouse, loaded from it) hold the personal email; "
+                    "the CRM owns the email.", ids("email_differs_billing"), owned_by("crm", "billing,warehouse", "email"))
+        r.seed_nway("email_stale_warehouse", "The warehouse kept a previous email address.",
+                    ids("email_stale_warehouse"), owned_by("crm", "warehouse", "email"))
+        r.seed_nway("name_changed", "New last name in the CRM (which owns it); billing and the warehouse kept the old one.",
+                    ids("name_changed"), owned_by("crm", "billing,warehouse", "full_name"))
+        r.seed_nway("country_null_crm", "The CRM lost the country; billing and the warehouse (the majority) have it.",
+                    ids("country_null_crm"), owned_by("billing", "crm", "country", reason="differs_from_majority"))
+        for drift, description in (
+            ("country_null_billing", "Null in billing and the warehouse: allowed there (allow_null_in)."),
+            ("country_null_warehouse", "Null in the warehouse: allowed there (allow_null_in)."),
+            ("email_case_only", "Emails differing only by case: equal after lower."),
+            ("email_whitespace", "A trailing space: equal after trim."),
+            ("name_double_space", "A double space: equal after collapse_whitespace."),
+            ("amount_three_decimals", "42.500 against 42.50: the same number."),
+            ("amount_rounding", "0.004 off: within abs_tol 0.01."),
+            ("late_touch_billing", "Timestamps only: updated_at is not compared across the three."),
+            ("cdc_stall", "Timestamps only: updated_at is not compared across the three."),
+        ):
+            r.seed_nway(drift, description, ids(drift))
+
     def _check_within_tolerance(self) -> None:
         """The drift meant to stay within the specs' lags does, and the drift meant to exceed them does."""
         late_1 = {c.id for n in ("plan_upgrade_not_billed", "churn_not_in_billing", "cancel_not_in_crm", "late_touch_billing")
@@ -662,7 +752,7 @@ class _Demo:
                 "billing": per_day([*billing_instants, self.keyless_time]),
                 "warehouse": per_day(r["loaded_at"] for r in self.warehouse_rows),
             },
-            "reconciliations": {r.name: r.summary() for r in (self.r1, self.r2)},
+            "reconciliations": {r.name: r.summary() for r in (self.r1, self.r2, self.r3)},
         }
 
 

@@ -190,6 +190,10 @@ def _about(row, spec, url, run_id, dest, dest_type, event, tier) -> Notification
         "resolved_at": _iso(row.resolved_at), "occurrence": row.occurrence, "source_a": spec.source_names[0],
         "source_b": spec.source_names[1], "run_id": run_id, "run_url": url,
     }
+    if row.systems is not None:  # N-way: the reference's value against the odd ones out's, and every system
+        payload.update(source_a=row.reference_system or "reference", source_b=row.odd_ones_out or "others",
+                       systems=row.systems, odd_ones_out=row.odd_ones_out, reference_system=row.reference_system,
+                       system_values=row.system_values)
     return Notification(dest, dest_type, event, opening_key(row.id, row.occurrence), payload, tier=tier,
                         discrepancy_id=row.id, occurrence=row.occurrence, run_id=run_id)
 

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from recon_pipelines.readonly_sql import check_filter, missing_filter_columns
+from recon_pipelines.readonly_sql import check_filter, filter_columns, missing_filter_columns
 from recon_pipelines.sources import connector_for
 from recon_pipelines.sources.base import SourceError
 from recon_pipelines.spec.loader import SpecError
 from recon_pipelines.spec.models import HttpSource, ReconciliationSpec
+from recon_pipelines.spec.nway import NWaySpec
 
 
 def check_sources(spec: ReconciliationSpec, file: str | Path) -> None:
     """Raise SpecError naming the spec field whose column a source lacks.
     HTTP sources are checked only against their declared ``columns`` (no request is made)."""
+    if isinstance(spec, NWaySpec):
+        return _check_systems(spec, file)
     for side, source in (("a", spec.source_a), ("b", spec.source_b)):
         if isinstance(source, HttpSource):
             if not source.columns:
@@ -42,3 +45,31 @@ def check_sources(spec: ReconciliationSpec, file: str | Path) -> None:
         for path, column in wanted:
             if column not in available:
                 raise SpecError(file, path, f"column {column!r} not found in {name} (it has: {', '.join(sorted(available))})")
+
+
+def _check_systems(spec: NWaySpec, file: str | Path) -> None:
+    """The N-way twin: every system has the columns its key, fields, filter and active: name."""
+    for system, source in spec.sources.items():
+        if isinstance(source, HttpSource):
+            if not source.columns:
+                continue
+            available = set(source.columns)
+        else:
+            try:
+                with connector_for(source) as connector:
+                    available = set(connector.schema().names)
+            except SourceError as exc:
+                raise SpecError(file, f"sources.{system}", str(exc)) from None
+        has = ", ".join(sorted(available))
+        for option in ("filter", "active"):
+            condition = getattr(source, option)
+            if condition is None:
+                continue
+            for column in filter_columns(check_filter(condition, source.filter_backend(), option)):
+                if column not in available:
+                    raise SpecError(file, f"sources.{system}.{option}", f"column {column!r} not found in {system} (it has: {has})")
+        wanted = [(f"key.{k.name}.columns.{system}", k.columns[system]) for k in spec.key]
+        wanted += [(f"fields.{f.name}.columns.{system}", f.columns[system]) for f in spec.fields]
+        for path, column in wanted:
+            if column not in available:
+                raise SpecError(file, path, f"column {column!r} not found in {system} (it has: {has})")

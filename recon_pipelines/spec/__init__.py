@@ -13,6 +13,7 @@ from recon_pipelines.spec.models import (
     StringRule,
     TimestampRule,
 )
+from recon_pipelines.spec.nway import NWaySpec
 
 __all__ = [
     "KINDS",
@@ -20,6 +21,7 @@ __all__ = [
     "ExactRule",
     "FileSource",
     "HttpSource",
+    "NWaySpec",
     "NumericRule",
     "ReconciliationSpec",
     "SpecError",

@@ -33,6 +33,12 @@ KINDS = (
     "unmatched_b",
     "ambiguous_match",
     "not_propagated",
+    # N-way specs (sources:), each naming the systems it concerns (engine/nway.py).
+    "missing_in_systems",
+    "systems_disagree",
+    "duplicate_key_in_system",
+    "invalid_key_in_system",
+    "unmapped_in_system",
 )
 Kind = Literal[KINDS]  # type: ignore[valid-type]
 

@@ -19,6 +19,7 @@ import yaml
 from pydantic import ValidationError
 
 from recon_pipelines.spec.models import ReconciliationSpec
+from recon_pipelines.spec.nway import NWaySpec
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 SPEC_DIR_ENV = "RECON_SPEC_DIR"  # the folder of specs the code location and `recon` commands read
@@ -64,7 +65,7 @@ def read_yaml(text: str):
     return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
 
 
-def load_spec(path: str | Path) -> ReconciliationSpec:
+def load_spec(path: str | Path) -> ReconciliationSpec | NWaySpec:
     path = Path(path)
     try:
         raw = read_yaml(path.read_text(encoding="utf-8"))
@@ -83,7 +84,7 @@ def load_spec(path: str | Path) -> ReconciliationSpec:
     return parse_spec(raw, source_file=path)
 
 
-def parse_spec(raw: Any, source_file: str | Path = "<spec>") -> ReconciliationSpec:
+def parse_spec(raw: Any, source_file: str | Path = "<spec>") -> ReconciliationSpec | NWaySpec:
     source_file = Path(source_file)
     if not isinstance(raw, dict):
         raise SpecError(source_file, "", "a spec must be a mapping with name, source_a, source_b, key and fields")
@@ -94,6 +95,8 @@ def parse_spec(raw: Any, source_file: str | Path = "<spec>") -> ReconciliationSp
         data = _expand_env(raw, source_file, "", frozenset(allowlist))
     except KeyError as exc:
         raise SpecError(source_file, exc.args[1], f"environment variable {exc.args[0]} is not set") from None
+    if "sources" in data:  # three or more systems (spec/nway.py)
+        return _parse_nway(data, source_file)
     data = _expand_short_forms(data, source_file)
     try:
         spec = ReconciliationSpec.model_validate(data)
@@ -101,6 +104,63 @@ def parse_spec(raw: Any, source_file: str | Path = "<spec>") -> ReconciliationSp
         first = exc.errors()[0]
         raise SpecError(source_file, _location(first["loc"], data), _message(first)) from None
     return _resolve_paths(spec, source_file.parent)
+
+
+def _parse_nway(data: dict, source_file: Path) -> NWaySpec:
+    both = [name for name in ("source_a", "source_b", "key_mapping") if name in data]
+    if both:
+        raise SpecError(source_file, both[0], "a spec with sources: names every system there (key_mappings: per system)")
+    data = _expand_nway_short_forms(data, source_file)
+    try:
+        spec = NWaySpec.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise SpecError(source_file, _location(first["loc"], data), _message(first)) from None
+    base = source_file.parent
+    return spec.model_copy(update={
+        "sources": {name: _resolved(source, base) for name, source in spec.sources.items()},
+        "key_mappings": {name: m.model_copy(update={"source": _resolved(m.source, base)})
+                         for name, m in spec.key_mappings.items()},
+    })
+
+
+def _expand_nway_short_forms(data: dict, file: Path) -> dict:
+    """``key: id`` / ``key: {name: id, columns: {crm: id}}`` / a list of them; ``fields:`` as a
+    mapping; a system a key or field does not map uses the field's name as its column."""
+    data = dict(data)
+    systems = list(data["sources"]) if isinstance(data.get("sources"), dict) else []
+
+    def mapped(item: Any, path: str) -> Any:
+        if isinstance(item, str):
+            item = {"name": item}
+        if not isinstance(item, dict):
+            return item
+        item = dict(item)
+        if "name" not in item:
+            raise SpecError(file, path, "needs a name")
+        columns = item.get("columns") or {}
+        if isinstance(columns, dict):
+            item["columns"] = {**{s: str(item["name"]) for s in systems}, **columns}
+        return item
+
+    key = data.get("key")
+    if isinstance(key, (str, dict)):
+        key = [key]
+    if isinstance(key, list):
+        data["key"] = [mapped(k, f"key.{i}") for i, k in enumerate(key)]
+    fields = data.get("fields")
+    if isinstance(fields, dict):
+        expanded = []
+        for name, rule in fields.items():
+            if rule is None or isinstance(rule, str):
+                rule = {"compare": rule or "exact"}
+            if not isinstance(rule, dict):
+                raise SpecError(file, f"fields.{name}", "expected a rule name or a mapping of rule options")
+            expanded.append(mapped({"name": str(name), **rule}, f"fields.{name}"))
+        data["fields"] = expanded
+    elif isinstance(fields, list):
+        data["fields"] = [mapped(f, f"fields.{i}") for i, f in enumerate(fields)]
+    return data
 
 
 def load_spec_dir(folder: str | Path) -> list[ReconciliationSpec]:
@@ -232,15 +292,20 @@ def _message(error: dict) -> str:
     return message.removeprefix("Value error, ")
 
 
+def _resolved(source, base: Path):
+    """A source whose paths are relative to the spec file, with those paths made absolute."""
+    if getattr(source, "type", None) == "file" and not _is_absolute(source.path):
+        return source.model_copy(update={"path": str((base / source.path).resolve())})
+    if getattr(source, "type", None) == "dbt":  # its folders, relative to the spec file like a file's path
+        folders = {name: getattr(source, name) for name in ("project_dir", "manifest", "profiles_dir")}
+        return source.model_copy(update={name: str((base / value).resolve()) for name, value in folders.items()
+                                         if value is not None and not _is_absolute(value)})
+    return source
+
+
 def _resolve_paths(spec: ReconciliationSpec, base: Path) -> ReconciliationSpec:
     def fix(source):
-        if getattr(source, "type", None) == "file" and not _is_absolute(source.path):
-            return source.model_copy(update={"path": str((base / source.path).resolve())})
-        if getattr(source, "type", None) == "dbt":  # its folders, relative to the spec file like a file's path
-            folders = {name: getattr(source, name) for name in ("project_dir", "manifest", "profiles_dir")}
-            return source.model_copy(update={name: str((base / value).resolve()) for name, value in folders.items()
-                                             if value is not None and not _is_absolute(value)})
-        return source
+        return _resolved(source, base)
 
     update: dict[str, Any] = {"source_a": fix(spec.source_a), "source_b": fix(spec.source_b)}
     if spec.key_mapping is not None:

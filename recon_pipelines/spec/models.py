@@ -142,6 +142,12 @@ class ReconciliationSpec(StrictModel):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"names used twice among key and fields: {', '.join(dupes)}")
+        if self.key_mapping is not None and self.key_mapping.source.active is not None:
+            raise ValueError("key_mapping.source.active: a mapping table has no active records")
+        for side, source in (("a", self.source_a), ("b", self.source_b)):
+            if source.active is not None:
+                raise ValueError(f"source_{side}.active: active counts are an N-way summary (a spec with sources:); "
+                                 "use filter: to leave records out")
         if self.sample is not None and self.key_mapping is not None:
             raise ValueError("sample: the two sides' keys differ under a key_mapping, so no sample can pick the same keys")
         if self.key_mapping is not None and len(self.key) != 1:

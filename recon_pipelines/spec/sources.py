@@ -35,6 +35,11 @@ class _SourceBase(StrictModel):
         description="A row filter: one SQL boolean expression over the source's own columns (SQL: in the "
         "database's dialect, added as a WHERE; files and HTTP: DuckDB SQL over the records read).",
     )
+    active: str | None = Field(
+        None,
+        description="N-way specs: the condition that makes a record active (one SQL boolean expression, "
+        "pushed like filter:); the run summary counts active records per system.",
+    )
     expect: list[Expectation] = Field(
         [], description="Expectations each record (or the side as a whole) must meet before the comparison.")
 
@@ -46,6 +51,8 @@ class _SourceBase(StrictModel):
     def _filter_is_one_condition(self):
         if self.filter is not None:
             check_filter(self.filter, self.filter_backend())  # raises UnsafeFilter (a ValueError)
+        if self.active is not None:
+            check_filter(self.active, self.filter_backend(), "active")
         return self
 
     @field_validator("timezone")

@@ -17,7 +17,7 @@ from recon_pipelines.tracker.schema import source_schemas
 SOURCE_NAME = "recon"
 _FOUND = {
     "id": "Stable id of the discrepancy (reconciliation, kind, key, field): the same disagreement keeps it across runs.",
-    "kind": "field_mismatch, only_in_a, only_in_b, duplicate_key_a/b, invalid_key_a/b, unmapped_a/b.",
+    "kind": "field_mismatch, only_in_a, only_in_b, duplicate_key_a/b, invalid_key_a/b, unmapped_a/b, and the kinds of docs/spec-reference.md (Kinds and reasons).",
     "key": "The record's key (several key columns: a JSON array).",
     "field": "The compared field (null for record-level kinds).",
     "reason": "value_differs, null_in_a, null_in_b, both_null, type_mismatch_a, type_mismatch_b.",
@@ -26,6 +26,10 @@ _FOUND = {
     "difference": "|a - b| for numbers, seconds apart for timestamps.",
     "severity": "critical, warning or info (the spec's severity rules).",
     "detail": "The reason in words, and by how much.",
+    "systems": "N-way specs: the systems holding the record, comma-separated (null for two sources).",
+    "odd_ones_out": "N-way specs: the systems that disagree with the reference, comma-separated.",
+    "reference_system": "N-way specs: the system the others are judged against (system of record or majority).",
+    "system_values": "N-way specs: each system's value, as JSON.",
 }
 _OPEN = f"Open means status in ({', '.join(OPEN_STATUSES)})."
 TABLES: dict[sa.Table | str, tuple[str, str, dict[str, str]]] = {

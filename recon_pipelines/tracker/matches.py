@@ -66,7 +66,7 @@ def decided_pairs(tracker: Tracker, reconciliation: str, decision: str | None = 
     query = sa.select(m.c.key_a, m.c.key_b).where(m.c.reconciliation == reconciliation)
     if decision is not None:
         query = query.where(m.c.decision == decision)
-    if not sa.inspect(tracker.engine).has_table(m.name):  # an untracked run's tracker may predate 0011
+    if not sa.inspect(tracker.engine).has_table(m.name):  # an untracked run's tracker may predate 0010
         return []
     with tracker.engine.connect() as conn:
         return [(r.key_a, r.key_b) for r in conn.execute(query.order_by(m.c.decided_at, m.c.key_a))]

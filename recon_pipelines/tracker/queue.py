@@ -115,6 +115,24 @@ def choices(engine: sa.Engine) -> dict[str, list[str]]:
     return {"reconciliation": reconciliations, "severity": list(get_args(Tier))}
 
 
+def latest_system_counts(engine: sa.Engine, reconciliation: str | None = None) -> dict[str, dict]:
+    """N-way reconciliations: the summary of each one's latest applied run (per-system counts
+    and why they differ), by name. Read from the small runs table."""
+    from recon_pipelines.tracker.schema import APPLIED_OUTCOMES
+
+    latest = (sa.select(runs.c.reconciliation, sa.func.max(runs.c.finished_at).label("at"))
+              .where(runs.c.outcome.in_(APPLIED_OUTCOMES)).group_by(runs.c.reconciliation))
+    if reconciliation:
+        latest = latest.where(runs.c.reconciliation == reconciliation)
+    latest = latest.subquery()
+    query = (sa.select(runs.c.reconciliation, runs.c.summary)
+             .join(latest, sa.and_(runs.c.reconciliation == latest.c.reconciliation, runs.c.finished_at == latest.c.at))
+             .order_by(runs.c.reconciliation))
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return {row.reconciliation: row.summary for row in rows if isinstance(row.summary, dict) and row.summary.get("nway")}
+
+
 def encode_cursor(value: datetime, last_id: str) -> str:
     raw = json.dumps([value.astimezone(timezone.utc).isoformat(), last_id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")

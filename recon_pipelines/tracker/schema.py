@@ -29,6 +29,11 @@ def _found(primary_key: bool) -> list[sa.Column]:
         sa.Column("difference", sa.Float),
         sa.Column("severity", sa.String(16), nullable=False),
         sa.Column("detail", LosslessText),
+        # N-way reconciliations (migration 0008); null for two sources.
+        sa.Column("systems", sa.Text),  # comma-separated: the systems holding the record
+        sa.Column("odd_ones_out", sa.Text),  # comma-separated: the systems that disagree with the reference
+        sa.Column("reference_system", sa.String(64)),
+        sa.Column("system_values", LosslessText),  # JSON: system -> value
     ]
 
 
@@ -235,7 +240,7 @@ stream_positions = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
-# Suggested matches an operator decided (migration 0011, tracker/matches.py).
+# Suggested matches an operator decided (migration 0010, tracker/matches.py).
 MATCH_DECISIONS = ("confirmed", "rejected")
 match_decisions = sa.Table(
     "recon_match_decisions",
@@ -251,7 +256,7 @@ match_decisions = sa.Table(
     sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
 )
 
-# --------------------------------------------------------------------------- schema drift (migration 0010)
+# --------------------------------------------------------------------------- schema drift (migration 0009)
 
 # Each side's source schema as the last run saw it (schema_diff.py): the baseline of the next run.
 source_schemas = sa.Table(

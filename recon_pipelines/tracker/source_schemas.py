@@ -1,4 +1,4 @@
-"""Each side's source schema as the last run saw it (``recon_source_schemas``, migration 0010).
+"""Each side's source schema as the last run saw it (``recon_source_schemas``, migration 0009).
 
 Stored as plain JSON (name, type, family per column) so that the history is readable with SQL
 and does not depend on the code that computed it (``schema_diff.py`` interprets it).

@@ -41,7 +41,9 @@ from recon_pipelines.tracker.schema import APPLIED_OUTCOMES, OPEN_STATUSES, disc
 from recon_pipelines.tracker.values import encode_column
 
 RUN_ACTOR = "recon-run"
-STAGED_COLUMNS = ("id", "kind", "key", "field", "reason", "value_a", "value_b", "difference", "severity", "detail")
+STAGED_COLUMNS = ("id", "kind", "key", "field", "reason", "value_a", "value_b", "difference", "severity", "detail",
+                  "systems", "odd_ones_out", "reference_system", "system_values")
+SYSTEM_COLUMNS = STAGED_COLUMNS[-4:]  # N-way only (engine/nway.py); null for two sources
 
 
 @dataclass(frozen=True)
@@ -214,7 +216,8 @@ class Tracker:
             .values(
                 last_seen=now, times_seen=d.c.times_seen + 1, consecutive_runs=d.c.consecutive_runs + 1,
                 value_a=s.c.value_a, value_b=s.c.value_b, difference=s.c.difference, reason=s.c.reason,
-                severity=s.c.severity, detail=s.c.detail, last_run_id=run_id, updated_at=now,
+                severity=s.c.severity, detail=s.c.detail, systems=s.c.systems, odd_ones_out=s.c.odd_ones_out,
+                reference_system=s.c.reference_system, system_values=s.c.system_values, last_run_id=run_id, updated_at=now,
             )
         )
         outcome.seen_again = seen.rowcount - len(outcome.reopened_ids)
@@ -451,9 +454,12 @@ class Tracker:
     def _stage(self, conn: sa.Connection, run_id: str, found: pa.Table) -> None:
         if found.num_rows == 0:
             return
+        for name in SYSTEM_COLUMNS:
+            if name not in found.column_names:
+                found = found.append_column(name, pa.nulls(found.num_rows, pa.string()))
         table = found.select(list(STAGED_COLUMNS)).add_column(0, "run_id", pa.array([run_id] * found.num_rows, pa.string()))
         if conn.dialect.name == "postgresql":
-            _copy_into(conn, staging.name, _encoded(table, ("key", "value_a", "value_b", "detail")))
+            _copy_into(conn, staging.name, _encoded(table, ("key", "value_a", "value_b", "detail", "system_values")))
         else:
             conn.execute(sa.insert(staging), table.to_pylist())  # the column types encode
 

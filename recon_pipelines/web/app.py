@@ -119,7 +119,8 @@ def create_app(tracker: Tracker, settings: Settings | None = None) -> Starlette:
     def queue_page(request, user, form):
         params = request.query_params
         context = dict(user=user, params=params, sorts=list(q.SORTS), sizes=q.PAGE_SIZES, actions=ACTIONS,
-                       statuses=("open", "all", *TRANSITION_STATUSES), choices=q.choices(tracker.engine))
+                       statuses=("open", "all", *TRANSITION_STATUSES), choices=q.choices(tracker.engine),
+                       systems=_system_counts(tracker, params.get("reconciliation") or None))
         try:
             filters = _filters(params)
             found = q.page(tracker.engine, filters, sort=params.get("sort") or "newest", after=params.get("after") or None,
@@ -243,6 +244,19 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+def _system_counts(tracker: Tracker, reconciliation: str | None) -> list[dict]:
+    """N-way reconciliations' latest counts per system, first line and why they differ."""
+    from recon_pipelines.engine.nway import NWayStats
+    from recon_pipelines.nway_pipeline import breakdown_lines, counts_line
+
+    out = []
+    for name, summary in q.latest_system_counts(tracker.engine, reconciliation).items():
+        stats = NWayStats.from_json(summary)
+        out.append({"reconciliation": name, "line": counts_line(stats), "why": breakdown_lines(stats),
+                    "systems": stats.systems})
+    return out
 
 
 def _filters(params) -> q.QueueFilter:

@@ -7,6 +7,7 @@ direction marks that can make text read backwards (U+202E and friends) appear as
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,5 +56,5 @@ def age(value, now: datetime | None = None) -> str:
 
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined)
-    env.filters.update(shown=shown, when=when, age=age)
+    env.filters.update(shown=shown, when=when, age=age, from_json=json.loads)
     return env

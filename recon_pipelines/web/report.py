@@ -40,6 +40,7 @@ def run_report(tracker: Tracker, run_id: str) -> dict | None:
         seen = conn.execute(sa.select(d.c.kind, d.c.severity, d.c.field).where(d.c.last_run_id == run_id)).all()
     return {
         "run": run,
+        "systems": system_counts(run.get("summary")),
         "previous": dict(previous._mapping) if previous else None,
         "is_latest": later == 0, "one_off": False,
         "by_kind": _counts(r.kind for r in seen),
@@ -59,6 +60,7 @@ def one_off_report(reconciliation: str, summary: dict, found: list[dict]) -> dic
         "run": {"run_id": "one-off (recon run)", "reconciliation": reconciliation, "scope": "full", "finished_at": now,
                 "rows_a": summary.get("rows_a"), "rows_b": summary.get("rows_b"), "matched": summary.get("matched"),
                 "discrepancies": len(found)},
+        "systems": system_counts(summary),
         "previous": None, "is_latest": True, "one_off": True,
         "by_kind": _counts(r["kind"] for r in found),
         "by_severity": _counts(r["severity"] for r in found),
@@ -67,6 +69,17 @@ def one_off_report(reconciliation: str, summary: dict, found: list[dict]) -> dic
         "changes": {"found": sorted(found, key=lambda r: (r["severity"], r["kind"], str(r["key"])))},
         "generated_at": now,
     }
+
+
+def system_counts(summary) -> dict | None:
+    """An N-way run's per-system counts (the first line users compare, and why they differ)."""
+    if not isinstance(summary, dict) or not summary.get("nway"):
+        return None
+    from recon_pipelines.engine.nway import NWayStats
+    from recon_pipelines.nway_pipeline import breakdown_lines, counts_line
+
+    stats = NWayStats.from_json(summary)
+    return {"line": counts_line(stats), "why": breakdown_lines(stats), "systems": stats.systems}
 
 
 def render(data: dict) -> str:

@@ -3,15 +3,15 @@
 - ``recon_match_decisions``: one row per (reconciliation, key A, key B) an operator confirmed
   or rejected. Confirmed pairs are paired by later runs; decided pairs are not suggested again.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0010
+Revises: 0009
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011"
-down_revision = "0010"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

@@ -5,17 +5,17 @@
 the tracker rather than in Dagster's materialization metadata so that ``recon run --track`` and the
 Dagster assets share one history (docs/spec-reference.md, "Schema drift").
 
-Revision ID: 0010
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
+revision = "0009"
 # The chain ended at 0007 when this was written; 0008 and 0009 are taken by work in progress
 # elsewhere: whoever lands after them points this at the newest one.
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
