@@ -142,29 +142,34 @@ def _definitions_problem(specs) -> str | None:
 @click.option("--track", is_flag=True, help="Also fold the result into the tracker, as a deep scan does (export guard "
               "and notifications included); a run held as suspicious exits 2.")
 @click.option("--tracker-url", envvar="RECON_TRACKER_URL", default=None, help="With --track; default $RECON_TRACKER_URL, else SQLite under DAGSTER_HOME.")
-def run(spec_file: Path, fmt: str, output: Path | None, limit: int, track: bool, tracker_url: str | None) -> None:
+@click.option("--strategy", default=None, help="Pairing strategy (local, postgres_join, bucket_summaries, duckdb_files, ...) "
+              "instead of the one chosen per run; `recon validate` shows the choice.")
+def run(spec_file: Path, fmt: str, output: Path | None, limit: int, track: bool, tracker_url: str | None,
+        strategy: str | None) -> None:
     """Run one reconciliation without Dagster and report what disagrees. Exit 1 when anything does."""
-    from recon_pipelines.runner import run_reconciliation, run_tracked
+    from recon_pipelines import pipeline
 
     if fmt == "html" and output is None:
         raise ValueError("--format html writes a report file: give --output report.html")
     _prepare_demo_data(spec_file)
     spec = load_spec(spec_file)
     check_sources(spec, spec_file)  # a missing column is named by its spec field, before any work
+    # --track folds the run into the tracker as a deep scan does (export guard, notification outbox).
+    tracker, on_outcome = None, None
     if track:
-        tracked = run_tracked(spec, _tracker_at(tracker_url), warn=_warn)
-        if tracked.outcome.held:
-            click.echo(for_terminal(tracked.outcome.held, keep=chr(10)), err=True)
-            sys.exit(EXIT_ERROR)
-        rows, summary = tracked.discrepancies.to_pylist(), tracked.summary
-    else:
-        result = run_reconciliation(spec, warn=_warn)
-        rows, summary = result.discrepancies.to_pylist(), result.summary()
+        from recon_pipelines.remediation.notifications import notification_writer
+
+        tracker, on_outcome = _tracker_at(tracker_url), notification_writer(spec)
+    result = pipeline.run(spec, tracker=tracker, strategy=strategy, warn=_warn, on_outcome=on_outcome)
+    if track and result.outcome.held:
+        click.echo(for_terminal(result.outcome.held, keep=chr(10)), err=True)
+        sys.exit(EXIT_ERROR)
+    rows, summary = result.discrepancies.to_pylist(), result.summary()
     rows = [_displayed(row) for row in rows]
     # With json/csv on stdout the summary goes to stderr, so stdout stays machine-readable.
     click.echo(_summary_text(spec.name, spec.source_names, summary), err=output is None and fmt != "table")
     if track:
-        o = tracked.outcome
+        o = result.outcome
         click.echo(f"  tracker         {len(o.new_ids) + len(o.reopened_ids):,} opened, {len(o.resolved_ids):,} resolved, "
                    f"{o.open_count:,} open (run {o.run_id})", err=output is None and fmt != "table")
     if fmt == "html":

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import recon_pipelines
-from recon_pipelines.runner import run_reconciliation
+from recon_pipelines import pipeline
 from recon_pipelines.spec import load_spec
 from recon_pipelines_tests.http_fakes import fake_records_api
 
@@ -54,7 +54,7 @@ def test_payments_reconcile_against_a_paginated_api(ledger, monkeypatch):
         monkeypatch.setenv("PROCESSOR_API_URL", api.url)
         api.fail_next(429, headers={"Retry-After": "0"})  # rate limited once, then served
         api.fail_next(500)                                # and one server error: retried
-        result = run_reconciliation(load_spec(SPEC))
+        result = pipeline.run(load_spec(SPEC))
     found = {(r["kind"], r["key"], r["field"]): r for r in result.discrepancies.to_pylist()}
     assert set(found) == {
         ("field_mismatch", "p2", "amount"),       # 10.00 vs 1001 cents
@@ -81,6 +81,6 @@ def test_a_processor_that_stays_down_fails_with_a_clear_error(ledger, monkeypatc
         spec = load_spec(SPEC)
         spec = spec.model_copy(update={"source_b": spec.source_b.model_copy(update={"max_retries": 2, "max_backoff": 0.01})})
         with pytest.raises(SourceError) as excinfo:
-            run_reconciliation(spec)
+            pipeline.run(spec)
     message = str(excinfo.value)
     assert "processor" in message and "503" in message and TOKEN not in message

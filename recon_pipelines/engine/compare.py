@@ -2,38 +2,38 @@
 
 It runs in two steps, which the Dagster graph shows as two assets:
 
-``match``
-    Audits keys (null/empty keys, ids without a mapping, duplicate keys: each is
-    its own discrepancy and never paired), then full-joins the sides on the key
-    carrying only one 64-bit hash of each record's compared fields. Pairs whose
-    hashes are equal are identical and are only counted; the *candidate pairs*
-    (hashes differ, or one side missing) are fetched whole into ``__pairs``.
-    This costs about one scan of each side plus a join on (key, hash), whatever
-    the drift (measured in benchmarks/).
+``match`` (pairing)
+    Which records of A and B belong together, which keys cannot be paired, which pairs may
+    differ: left in the ``__pairs`` table. Where that runs is a *pairing strategy*
+    (``engine/strategies/``: locally in DuckDB, in one PostgreSQL database, by bucket
+    summaries across two); ``match`` here is the local one.
 
 ``evaluate``
     Applies each field's rule to the candidate pairs only and unpivots the
     disagreements into one row per (record, field) with both raw values, the
     reason, the size of the difference, a severity and a stable id.
-
-Hash equality stands for raw equality; a 64-bit collision between a record's
-two versions would hide a difference with probability about 2^-64 per record.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recon_pipelines.engine.keys import invalid_key_sql
-from recon_pipelines.engine.rules import compile_rule, hash_operand, stages, unsettled
+from recon_pipelines.engine.rules import compile_rule, stages
 from recon_pipelines.engine.severity import severity_sql
+from recon_pipelines.engine.strategies.base import (  # noqa: F401 - re-exported: the engine's vocabulary
+    ComparisonError,
+    MatchStats,
+    Side,
+    relation_types,
+    side_columns,
+)
+from recon_pipelines.engine.strategies.local import match, unique_by_bitmap  # noqa: F401 - re-exported
 from recon_pipelines.spec.models import ReconciliationSpec
 from recon_pipelines.sqlutil import duckdb_connect as connect
 from recon_pipelines.sqlutil import quote_ident as q
@@ -67,39 +67,6 @@ DISCREPANCY_SCHEMA = pa.schema(
     ]
 )
 _SEP = "\x1f"  # unit separator: cannot occur in a rendered key by accident
-
-
-class ComparisonError(RuntimeError):
-    """The comparison cannot run (an unreadable side, an ambiguous mapping); names the cause."""
-
-
-@dataclass(frozen=True)
-class Side:
-    """One side as the engine reads it: a DuckDB table expression and the source column
-    behind each key and field name of the spec."""
-
-    scan: str
-    columns: Mapping[str, str]
-    label: str = ""
-
-
-@dataclass
-class MatchStats:
-    rows_a: int = 0
-    rows_b: int = 0
-    invalid_key_rows_a: int = 0
-    invalid_key_rows_b: int = 0
-    unmapped_rows_a: int = 0
-    unmapped_rows_b: int = 0
-    duplicate_keys_a: int = 0
-    duplicate_keys_b: int = 0
-    duplicate_rows_a: int = 0
-    duplicate_rows_b: int = 0
-    only_in_a: int = 0
-    only_in_b: int = 0
-    matched: int = 0
-    identical: int = 0
-    candidate_pairs: int = 0
 
 
 @dataclass
@@ -143,13 +110,6 @@ def value_counts(table: pa.Table, column: str) -> dict[str, int]:
     return {c["values"]: c["counts"] for c in sorted(counts, key=lambda c: c["values"])}
 
 
-def side_columns(spec: ReconciliationSpec, side: str) -> dict[str, str]:
-    """Spec name -> source column for one side ("a" or "b"): keys first, then fields."""
-    columns = {k.name: getattr(k, side) for k in spec.key}
-    columns.update({f.name: getattr(f, side) for f in spec.fields})
-    return columns
-
-
 def discrepancy_id(reconciliation: str, kind: str, key: str, field: str | None) -> str:
     """Stable id of a disagreement: the same record, field and kind give the same id on every run."""
     raw = _SEP.join([reconciliation, kind, key, field or ""])
@@ -174,242 +134,12 @@ def compare(
     return ComparisonResult(table, stats, fields)
 
 
-# --------------------------------------------------------------------------- match
-
-
-# Sparse drift: per-bucket counts and hash sums first, then only the rows of buckets that differ.
-BUCKETS = 1 << 16
-SPARSE_SHARE = 0.25  # above this share of differing buckets, narrowing costs more than it saves
-# Integer keys spanning at most this many values are checked for duplicates with one bitmap.
-BITMAP_MAX_RANGE = 1 << 31
-
-
-def match(
-    con: duckdb.DuckDBPyConnection, spec: ReconciliationSpec, side_a: Side, side_b: Side,
-    mapping: Side | None = None,
-) -> MatchStats:
-    """Pair the sides by key; leaves the candidate pairs and key anomalies in ``__pairs``."""
-    keys = [k.name for k in spec.key]
-    fields = [f.name for f in spec.fields]
-    reserved = [name for name in keys + fields if name.startswith("__")]
-    if reserved:
-        raise ComparisonError(f"{', '.join(reserved)}: names starting with '__' are reserved for the engine")
-    _create_side_views(con, spec, side_a, side_b, mapping)
-    types = {"a": _types(con, "__a"), "b": _types(con, "__b")}
-    hashes = {side: _row_hash(spec, types[side], types[other], side) for side, other in (("a", "b"), ("b", "a"))}
-
-    # Key audit: rows that cannot be matched are reported, never paired.
-    has_dups = _audit_duplicates(con, keys, types["a"])
-    not_dup = f"AND NOT EXISTS (SELECT 1 FROM __dups d WHERE {_join_on('d', 's', keys)})" if has_dups else ""
-    views, clean_rows = {"a": "__a", "b": "__b"}, 0
-    if mapping is None and not has_dups:
-        narrowed = _narrow_to_differing_buckets(con, keys, hashes)
-        if narrowed is not None:
-            views, clean_rows = {"a": "__a_sub", "b": "__b_sub"}, narrowed
-
-    key_list = ", ".join(map(q, keys))
-
-    def hashed(side: str) -> str:
-        row_hash, strict = hashes[side]
-        return f"SELECT {key_list}, {row_hash} AS __h, {strict} AS __strict FROM {views[side]} s WHERE __flag IS NULL {not_dup}"
-
-    key_pick = ", ".join(f"coalesce(x.{q(k)}, y.{q(k)}) AS {q(k)}" for k in keys)
-    first_key = q(keys[0])
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE __cand AS
-        SELECT {key_pick}, x.{first_key} IS NOT NULL AS __in_a, y.{first_key} IS NOT NULL AS __in_b
-        FROM ({hashed('a')}) x FULL JOIN ({hashed('b')}) y ON {_join_on('x', 'y', keys)}
-        WHERE x.{first_key} IS NULL OR y.{first_key} IS NULL OR x.__h <> y.__h OR x.__strict OR y.__strict""")
-
-    # Fetch the candidate records whole; identical pairs never leave the scan.
-    key_text = _key_text([f"c.{q(k)}" for k in keys])
-    values_a = ", ".join(f"ca.{q(f)} AS {q('a__' + f)}" for f in fields)
-    values_b = ", ".join(f"cb.{q(f)} AS {q('b__' + f)}" for f in fields)
-    nulls_a = ", ".join(f"CAST(NULL AS {types['a'][f]}) AS {q('a__' + f)}" for f in fields)
-    nulls_b = ", ".join(f"CAST(NULL AS {types['b'][f]}) AS {q('b__' + f)}" for f in fields)
-    sep = ", " if fields else ""
-    anomaly_key = _key_text([f"s.{q(k)}" for k in keys])
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE __pairs AS
-        WITH ca AS (SELECT * FROM {views['a']} s SEMI JOIN (SELECT {key_list} FROM __cand WHERE __in_a) c USING ({key_list}) WHERE __flag IS NULL {not_dup}),
-             cb AS (SELECT * FROM {views['b']} s SEMI JOIN (SELECT {key_list} FROM __cand WHERE __in_b) c USING ({key_list}) WHERE __flag IS NULL {not_dup})
-        SELECT CASE WHEN c.__in_a AND c.__in_b THEN 'pair' WHEN c.__in_a THEN 'only_in_a' ELSE 'only_in_b' END AS __status,
-               {key_text} AS __key, 1::BIGINT AS __count{sep}{values_a}{sep}{values_b}
-        FROM __cand c LEFT JOIN ca ON {_join_on('c', 'ca', keys)} LEFT JOIN cb ON {_join_on('c', 'cb', keys)}
-        UNION ALL
-        SELECT 'duplicate_key_' || s.__side, {anomaly_key}, s.__n{sep}{nulls_a}{sep}{nulls_b} FROM __dups s
-        UNION ALL
-        SELECT s.__flag, {anomaly_key}, count(*){sep}{nulls_a}{sep}{nulls_b} FROM {views['a']} s WHERE __flag IS NOT NULL GROUP BY ALL
-        UNION ALL
-        SELECT s.__flag, {anomaly_key}, count(*){sep}{nulls_a}{sep}{nulls_b} FROM {views['b']} s WHERE __flag IS NOT NULL GROUP BY ALL""")
-    return _match_stats(con, views, clean_rows)
-
-
-def _row_hash(spec: ReconciliationSpec, own: dict, other: dict, side: str) -> tuple[str, str]:
-    """The hash of a record's compared fields, and when that hash cannot settle the record:
-    a null-vs-null that is itself a discrepancy, or a value the rule cannot read."""
-    fields = [f.name for f in spec.fields]
-    operands = [hash_operand(spec.rule(f), q(f), own[f], other[f], side) for f in fields] or ["0"]
-    strict = [f"{q(f)} IS NULL" for f in fields if spec.rule(f).nulls.both_null == "differ"]
-    strict += [c for f in fields if (c := unsettled(spec.rule(f), q(f), own[f], other[f], side))]
-    return f"hash({', '.join(operands)})", f"({' OR '.join(strict)})" if strict else "FALSE"
-
-
-def _audit_duplicates(con, keys: list[str], types: dict) -> bool:
-    """Fill ``__dups`` with the keys that appear more than once on a side; True if any do.
-
-    A single integer key is first checked with a bitmap over its range (one pass, no hash
-    table): when every row sets a distinct bit there is nothing to group."""
-    key_list = ", ".join(map(q, keys))
-    parts = []
-    for side in "ab":
-        if not _unique_by_bitmap(con, keys, types, f"__{side}"):
-            parts.append(f"SELECT '{side}' AS __side, {key_list}, count(*) AS __n FROM __{side} "
-                         "WHERE __flag IS NULL GROUP BY ALL HAVING count(*) > 1")
-    parts.append(f"SELECT 'a' AS __side, {key_list}, 0::BIGINT AS __n FROM __a WHERE FALSE")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE __dups AS {' UNION ALL '.join(parts)}")
-    return con.execute("SELECT count(*) FROM __dups").fetchone()[0] > 0
-
-
-def _unique_by_bitmap(con, keys: list[str], types: dict, view: str) -> bool:
-    return len(keys) == 1 and unique_by_bitmap(con, q(keys[0]), types[keys[0]], view, "__flag IS NULL")
-
-
-def unique_by_bitmap(con, key: str, key_type: str, relation: str, where: str = "TRUE") -> bool:
-    """True when an integer key provably has no duplicates: one bit per value of its range,
-    one pass, no hash table. False means "not proven" (not an integer, range too wide, or duplicates)."""
-    if key_type not in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"):
-        return False
-    low, high, count = con.execute(f"SELECT min({key}), max({key}), count({key}) FROM {relation} WHERE {where}").fetchone()
-    if count == 0:
-        return True
-    if high - low >= BITMAP_MAX_RANGE:
-        return False
-    distinct = con.execute(f"SELECT bit_count(bitstring_agg({key}, {low}, {high})) FROM {relation} WHERE {where}").fetchone()[0]
-    return distinct == count
-
-
-def _narrow_to_differing_buckets(con, keys: list[str], hashes: dict) -> int | None:
-    """Compare per-bucket counts and hash sums of the two sides. When few buckets differ, copy
-    only their rows to ``__a_sub``/``__b_sub`` and return how many rows the identical buckets
-    hold; when many differ, return None and compare everything."""
-    key_list = ", ".join(map(q, keys))
-    bucket = f"(hash({key_list}) & {BUCKETS - 1})"
-
-    def summary(side: str) -> str:
-        row_hash, strict = hashes[side]
-        return (f"SELECT {bucket} AS b, count(*) AS n, sum(hash({key_list}, {row_hash})::HUGEINT) AS h, "
-                f"bool_or({strict} OR __flag IS NOT NULL) AS d FROM __{side} GROUP BY 1")
-
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE __buckets AS
-        SELECT coalesce(x.b, y.b) AS b, coalesce(x.n, 0) AS n,
-               (x.n IS DISTINCT FROM y.n OR x.h IS DISTINCT FROM y.h OR coalesce(x.d OR y.d, TRUE)) AS differs
-        FROM ({summary('a')}) x FULL JOIN ({summary('b')}) y ON x.b = y.b""")
-    differing, clean_rows = con.execute(
-        "SELECT count(*) FILTER (differs), coalesce(sum(n) FILTER (NOT differs), 0) FROM __buckets").fetchone()
-    if differing > SPARSE_SHARE * BUCKETS:
-        return None
-    for side in "ab":
-        con.execute(f"CREATE OR REPLACE TEMP TABLE __{side}_sub AS SELECT * FROM __{side} "
-                    f"WHERE {bucket} IN (SELECT b FROM __buckets WHERE differs)")
-    return int(clean_rows)
-
-
-def _create_side_views(con, spec: ReconciliationSpec, side_a: Side, side_b: Side, mapping: Side | None) -> None:
-    keys = [k.name for k in spec.key]
-    for name, side in (("__a_raw", side_a), ("__b_raw", side_b)):
-        select = ", ".join(f"{q(col)} AS {q(canonical)}" for canonical, col in side.columns.items())
-        try:
-            con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {select} FROM {side.scan}")
-            con.execute(f"SELECT * FROM {name} LIMIT 0")
-        except duckdb.Error as exc:
-            raise ComparisonError(f"{side.label or name}: {_first_line(exc)}") from None
-    raw_a, raw_b = _types(con, "__a_raw"), _types(con, "__b_raw")
-
-    # Keys typed differently on each side (an int id against a text id) are joined as text.
-    def key_expr(k: str, view_types: dict, other: dict) -> str:
-        return q(k) if view_types[k] == other[k] else f"CAST({q(k)} AS VARCHAR)"
-
-    if mapping is None:
-        for view, own, other in (("__a", raw_a, raw_b), ("__b", raw_b, raw_a)):
-            key_select = ", ".join(f"{key_expr(k, own, other)} AS {q(k)}" for k in keys)
-            flag = f"CASE WHEN {invalid_key_sql(keys, own)} THEN 'invalid_key_{view[-1]}' END"
-            others = ", ".join(q(f.name) for f in spec.fields)
-            con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT {key_select}{', ' if others else ''}{others}, {flag} AS __flag FROM {view}_raw")
-        return
-    _create_mapped_views(con, spec, mapping, raw_a, raw_b)
-
-
-def _create_mapped_views(con, spec, mapping: Side, raw_a: dict, raw_b: dict) -> None:
-    """B's ids are translated to A's through the mapping table; ids absent from it are 'unmapped'."""
-    key = spec.key[0].name
-    a_col, b_col = mapping.columns["a"], mapping.columns["b"]
-    try:
-        con.execute(f"""CREATE OR REPLACE TEMP TABLE __map AS SELECT DISTINCT CAST({q(a_col)} AS VARCHAR) AS a_id,
-            CAST({q(b_col)} AS VARCHAR) AS b_id FROM {mapping.scan} WHERE {q(a_col)} IS NOT NULL AND {q(b_col)} IS NOT NULL""")
-    except duckdb.Error as exc:
-        raise ComparisonError(f"{mapping.label or 'key_mapping'}: {_first_line(exc)}") from None
-    for column in ("a_id", "b_id"):
-        clash = con.execute(f"SELECT {column}, count(*) FROM __map GROUP BY 1 HAVING count(*) > 1 ORDER BY 1 LIMIT 1").fetchone()
-        if clash:
-            raise ComparisonError(
-                f"{mapping.label or 'key_mapping'}: id {clash[0]!r} ({column[0].upper()} side) maps to {clash[1]} different ids; "
-                "a mapping must be one-to-one"
-            )
-    others = ", ".join(f"s.{q(f.name)}" for f in spec.fields)
-    others = f", {others}" if others else ""
-    con.execute(f"""CREATE OR REPLACE TEMP VIEW __a AS SELECT CAST(s.{q(key)} AS VARCHAR) AS {q(key)}{others},
-        CASE WHEN {invalid_key_sql([key], raw_a, "s")} THEN 'invalid_key_a'
-             WHEN m.a_id IS NULL THEN 'unmapped_a' END AS __flag
-        FROM __a_raw s LEFT JOIN __map m ON m.a_id = CAST(s.{q(key)} AS VARCHAR)""")
-    # An unmapped B record keeps its own id, so the operator can find it in B.
-    con.execute(f"""CREATE OR REPLACE TEMP VIEW __b AS SELECT coalesce(m.a_id, CAST(s.{q(key)} AS VARCHAR)) AS {q(key)}{others},
-        CASE WHEN {invalid_key_sql([key], raw_b, "s")} THEN 'invalid_key_b'
-             WHEN m.b_id IS NULL THEN 'unmapped_b' END AS __flag
-        FROM __b_raw s LEFT JOIN __map m ON m.b_id = CAST(s.{q(key)} AS VARCHAR)""")
-
-
-def _match_stats(con, views: dict, clean_rows: int) -> MatchStats:
-    """Counts of the pairing; ``clean_rows`` identical rows were settled by bucket and never fetched."""
-    row = con.execute(f"""SELECT
-        (SELECT count(*) FROM {views['a']}), (SELECT count(*) FROM {views['b']}),
-        sum(__count) FILTER (__status = 'invalid_key_a'), sum(__count) FILTER (__status = 'invalid_key_b'),
-        sum(__count) FILTER (__status = 'unmapped_a'), sum(__count) FILTER (__status = 'unmapped_b'),
-        count(*) FILTER (__status = 'duplicate_key_a'), count(*) FILTER (__status = 'duplicate_key_b'),
-        sum(__count) FILTER (__status = 'duplicate_key_a'), sum(__count) FILTER (__status = 'duplicate_key_b'),
-        count(*) FILTER (__status = 'only_in_a'), count(*) FILTER (__status = 'only_in_b'),
-        count(*) FILTER (__status = 'pair')
-        FROM __pairs""").fetchone()
-    values = [int(v or 0) for v in row]
-    stats = MatchStats(*values[:12])
-    stats.rows_a += clean_rows
-    stats.rows_b += clean_rows
-    stats.candidate_pairs = values[12]
-    stats.matched = (
-        stats.rows_a - stats.invalid_key_rows_a - stats.unmapped_rows_a - _dup_excluded_rows(con, views["a"]) - stats.only_in_a
-    )
-    stats.identical = stats.matched - stats.candidate_pairs
-    return stats
-
-
-def _dup_excluded_rows(con, view: str) -> int:
-    """Rows of ``view`` left out of matching because their key is duplicated on either side."""
-    if con.execute("SELECT count(*) FROM __dups").fetchone()[0] == 0:
-        return 0
-    on = " AND ".join(f"d.{c} = s.{c}" for c in _key_columns(con))
-    return con.execute(
-        f"SELECT count(*) FROM {view} s WHERE __flag IS NULL AND EXISTS (SELECT 1 FROM __dups d WHERE {on})"
-    ).fetchone()[0]
-
-
-def _key_columns(con) -> list[str]:
-    return [q(name) for name in _types(con, "__dups") if name not in ("__side", "__n")]
-
-
 # --------------------------------------------------------------------------- evaluate
 
 
 def evaluate(con: duckdb.DuckDBPyConnection, spec: ReconciliationSpec, pairs: str) -> tuple[pa.Table, dict[str, FieldStats]]:
     """Apply the field rules to the candidate pairs in ``pairs`` (a table or table expression)."""
-    types = _types(con, pairs)
+    types = relation_types(con, pairs)
     fields = []
     for rule in spec.fields:
         a, b = q("a__" + rule.name), q("b__" + rule.name)
@@ -485,26 +215,8 @@ def _field_stats(con, names: list[str]) -> dict[str, FieldStats]:
 # --------------------------------------------------------------------------- helpers
 
 
-def _types(con, relation: str) -> dict[str, str]:
-    return {row[0]: row[1] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
-
-
-def _join_on(left: str, right: str, keys: list[str]) -> str:
-    return " AND ".join(f"{left}.{q(k)} = {right}.{q(k)}" for k in keys)
-
-
-def _key_text(columns: list[str]) -> str:
-    """SQL twin of ``render_key``."""
-    if len(columns) == 1:
-        return f"coalesce(CAST({columns[0]} AS VARCHAR), '<null>')"
-    return f"to_json([{', '.join(f'CAST({c} AS VARCHAR)' for c in columns)}])::VARCHAR"
-
-
 def _record_json(fields: list[str], prefix: str) -> str:
     if not fields:
         return "NULL"
     return "to_json({" + ", ".join(f"{sql_literal(f)}: {q(prefix + f)}" for f in fields) + "})::VARCHAR"
 
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0][:500]

@@ -115,9 +115,12 @@ class ReconciliationSpec(StrictModel):
     expect: ExpectSpec = ExpectSpec()
     sample: SampleSpec | None = Field(
         None, description="Compare a deterministic sample of keys (fraction or rows, and a seed) instead of every record.")
-    # Push-down (engine/pushdown.py): two SQL tables are compared inside their database(s) and
-    # only what differs is fetched; false always reads both sides whole and compares locally.
-    pushdown: bool = Field(True, description="Compare two PostgreSQL tables in the database when possible.")
+    # Pairing strategies (engine/strategies/): two SQL tables are paired inside their database(s)
+    # and only what differs is fetched; pushdown: false always reads both sides and pairs locally.
+    pushdown: bool = Field(True, description="Pair two SQL tables where they live when possible.")
+    strategy: str | None = Field(
+        None, description="Pairing strategy to use (local, postgres_join, bucket_summaries, duckdb_files, ...); "
+        "default: chosen per run, push-down first (see docs/engine.md).")
 
     @field_validator("propagation_lag", "max_runtime", mode="before")
     @classmethod
