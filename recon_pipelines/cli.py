@@ -402,6 +402,9 @@ def _summary_text(name: str, sources: tuple[str, str], s: dict) -> str:
     if mismatched:
         lines.append(("field mismatches", ", ".join(f"{for_terminal(f)}={n:,}" for f, n in mismatched.items())))
     lines.append(("discrepancies", f"{s['discrepancies']:,}"))
+    if s.get("strategy") and s["strategy"] != "local":  # paired where the data lives: say where, and what moved
+        lines.append(("paired", f"{s['strategy']}: {s['rows_moved_a']:,} rows of {a} and {s['rows_moved_b']:,} of {b} "
+                                "fetched"))
     if s.get("sample"):
         p = s["sample"]
         lines.append(("sample", f"{p['keys_sampled']:,} keys (seed {p['seed']}); mismatch rate {p['mismatch_rate']:.2%} "

@@ -533,6 +533,11 @@ def export_guard(spec: ReconciliationSpec, folder: RunFolder, scope: RunScope, t
     if not scope.is_full:
         return None
     baseline = tracker.baseline(spec.name, scope.label)
+    remote = at_source(folder)
+    if remote:  # paired at the source: no local key column to sample; the row counts are still guarded
+        observed = Observation(f"at-source-{remote}", {s: SideSample(int(summary[f"rows_{s}"])) for s in "ab"},
+                               (baseline or {}).get("run_id"))
+        return Guard(spec.guard, spec.source_names, observed)
     return Guard(spec.guard, spec.source_names, key_samples(spec, folder, summary, baseline))
 
 
@@ -545,10 +550,6 @@ def key_samples(spec: ReconciliationSpec, folder: RunFolder, summary: dict, base
     keys leave too few below the cut, the exact top-k is taken instead."""
     keys = ", ".join(quote_ident(k.name) for k in spec.key)
     present = " AND ".join(f"{quote_ident(k.name)} IS NOT NULL" for k in spec.key)
-    remote = at_source(folder)
-    if remote:  # paired at the source: no local key column to sample, the row counts are still guarded
-        return Observation(f"at-source-{remote}", {s: SideSample(int(summary[f"rows_{s}"])) for s in "ab"},
-                           (baseline or {}).get("run_id"))
     sides = {}
     with duckdb_connect() as con:
         for side in "ab":

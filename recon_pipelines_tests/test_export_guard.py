@@ -344,7 +344,10 @@ def test_the_key_sample_is_the_smallest_hashes_and_counts_what_is_kept(tmp_path,
     for side, keys in ids.items():
         pq.write_table(pa.table({"customer_id": pa.array(keys, pa.int64())}), tmp_path / f"{side}.parquet")
     spec = load_spec(spec_file(tmp_path))
-    folder = {"snapshot_a": tmp_path / "a.parquet", "snapshot_b": tmp_path / "b.parquet"}  # what key_samples reads
+    folder = pipeline.RunFolder(tmp_path / "run")  # what key_samples reads: the run's snapshots
+    folder.root.mkdir()
+    for side in "ab":
+        folder[f"snapshot_{side}"].write_bytes((tmp_path / f"{side}.parquet").read_bytes())
     summary = {"rows_a": 1000 + null_keys, "rows_b": 1000 + null_keys}
 
     with duckdb.connect() as con:  # the reference: every hash, sorted in Python
