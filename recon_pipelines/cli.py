@@ -102,12 +102,27 @@ def validate(paths: tuple[Path, ...], offline: bool) -> None:
         click.echo(f"ok  {for_terminal(spec.name)}  ({for_terminal(spec.source_names[0])} vs "
                    f"{for_terminal(spec.source_names[1])}, "
                    f"{len(spec.key)} key field(s), {len(spec.fields)} compared field(s))")
+        if not offline:  # choosing opens the databases (table definitions only)
+            for line in _strategy_lines(spec):
+                click.echo(f"    {for_terminal(line)}")
     for problem in problems:
         click.echo(f"error: {for_terminal(problem)}", err=True)
     if problems:
         click.echo(f"{len(problems)} problem(s); {len(loaded)} spec(s) loaded")  # stdout: stderr holds only the errors
         sys.exit(EXIT_ERROR)
     click.echo(f"{len(loaded)} spec(s) valid")
+
+
+def _strategy_lines(spec) -> list[str]:
+    """Which pairing strategy a full run uses and why, then why each one before it refused."""
+    from recon_pipelines.engine import strategies
+
+    try:
+        choice = strategies.choose(spec)
+    except Exception as exc:  # noqa: BLE001 - an explicit strategy that cannot run is a finding, one line
+        return [f"strategy: {one_line(exc)}"]
+    return [f"strategy: {choice.name} ({choice.reason})",
+            *(f"  {name} refused: {reason}" for name, reason in choice.refused.items())]
 
 
 def _default_spec_dir() -> Path:

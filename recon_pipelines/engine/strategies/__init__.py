@@ -80,15 +80,19 @@ def choose(spec: ReconciliationSpec, explicit: str | None = None, full_scope: bo
     if not full_scope:
         return _logged(spec, Choice(strategy(LOCAL), "a window or keys scope is paired locally", {}))
     refused: dict[str, str] = {}
+    common = remote_refusal(spec)  # what rules out every strategy that reads the sources itself
     for name in REGISTRY:
         if name == LOCAL:
             continue
         candidate = strategy(name)
-        reason = (reads_sources(candidate) and remote_refusal(spec)) or candidate.refuses(spec)
+        if reads_sources(candidate) and common:
+            continue
+        reason = candidate.refuses(spec)
         if reason is None:
             return _logged(spec, Choice(candidate, getattr(candidate, "why", f"{name} can pair this spec"), refused))
         refused[name] = reason
-    return _logged(spec, Choice(strategy(LOCAL), "no strategy pairs where the data lives", refused))
+    why = f"paired locally: {common}" if common else "no strategy pairs where the data lives"
+    return _logged(spec, Choice(strategy(LOCAL), why, refused))
 
 
 def _logged(spec: ReconciliationSpec, choice: Choice) -> Choice:
