@@ -237,3 +237,20 @@ def test_duckdb_files_pair_as_local_does(tmp_path):
                        "source_b": {"type": "sql", "url": f"duckdb:///{tmp_path / 'b.duckdb'}", "table": "orders_b"}})
     reference = parse_spec({"name": "duck", "key": "id", "fields": FIELDS, **files})
     assert_pairs_like_local(spec, reference, tmp_path / "local", "duckdb_files")
+
+
+def test_a_strategy_that_cannot_pair_the_spec_is_one_line_and_exit_2(tmp_path):
+    from click.testing import CliRunner
+
+    from recon_pipelines.cli import main
+
+    a, b, _ = drifted()
+    path = spec_file(tmp_path, "forced", write_files(tmp_path, a, b))
+    for strategy, line in (("postgres_join", "strategy postgres_join cannot pair this spec: both sources must be sql "
+                                             "sources naming a table"),
+                           ("nosuch", "unknown pairing strategy 'nosuch' (known: postgres_join, bucket_summaries, "
+                                      "duckdb_files, local)")):
+        result = CliRunner().invoke(main, ["run", str(path), "--strategy", strategy])
+        assert result.exit_code == 2 and line in result.output, result.output
+    forced_local = CliRunner().invoke(main, ["run", str(path), "--strategy", "local", "--format", "json"])
+    assert forced_local.exit_code == 1 and len(forced_local.output.strip().splitlines()) > 0
