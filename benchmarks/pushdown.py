@@ -11,7 +11,7 @@ with a primary key on ``id`` (then VACUUM ANALYZE), in a throwaway database
 with ``CREATE DATABASE ... TEMPLATE``, standing in for a second server. Then, each in a fresh
 subprocess (so its peak RSS is its own), best of ``--repeat`` runs:
 
-    same_database  ``run_reconciliation`` with both sources on ``_one``: one query in
+    same_database  ``pipeline.run`` with both sources on ``_one``: one query in
                    PostgreSQL returns the candidate pairs (engine/pushdown.py)
     two_databases  A from ``_one``, B from ``_two``: bucket summaries per side, then the
                    rows of the differing buckets
@@ -255,14 +255,13 @@ CASE_SETUP = {
 
 
 def run_case(name: str, url_one: str, url_two: str, truth_dir: str) -> dict:
-    from recon_pipelines.engine.pushdown import PushdownResult
-    from recon_pipelines.runner import run_reconciliation
+    from recon_pipelines import pipeline
 
     where_a, where_b, pushdown_on, mode = CASE_SETUP[name]
     urls = {"one": url_one, "two": url_two}
     spec = build_spec(urls[where_a], urls[where_b], pushdown=pushdown_on)
     started = time.perf_counter()
-    result = run_reconciliation(spec)
+    result = pipeline.run(spec)
     seconds = time.perf_counter() - started
     rss_gb = peak_rss_gb()
     m = result.match
@@ -276,7 +275,7 @@ def run_case(name: str, url_one: str, url_two: str, truth_dir: str) -> dict:
         "rows_a": m.rows_a, "rows_b": m.rows_b, "candidate_pairs": m.candidate_pairs,
         "pairs_with_a_discrepancy": len(mismatched_keys),
     }
-    if isinstance(result, PushdownResult):
+    if result.pushdown is not None:
         p = result.pushdown
         if p.mode != mode:
             raise RuntimeError(f"{name}: push-down took the {p.mode} path")

@@ -29,6 +29,7 @@ _LAZY = {
     "side_columns": "recon_pipelines.engine.compare",
     "SourceError": "recon_pipelines.errors",
     "RunScope": "recon_pipelines.pipeline",
+    "run": "recon_pipelines.pipeline",  # one run, the same steps as the asset graph (RunResult)
     # the tracker and re-checks (the function is recon_pipelines.trigger.trigger: a name here
     # equal to a submodule's would be the module or the function depending on import order)
     "Tracker": "recon_pipelines.tracker.store",
@@ -43,7 +44,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from recon_pipelines.dagster_defs.component import ReconciliationComponent
     from recon_pipelines.engine.compare import ComparisonError, ComparisonResult, Side, compare, side_columns
     from recon_pipelines.errors import SourceError
-    from recon_pipelines.pipeline import RunScope
+    from recon_pipelines.pipeline import RunScope, run
     from recon_pipelines.spec.loader import SpecError, load_spec, load_spec_dir, parse_spec
     from recon_pipelines.spec.models import ReconciliationSpec
     from recon_pipelines.tracker.store import Tracker

@@ -117,7 +117,7 @@ def validate(paths: tuple[Path, ...], offline: bool) -> None:
                    f"{len(spec.key)} key field(s), {len(spec.fields)} compared field(s))")
         if is_nway(spec):  # one local pass over every system: no push-down, no pairwise type check
             continue
-        if not offline:  # the sources were just read: the same reads, so no new failure to report
+        if not offline:  # choosing opens the databases (table definitions only)
             from recon_pipelines.schema_diff import type_difference_lines
 
             for line in [*_strategy_lines(spec), *type_difference_lines(spec)]:
@@ -131,18 +131,20 @@ def validate(paths: tuple[Path, ...], offline: bool) -> None:
 
 
 def _strategy_lines(spec) -> list[str]:
-    """Which pairing strategy ``recon run`` will use for a spec, and why each other is refused."""
-    from recon_pipelines.engine.pushdown import explain
+    """Which pairing strategy a full run uses and why (``strategies.choose``), then why each
+    other strategy does not pair the spec (strategies refused for the same reason share a line)."""
+    from recon_pipelines.engine import strategies
 
     try:
-        chosen, why, refused = explain(spec)
+        choice = strategies.choose(spec)
+        refused = strategies.refusals(spec, choice)
     except Exception as exc:  # noqa: BLE001 - validate reports, it does not stop on a source it cannot open
-        return [f"strategy: local (push-down not checked: {one_line(exc)})"]
-    by_reason: dict[str, list[str]] = {}  # strategies refused for the same reason share a line
+        return [f"strategy: {one_line(exc)}"]
+    by_reason: dict[str, list[str]] = {}
     for name, reason in refused.items():
-        if name != "local":
-            by_reason.setdefault(reason, []).append(name)
-    return [f"strategy: {chosen} ({why})"] + [f"refused: {', '.join(names)}: {reason}" for reason, names in by_reason.items()]
+        by_reason.setdefault(reason, []).append(name)
+    return [f"strategy: {choice.name} ({choice.reason})"] + [f"refused: {', '.join(names)}: {reason}"
+                                                          for reason, names in by_reason.items()]
 
 
 def _default_spec_dir() -> Path:
@@ -177,9 +179,13 @@ def _definitions_problem(specs) -> str | None:
 @click.option("--track", is_flag=True, help="Also fold the result into the tracker, as a deep scan does (export guard "
               "and notifications included); a run held as suspicious exits 2.")
 @tracker_url_option("With --track, or to read confirmed suggested matches.")
-def run(spec_file: Path, fmt: str, output: Path | None, limit: int, track: bool, tracker_url: str | None) -> None:
+@click.option("--strategy", default=None, help="Pairing strategy (local, postgres_join, mariadb_same_database, "
+              "bucket_summaries, canonical_buckets, duckdb_files) instead of the one chosen per run; "
+              "`recon validate` shows the choice.")
+def run(spec_file: Path, fmt: str, output: Path | None, limit: int, track: bool, tracker_url: str | None,
+        strategy: str | None) -> None:
     """Run one reconciliation without Dagster and report what disagrees. Exit 1 when anything does."""
-    from recon_pipelines.runner import run_reconciliation, run_tracked
+    from recon_pipelines import pipeline
 
     if fmt == "html" and output is None:
         raise ValueError("--format html writes a report file: give --output report.html")
@@ -190,20 +196,24 @@ def run(spec_file: Path, fmt: str, output: Path | None, limit: int, track: bool,
         from recon_pipelines.cli_nway import run_nway_command
 
         run_nway_command(spec, fmt, output, limit, track, tracker_url)
+    # --track folds the run into the tracker as a deep scan does (export guard, notification outbox).
+    tracker, on_outcome, decided = None, None, None
     if track:
-        tracked = run_tracked(spec, open_tracker(tracker_url), warn=_warn)
-        if tracked.outcome.held:
-            click.echo(for_terminal(tracked.outcome.held, keep=chr(10)), err=True)
-            sys.exit(EXIT_ERROR)
-        rows, summary = tracked.discrepancies.to_pylist(), tracked.summary
+        from recon_pipelines.remediation.notifications import notification_writer
+
+        tracker, on_outcome = open_tracker(tracker_url), notification_writer(spec)
     else:
-        result = run_reconciliation(spec, warn=_warn, decided=_match_decisions(spec, tracker_url))
-        rows, summary = result.discrepancies.to_pylist(), result.summary()
+        decided = _match_decisions(spec, tracker_url)
+    result = pipeline.run(spec, tracker=tracker, strategy=strategy, warn=_warn, on_outcome=on_outcome, decided=decided)
+    if track and result.outcome.held:
+        click.echo(for_terminal(result.outcome.held, keep=chr(10)), err=True)
+        sys.exit(EXIT_ERROR)
+    rows, summary = result.discrepancies.to_pylist(), result.summary()
     rows = [displayed(row) for row in rows]
     # With json/csv on stdout the summary goes to stderr, so stdout stays machine-readable.
     click.echo(_summary_text(spec.name, spec.source_names, summary), err=output is None and fmt != "table")
     if track:
-        o = tracked.outcome
+        o = result.outcome
         click.echo(f"  tracker         {len(o.new_ids) + len(o.reopened_ids):,} opened, {len(o.resolved_ids):,} resolved, "
                    f"{o.open_count:,} open (run {o.run_id})", err=output is None and fmt != "table")
     if fmt == "html":
@@ -431,6 +441,9 @@ def _summary_text(name: str, sources: tuple[str, str], s: dict) -> str:
         g = s["suggestions"]
         lines.append(("suggested pairs", g.get("skipped") or f"{g['suggested']:,} of {g['scored_pairs']:,} scored "
                                                              f"(see `recon suggestions list` once tracked)"))
+    if s.get("strategy") and s["strategy"] != "local":  # paired where the data lives: say where, and what moved
+        lines.append(("paired", f"{s['strategy']}: {s['rows_moved_a']:,} rows of {a} and {s['rows_moved_b']:,} of {b} "
+                                "fetched"))
     if s.get("sample"):
         p = s["sample"]
         lines.append(("sample", f"{p['keys_sampled']:,} keys (seed {p['seed']}); mismatch rate {p['mismatch_rate']:.2%} "

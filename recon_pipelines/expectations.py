@@ -4,7 +4,7 @@ One DuckDB query per side counts the failing records of every expectation (plus 
 and the newest update time); a second, only for the expectations that failed, picks a few
 failing keys. The input is a relation under the spec's names: a snapshot Parquet file (the
 Dagster assets, ``recon run`` for SQL and HTTP sources) or a file scanned in place.
-No Dagster here: ``dagster_defs`` turns the outcomes into asset checks, ``runner`` into a stop.
+No Dagster here: ``dagster_defs`` turns the outcomes into asset checks, ``pipeline.run`` into a stop.
 """
 
 from __future__ import annotations

@@ -1,23 +1,38 @@
-"""The steps of one reconciliation run, shared by the asset graph and the jobs.
+"""One reconciliation run, and its steps: the one sequence every entry point follows.
+
+``run(spec, scope, storage, tracker)`` is the whole run in one process: ``recon run`` (with
+and without ``--track``), the ``recheck_<name>`` op (keys, a date range, the weekly deep scan)
+and the benchmarks call it. The asset graph runs the same steps one asset at a time (each
+asset calls exactly one of them, see dagster_defs/assets.py):
+
+    choose_strategy -> take_snapshot(a), take_snapshot(b) -> match_pairs -> find_discrepancies -> update_tracker
 
 A run has a scope: everything (a deep scan), a time window (a daily partition or a date
 range) or a list of keys (an on-demand or event-triggered re-check). Each step reads and
-writes Parquet files in the run's folder, so a step can run in its own process:
+writes files in the run's folder, so a step can run in its own process.
 
-    take_snapshot(a), take_snapshot(b) -> match_pairs -> find_discrepancies -> update_tracker
+Where the records are paired is a *pairing strategy* (engine/strategies/), chosen per run.
+When it pairs where the data lives (two tables in PostgreSQL, say), a snapshot step copies
+nothing: it records a reference, and ``match_pairs`` fetches only what may differ. A file
+may also be scanned in place (``in_place``: the one-process run does). Otherwise the snapshot
+is a Parquet copy of the side within the scope.
 
 A window run reads the records modified in the window on either side, takes the union of
 their keys, and reads the counterparts of those keys from the other side, so a record
-modified on one side only is still compared with the other side's current version.
+modified on one side only is still compared with the other side's current version. Window and
+keys scopes always pair locally: their snapshots are small.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
+import tempfile
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -26,8 +41,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from recon_pipelines.engine import MatchStats, evaluate, match, side_columns, suggest
+from recon_pipelines.engine import ComparisonError, ComparisonResult, MatchStats, Side, evaluate, side_columns, suggest
+from recon_pipelines.engine import strategies
 from recon_pipelines.engine.compare import combine_discrepancies
+from recon_pipelines.engine.strategies import Choice, Pairing, Sides, reads_sources
 from recon_pipelines.instants import instant_sql
 from recon_pipelines.snapshots import (
     UPDATED_AT,
@@ -38,6 +55,8 @@ from recon_pipelines.snapshots import (
     write_snapshot,
 )
 from recon_pipelines.sources.base import RecordFilter
+from recon_pipelines.sources.files import FileConnector
+from recon_pipelines.spec.models import FileSource
 from recon_pipelines.spec.models import ReconciliationSpec
 from recon_pipelines.sqlutil import duckdb_connect, quote_ident, sql_literal
 from recon_pipelines.tracker import Scope, Tracker
@@ -48,6 +67,8 @@ from recon_pipelines.tracker.store import RunOutcome
 # samples made by another version are not compared (the row counts still are).
 KEY_HASH = f"duckdb-{duckdb.__version__}-hash"
 _HASH_MAX = 2**64 - 1  # hash() is a UBIGINT
+
+log = logging.getLogger(__name__)
 
 MATCH_STATS_KEY = "recon_match_stats"
 TRACKER_RUN_ID_MAX = 64  # recon_runs.run_id is VARCHAR(64)
@@ -60,6 +81,9 @@ FILES = {
     "in_flight": "in_flight.parquet",
     "sample_keys": "sample_keys.parquet",  # a sampled run's keys: the only ones it may resolve
     "groups": "group_discrepancies.parquet",  # what the match: group and window rules found
+    # Instead of a Parquet snapshot: where the side is read (a file in place, or at its source).
+    "reference_a": "snapshot_a.ref.json",
+    "reference_b": "snapshot_b.ref.json",
 }
 
 
@@ -122,20 +146,37 @@ class RunFolder:
         return self.root / FILES[name]
 
 
+# --------------------------------------------------------------------------- 0. the strategy
+
+
+def choose_strategy(spec: ReconciliationSpec, scope: RunScope, explicit: str | None = None) -> Choice:
+    """Where this run pairs the records (logged with the reason; see engine/strategies)."""
+    return strategies.choose(spec, explicit, full_scope=scope.is_full)
+
+
 # --------------------------------------------------------------------------- 1. snapshots
 
 
 def take_snapshot(spec: ReconciliationSpec, side: str, scope: RunScope, folder: RunFolder,
-                  days: Sequence[tuple[RunScope, RunFolder]] = ()) -> dict:
+                  days: Sequence[tuple[RunScope, RunFolder]] = (), *, choice: Choice | None = None,
+                  in_place: bool = False) -> dict:
     """Read one side within the scope into ``snapshot_<side>.parquet``; returns metadata.
 
-    ``days`` splits a window into the days it spans (a single-run backfill of daily partitions):
-    the keys are then read day by day, and each day's folder gets the snapshot a run of that day
-    alone would take (cut from this one, without reading the records again), under ``"days"``."""
+    When ``choice`` pairs where the data lives, nothing is read: a reference is recorded
+    (``at_source``). With ``in_place`` a file source of a full scope is referenced and scanned
+    in place rather than copied. ``days`` splits a window into the days it spans (a single-run
+    backfill of daily partitions): the keys are then read day by day, and each day's folder gets
+    the snapshot a run of that day alone would take (cut from this one, without reading the
+    records again), under ``"days"``."""
     source = spec.source_a if side == "a" else spec.source_b
     columns = snapshot_columns(spec, side)
     key_column = columns[spec.key[0].name]
     path = folder[f"snapshot_{side}"]
+    if scope.is_full and choice is not None and reads_sources(choice.strategy):
+        return _reference(folder, side, source, columns, {"at_source": choice.name, "reason": choice.reason})
+    if scope.is_full and in_place and isinstance(source, FileSource):
+        return _reference(folder, side, source, columns, {"in_place": True})
+    folder[f"reference_{side}"].unlink(missing_ok=True)
     if scope.is_full:
         info = write_snapshot(source, columns, path, skip_missing=True)
         return {"rows": info.rows, "source": info.label, "missing": info.missing}
@@ -170,6 +211,64 @@ def take_snapshot(spec: ReconciliationSpec, side: str, scope: RunScope, folder: 
             for day, day_folder in days
         }
     return result
+
+
+def _reference(folder: RunFolder, side: str, source, columns: dict[str, str], how: dict) -> dict:
+    """Record where the side is read instead of copying it. A file's schema is read (for the
+    columns it lacks); a side paired at its source is checked by its strategy, which reads the
+    table's definition anyway."""
+    with connector_for(source) as connector:
+        label = connector.label
+        if isinstance(connector, FileConnector):
+            available, scan = set(connector.schema().names), connector.scan_sql()
+        else:
+            available, scan = set(columns.values()), None
+    missing = tuple(name for name, src in columns.items() if src not in available)
+    present = {name: src for name, src in columns.items() if name not in missing}
+    reference = {**how, "source": label, "columns": present, **({"scan": scan} if scan else {})}
+    partial = partial_path(folder[f"reference_{side}"])
+    partial.write_text(json.dumps(reference))
+    partial.replace(folder[f"reference_{side}"])
+    folder[f"snapshot_{side}"].unlink(missing_ok=True)
+    result = {"rows": None, "source": label, "missing": missing}
+    if "at_source" in how:
+        result.update(strategy=how["at_source"], strategy_reason=how["reason"], rows_moved=0)
+    return result
+
+
+def read_reference(folder: RunFolder, side: str) -> dict | None:
+    path = folder[f"reference_{side}"]
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def snapshot_of(spec: ReconciliationSpec, folder: RunFolder, side: str) -> Side:
+    """The side's snapshot as the engine reads it, under the spec's names (``__updated_at``
+    included when the source has one): the Parquet copy, or the file it references."""
+    reference = read_reference(folder, side)
+    names = list(side_columns(spec, side))
+    if reference is None:
+        return snapshot_side(folder[f"snapshot_{side}"], names, f"snapshot_{side}")
+    if "scan" not in reference:
+        raise ComparisonError(f"{spec.name}: side {side.upper()} is paired at its source ({reference.get('at_source')}); "
+                              "it has no local snapshot")
+    select = ", ".join(f"{quote_ident(src)} AS {quote_ident(name)}" for name, src in reference["columns"].items())
+    return Side(f"(SELECT {select} FROM {reference['scan']})", {n: n for n in names}, reference["source"])
+
+
+def source_schema(spec: ReconciliationSpec, side: str) -> pa.Schema:
+    """The side's columns under the spec's names with the types a snapshot would hold, read from
+    the source's schema alone (no records)."""
+    source = spec.source_a if side == "a" else spec.source_b
+    with connector_for(source) as connector:
+        schema = connector.schema()
+    return pa.schema([pa.field(name, schema.field(src).type) for name, src in snapshot_columns(spec, side).items()
+                      if src in schema.names])
+
+
+def at_source(folder: RunFolder) -> str | None:
+    """The strategy both snapshot steps left the pairing to, if they did (else None: local)."""
+    names = {(read_reference(folder, side) or {}).get("at_source") for side in "ab"}
+    return names.pop() if len(names) == 1 else None
 
 
 def _cut_day(spec: ReconciliationSpec, side: str, path: Path, day: RunScope, day_folder: RunFolder,
@@ -245,34 +344,29 @@ def read_keys(path: Path) -> list[str]:
 
 
 def match_pairs(spec: ReconciliationSpec, folder: RunFolder, memory_limit: str | None = None,
-                spill_dir: str | None = None, confirmed: Sequence[tuple[str, str]] = ()) -> dict:
-    """Pair the snapshots by key; compare summaries first. Returns metadata (MatchStats and
-    summaries); the candidate pairs go to ``matched_pairs.parquet`` with the stats inside.
-    ``confirmed``: suggested pairs an operator confirmed (their B key is read as their A key)."""
+                spill_dir: str | None = None, confirmed: Sequence[tuple[str, str]] = (), *,
+                choice: Choice | None = None) -> dict:
+    """Pair the sides by key with the run's strategy (``choice``; by default the one the
+    snapshot steps recorded, else local); compare summaries first when the spec asks. Returns
+    metadata (MatchStats, the strategy, why, rows moved, summaries, group rules); the candidate
+    pairs go to ``matched_pairs.parquet`` with that metadata inside. ``confirmed``: suggested
+    pairs an operator confirmed (their B key is read as their A key; local pairing only)."""
     con = duckdb_connect(memory_limit, spill_dir)
-    sides = snapshot_sides(spec, folder)
-    sides[1] = suggest.rekeyed(spec, sides[1], confirmed)
     folder["sample_keys"].unlink(missing_ok=True)
-    if spec.sample is not None:  # the same keys of both sides, before anything is paired
-        from recon_pipelines import sampling
-
-        *sides, keys = sampling.sample_sides(spec, *sides)
-        write_keys(folder["sample_keys"], keys)
-    # Summaries cost a full hashing pass of each side: only when the spec asks for them.
-    summaries = _summaries(con, spec, folder) if wants_summaries(spec) else {}
-    skip = bool(spec.incremental and spec.incremental.skip_when_summaries_match and summaries["summaries_match"])
-    if skip:  # identical by counts, sums and content hashes: nothing to pair
-        stats = MatchStats(rows_a=summaries["count_a"], rows_b=summaries["count_b"],
-                           matched=summaries["count_a"], identical=summaries["count_a"])
-        con.execute(f"CREATE OR REPLACE TEMP TABLE __pairs AS SELECT * FROM ({_empty_pairs(con, spec, sides)})")
+    if choice is None:
+        remote = at_source(folder)
+        choice = (Choice(strategies.strategy(remote), read_reference(folder, "a")["reason"], {}) if remote
+                  else Choice(strategies.strategy(strategies.LOCAL), "compared locally in DuckDB", {}))
+    summaries, skip = {}, False
+    if reads_sources(choice.strategy):
+        pairing = choice.strategy.pair(spec, con, None)
     else:
-        mapping = None
-        if spec.key_mapping is not None:
-            info = write_snapshot(spec.key_mapping.source, {"a": spec.key_mapping.a, "b": spec.key_mapping.b},
-                                  folder.root / "key_mapping.parquet")
-            mapping = snapshot_side(info.path, ["a", "b"], info.label)
-        stats = match(con, spec, sides[0], sides[1], mapping)
-    metadata = {**asdict(stats), **summaries, "summary_skip": skip, **_match_groups(con, spec, folder, skip)}
+        pairing, summaries, skip = _pair_locally(spec, folder, con, choice, confirmed)
+    pairing = replace(pairing, reason=choice.reason)
+    log.info("%s: paired with %s (%s): %s rows of A and %s of B moved", spec.name, pairing.strategy, pairing.reason,
+             f"{pairing.rows_moved.get('a', 0):,}", f"{pairing.rows_moved.get('b', 0):,}")
+    metadata = {**asdict(pairing.stats), **summaries, "summary_skip": skip, **pairing_metadata(pairing),
+                **_match_groups(con, spec, folder, skip)}
     partial = partial_path(folder["pairs"])
     con.execute(f"COPY __pairs TO {sql_literal(str(partial))} (FORMAT parquet, "
                 f"KV_METADATA {{{MATCH_STATS_KEY}: {sql_literal(json.dumps(metadata))}}})")
@@ -281,7 +375,9 @@ def match_pairs(spec: ReconciliationSpec, folder: RunFolder, memory_limit: str |
 
 
 def snapshot_sides(spec: ReconciliationSpec, folder: RunFolder) -> list:
-    return [snapshot_side(folder[f"snapshot_{s}"], list(side_columns(spec, s)), f"snapshot_{s}") for s in "ab"]
+    return [snapshot_of(spec, folder, s) for s in "ab"]
+
+
 def _match_groups(con, spec: ReconciliationSpec, folder: RunFolder, skip: bool) -> dict:
     """The spec's group and window rules, on the records key pairing left on one side (before
     ``__pairs`` is written: they take those rows over); their discrepancies go to their own file."""
@@ -297,24 +393,82 @@ def _match_groups(con, spec: ReconciliationSpec, folder: RunFolder, skip: bool) 
     return {"groups": asdict(stats)}
 
 
+def pairing_metadata(pairing: Pairing) -> dict:
+    """The strategy's figures as metadata: which, why, rows moved per side, and the push-down
+    detail (phases, buckets) when there is one."""
+    out = {"strategy": pairing.strategy, "strategy_reason": pairing.reason,
+           "rows_moved_a": int(pairing.rows_moved.get("a", 0)), "rows_moved_b": int(pairing.rows_moved.get("b", 0))}
+    detail = getattr(pairing, "pushdown", None)
+    if detail is not None:
+        out["pushdown"] = asdict(detail)
+    return out
+
+
+def _pair_locally(spec: ReconciliationSpec, folder: RunFolder, con, choice: Choice,
+                  confirmed: Sequence[tuple[str, str]] = ()) -> tuple[Pairing, dict, bool]:
+    """The local strategy on the snapshots: confirmed suggestions rekey B, sampling first,
+    summaries, then the pairing."""
+    whole = snapshot_sides(spec, folder)
+    sides = [whole[0], suggest.rekeyed(spec, whole[1], confirmed)]
+    if spec.sample is not None:  # the same keys of both sides, before anything is paired
+        from recon_pipelines import sampling
+
+        *sides, keys = sampling.sample_sides(spec, *sides)
+        write_keys(folder["sample_keys"], keys)
+    # Summaries cost a full hashing pass of each side: only when the spec asks for them.
+    summaries = _summaries(con, spec, whole) if wants_summaries(spec) else {}
+    skip = bool(spec.incremental and spec.incremental.skip_when_summaries_match and summaries["summaries_match"])
+    if skip:  # identical by counts, sums and content hashes: nothing to pair
+        stats = MatchStats(rows_a=summaries["count_a"], rows_b=summaries["count_b"],
+                           matched=summaries["count_a"], identical=summaries["count_a"])
+        con.execute(f"CREATE OR REPLACE TEMP TABLE __pairs AS SELECT * FROM ({_empty_pairs(con, spec, sides)})")
+        return Pairing(stats, choice.name, choice.reason, {"a": 0, "b": 0}), summaries, skip
+
+    def mapping() -> Side | None:
+        if spec.key_mapping is None:
+            return None
+        info = write_snapshot(spec.key_mapping.source, {"a": spec.key_mapping.a, "b": spec.key_mapping.b},
+                              folder.root / "key_mapping.parquet")
+        return snapshot_side(info.path, ["a", "b"], info.label)
+
+    opened = Sides(lambda s: sides[0] if s == "a" else sides[1], mapping)
+    try:
+        pairing = choice.strategy.pair(spec, con, opened)
+    except duckdb.Error as exc:
+        raise ComparisonError(_blame(exc, opened.opened)) from None
+    return pairing, summaries, skip
+
+
+def _blame(exc: duckdb.Error, sides: list[Side]) -> str:
+    """DuckDB does not always say which input failed (a corrupt Parquet page reads as "don't
+    know what type"): read each side whole, once the comparison has failed, to name it."""
+    with duckdb_connect() as con:
+        for side in sides:
+            try:
+                con.execute(f"SELECT bit_xor(hash(COLUMNS(*))) FROM {side.scan}").fetchall()
+            except duckdb.Error as side_exc:
+                return f"{side.label}: cannot read: {side_exc}"
+    return str(exc)
+
+
 def wants_summaries(spec: ReconciliationSpec) -> bool:
     inc = spec.incremental
     return bool(inc and (inc.summary_fields or inc.skip_when_summaries_match))
 
 
-def _summaries(con, spec: ReconciliationSpec, folder: RunFolder) -> dict:
+def _summaries(con, spec: ReconciliationSpec, sides: list[Side]) -> dict:
     """Counts, sums of the chosen fields and an order-independent content hash per side."""
     fields = spec.incremental.summary_fields if spec.incremental else []
     names = [k.name for k in spec.key] + [f.name for f in spec.fields]
     row_hash = f"hash({', '.join(f'CAST({quote_ident(n)} AS VARCHAR)' for n in names)})"
     out: dict = {}
     exact_sums: dict = {}
-    for side in "ab":
+    for side, relation in zip("ab", sides):
         # Exact sums (DECIMAL, to 9 places): a DOUBLE sum depends on the order rows are read in,
         # so the same records could show different sums in a range run and a day run alone.
         sums = "".join(f", sum(TRY_CAST({quote_ident(f)} AS DECIMAL(38, 9)))" for f in fields)
         row = con.execute(f"SELECT count(*), sum({row_hash})::VARCHAR{sums} "
-                          f"FROM read_parquet({sql_literal(str(folder[f'snapshot_{side}']))})").fetchone()
+                          f"FROM {relation.scan}").fetchone()
         out[f"count_{side}"], out[f"content_hash_{side}"] = int(row[0]), row[1] or "0"
         for name, value in zip(fields, row[2:]):
             exact_sums[f"{name}_{side}"] = value or 0
@@ -389,12 +543,12 @@ def in_flight_keys(spec: ReconciliationSpec, folder: RunFolder, as_of: datetime)
     keys: set[str] = set()
     with duckdb_connect() as con:
         for side, source in (("a", spec.source_a), ("b", spec.source_b)):
-            path = sql_literal(str(folder[f"snapshot_{side}"]))
-            types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({path})").fetchall()}
+            scan = snapshot_of(spec, folder, side).scan
+            types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
             if UPDATED_AT not in types or key is None:
                 continue
             instant = instant_sql(quote_ident(UPDATED_AT), types[UPDATED_AT], source.timezone)
-            rows = con.execute(f"SELECT DISTINCT CAST({key} AS VARCHAR) FROM read_parquet({path}) "
+            rows = con.execute(f"SELECT DISTINCT CAST({key} AS VARCHAR) FROM {scan} "
                                f"WHERE {instant} > {sql_literal(cutoff.isoformat())}::TIMESTAMPTZ").fetchall()
             keys.update(r[0] for r in rows if r[0] is not None)
     return sorted(keys)
@@ -433,6 +587,11 @@ def export_guard(spec: ReconciliationSpec, folder: RunFolder, scope: RunScope, t
     if not scope.is_full:
         return None
     baseline = tracker.baseline(spec.name, scope.label)
+    remote = at_source(folder)
+    if remote:  # paired at the source: no local key column to sample; the row counts are still guarded
+        observed = Observation(f"at-source-{remote}", {s: SideSample(int(summary[f"rows_{s}"])) for s in "ab"},
+                               (baseline or {}).get("run_id"))
+        return Guard(spec.guard, spec.source_names, observed)
     return Guard(spec.guard, spec.source_names, key_samples(spec, folder, summary, baseline))
 
 
@@ -448,8 +607,7 @@ def key_samples(spec: ReconciliationSpec, folder: RunFolder, summary: dict, base
     sides = {}
     with duckdb_connect() as con:
         for side in "ab":
-            hashed = (f"SELECT hash({keys}) AS h FROM read_parquet({sql_literal(str(folder[f'snapshot_{side}']))}) "
-                      f"WHERE {present}")
+            hashed = f"SELECT hash({keys}) AS h FROM {snapshot_of(spec, folder, side).scan} WHERE {present}"
             rows = int(summary[f"rows_{side}"])
             old = baseline_sample(baseline, side, KEY_HASH)
             cut = min(_HASH_MAX, _HASH_MAX * 4 * SAMPLE_SIZE // max(rows, 1))
@@ -496,3 +654,122 @@ def day_outcome(outcome: RunOutcome, day_folder: RunFolder, resolved_keys: dict[
         seen_again=len(ids) - len(new) - len(reopened), open_count=outcome.open_count,
         already_applied=outcome.already_applied,
     )
+
+
+# --------------------------------------------------------------------------- the whole run
+
+
+@dataclass
+class RunResult(ComparisonResult):
+    """What one run found (``discrepancies``, ``match``, ``fields``, ``sample``), how it paired
+    (``pairing``), what it held back, and, with a tracker, what the tracker made of it."""
+
+    pairing: Pairing | None = field(default=None, kw_only=True)
+    in_flight: list[str] = field(default_factory=list, kw_only=True)
+    summaries: dict = field(default_factory=dict, kw_only=True)
+    outcome: RunOutcome | None = field(default=None, kw_only=True)
+    scope: str = field(default="full", kw_only=True)
+
+    @property
+    def pushdown(self):
+        """The push-down figures (engine.pushdown.PushdownStats) when the data was paired where it lives."""
+        return getattr(self.pairing, "pushdown", None)
+
+    def summary(self) -> dict:
+        return {**super().summary(), **self.summaries, **(pairing_metadata(self.pairing) if self.pairing else {}),
+                **({"in_flight": len(self.in_flight)} if self.in_flight else {})}
+
+
+@contextlib.contextmanager
+def _run_folder(storage: str | Path | RunFolder | None, spec: ReconciliationSpec, scope: RunScope) -> Iterator[RunFolder]:
+    if isinstance(storage, RunFolder):
+        yield storage
+    elif storage is not None:
+        yield RunFolder.of(storage, spec, scope)
+    else:  # a one-off run keeps nothing: what it found is returned (and, tracked, in the tracker)
+        with tempfile.TemporaryDirectory(prefix="recon-") as tmp:
+            yield RunFolder.of(tmp, spec, scope)
+
+
+def run(spec: ReconciliationSpec, scope: RunScope | None = None, storage: str | Path | RunFolder | None = None,
+        tracker: Tracker | None = None, *, run_id: str | None = None, strategy: str | None = None,
+        warn: Callable[[str], None] | None = None, memory_limit: str | None = None, spill_dir: str | None = None,
+        as_of: datetime | None = None, on_outcome: Callable | None = None,
+        before_tracker: Callable[[RunFolder], None] | None = None, in_place: bool = True,
+        decided: MatchDecisions | None = None) -> RunResult:
+    """One reconciliation run in this process: the steps the asset graph runs one by one.
+
+    ``scope`` defaults to everything; ``storage`` is a folder for the run's files (a temporary
+    one, removed afterwards, when None); ``tracker`` folds the result into the tracker (export
+    guard and ``on_outcome``, e.g. the notification outbox, included); ``strategy`` names the
+    pairing strategy instead of choosing one. A failed ``error`` expectation raises
+    ExpectationFailed; ``warn`` receives one line per failed ``warn`` one (default: the log).
+    ``before_tracker`` may rewrite the discrepancies file before the tracker reads it (the
+    change-stream re-check relabels what was not propagated). ``decided``: the suggested pairs
+    an operator confirmed or rejected (spec ``suggest:``; read from ``tracker`` when None). A
+    tracked run first checks each side's schema against the one recorded at its last run."""
+    from recon_pipelines import expectations
+
+    scope = scope or RunScope.full()
+    started = datetime.now(timezone.utc)
+    if decided is None:
+        decided = MatchDecisions.of(tracker, spec)
+    if tracker is not None:
+        run_id = run_id or f"cli-{uuid.uuid4().hex[:12]}:{scope.label}"
+        check_schema_drift(spec, tracker, run_id, warn or log.warning)
+    with _run_folder(storage, spec, scope) as folder:
+        choice = choose_strategy(spec, scope, strategy)
+        for side in "ab":
+            snapshot = take_snapshot(spec, side, scope, folder, choice=choice, in_place=in_place)
+            if snapshot["missing"]:
+                raise ComparisonError(f"{spec.name}: side {side.upper()} lacks column(s) {', '.join(snapshot['missing'])}")
+            source = spec.source_a if side == "a" else spec.source_b
+            if source.expect:  # never with a strategy that reads the sources itself (it refuses)
+                outcomes = expectations.evaluate(spec, side, snapshot_of(spec, folder, side).scan)
+                expectations.enforce(spec, side, outcomes, warn or log.warning)
+        metadata = match_pairs(spec, folder, memory_limit, spill_dir, decided.confirmed, choice=choice)
+        found = find_discrepancies(spec, folder, as_of, memory_limit, spill_dir,
+                                   decided=decided.confirmed + decided.rejected, confirmed=decided.confirmed)
+        table = found.table
+        if before_tracker is not None:
+            before_tracker(folder)
+            table = pq.read_table(folder["discrepancies"])
+        outcome = None
+        if tracker is not None:
+            outcome = update_tracker(spec, folder, scope, tracker, run_id, on_outcome=on_outcome, started_at=started)
+    stats = MatchStats(**{k: metadata[k] for k in asdict(MatchStats())})
+    pairing = Pairing(stats, metadata["strategy"], metadata["strategy_reason"],
+                      {"a": metadata["rows_moved_a"], "b": metadata["rows_moved_b"]})
+    if "pushdown" in metadata:
+        from recon_pipelines.engine.pushdown import PushdownStats
+
+        pairing = strategies.PushdownPairing(**vars(pairing), pushdown=PushdownStats(**metadata["pushdown"]))
+    groups = None
+    if "groups" in metadata:
+        from recon_pipelines.engine.groups import GroupStats
+
+        groups = GroupStats(**metadata["groups"])
+    summaries = {k: v for k, v in metadata.items() if k.startswith(("count_", "sum_", "content_hash_", "summar"))}
+    return RunResult(table, stats, found.fields, sample=found.sample, suggestions=found.suggestions, groups=groups,
+                     pairing=pairing, in_flight=found.in_flight, summaries=summaries, outcome=outcome, scope=scope.label)
+
+
+# --------------------------------------------------------------------------- schema drift (schema_diff.py)
+
+
+class SchemaChanged(ComparisonError):
+    """``expect.schema_change: error`` and a side's columns changed since the last run."""
+
+
+def check_schema_drift(spec: ReconciliationSpec, tracker: Tracker, run_id: str, warn: Callable[[str], None]) -> None:
+    """Each side against the schema the tracker recorded at its last run (then recorded anew): one
+    line per change; with ``expect.schema_change: error`` a change stops the run."""
+    from recon_pipelines import schema_diff
+
+    drifts = [d for d in (schema_diff.observe(spec, schema_diff.read_side(spec, side), tracker, run_id) for side in "ab")
+              if d is not None]
+    changes = schema_diff.schema_lines(spec, drifts, [])
+    if changes and spec.expect.schema_change == "error":
+        raise SchemaChanged("; ".join(changes) + " (expect.schema_change: error; the new schema is now the baseline)")
+    for line in changes:
+        warn(line)

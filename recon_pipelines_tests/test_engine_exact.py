@@ -23,7 +23,7 @@ from recon_pipelines.cli import main as cli
 from recon_pipelines.dagster_defs import build_definitions
 from recon_pipelines.dagster_defs.resources import ReconResource
 from recon_pipelines.dagster_defs.runs import recheck_config
-from recon_pipelines.runner import run_reconciliation
+from recon_pipelines import pipeline
 from recon_pipelines.spec import SpecError, load_spec, parse_spec
 from recon_pipelines_tests.conftest import throwaway_database
 from recon_pipelines_tests.test_engine_rules import make_spec, pair_outcome, reason_of, run
@@ -290,6 +290,6 @@ def test_presence_only_spec_pushed_down(pg_url, pg_url_b):
     for url_b, mode in ((pg_url, "same_database"), (pg_url_b, "buckets")):
         spec = parse_spec({**PRESENCE, "source_a": {"type": "sql", "url": pg_url, "table": "pa"},
                            "source_b": {"type": "sql", "url": url_b, "table": "pb"}})
-        result = run_reconciliation(spec)
+        result = pipeline.run(spec)
         assert getattr(result, "pushdown").mode == mode
         assert {(r["kind"], r["key"]) for r in result.discrepancies.to_pylist()} == {("only_in_a", "1"), ("only_in_b", "4")}

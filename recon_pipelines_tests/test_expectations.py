@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from recon_pipelines import expectations
 from recon_pipelines.dagster_defs import build_definitions
 from recon_pipelines.dagster_defs.resources import ReconResource
-from recon_pipelines.runner import run_reconciliation
+from recon_pipelines import pipeline
 from recon_pipelines.spec import parse_spec
 from recon_pipelines.spec.loader import SpecError
 
@@ -191,7 +191,7 @@ def test_sql_source_expectation_on_the_snapshot(tmp_path):
                                     "expect": [{"accepted_values": {"column": "status", "values": ["active"]}, "severity": "warn"},
                                                {"freshness": {"max_age": "1d"}, "severity": "warn"}]},
                        "source_b": {"type": "file", "path": str(tmp_path / "b.csv")}})
-    result = run_reconciliation(spec, warn=warnings.append)
+    result = pipeline.run(spec, warn=warnings.append)
     assert result.discrepancies.num_rows == 0
     assert len(warnings) == 2 and "(keys 2)" in warnings[0] and "expect_freshness" in warnings[1]
     assert "newest updated_at 2026-01-02T00:00:00+00:00" in warnings[1]

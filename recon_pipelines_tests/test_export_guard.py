@@ -14,11 +14,11 @@ import sqlalchemy as sa
 import yaml
 from click.testing import CliRunner
 
+from recon_pipelines import pipeline
 from recon_pipelines.cli import main as recon
 from recon_pipelines.identity import os_user
 from recon_pipelines.remediation import outbox
-from recon_pipelines.remediation.notifications import held_run_notifications, run_failure_notifications
-from recon_pipelines.runner import run_tracked
+from recon_pipelines.remediation.notifications import held_run_notifications, notification_writer, run_failure_notifications
 from recon_pipelines.spec import load_spec
 from recon_pipelines.spec.models import GuardSpec
 from recon_pipelines.tracker import Tracker
@@ -29,6 +29,11 @@ from recon_pipelines_tests.slack_fake import FakeSlack
 
 CUSTOMERS = 1000
 DRIFTED = 100  # customers whose plan differs on the billing side
+
+
+def run_tracked(spec, tracker, run_id=None):
+    """``recon run --track``: the one run path with the tracker and the notification outbox."""
+    return pipeline.run(spec, tracker=tracker, run_id=run_id, on_outcome=notification_writer(spec))
 
 
 def spec_file(folder, guard: dict | None = None):
@@ -339,7 +344,10 @@ def test_the_key_sample_is_the_smallest_hashes_and_counts_what_is_kept(tmp_path,
     for side, keys in ids.items():
         pq.write_table(pa.table({"customer_id": pa.array(keys, pa.int64())}), tmp_path / f"{side}.parquet")
     spec = load_spec(spec_file(tmp_path))
-    folder = {"snapshot_a": tmp_path / "a.parquet", "snapshot_b": tmp_path / "b.parquet"}  # what key_samples reads
+    folder = pipeline.RunFolder(tmp_path / "run")  # what key_samples reads: the run's snapshots
+    folder.root.mkdir()
+    for side in "ab":
+        folder[f"snapshot_{side}"].write_bytes((tmp_path / f"{side}.parquet").read_bytes())
     summary = {"rows_a": 1000 + null_keys, "rows_b": 1000 + null_keys}
 
     with duckdb.connect() as con:  # the reference: every hash, sorted in Python

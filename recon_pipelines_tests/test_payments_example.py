@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import recon_pipelines
-from recon_pipelines.runner import run_reconciliation
+from recon_pipelines import pipeline
 from recon_pipelines.spec import load_spec
 from recon_pipelines_tests.http_fakes import fake_records_api
 
@@ -54,7 +54,7 @@ def test_payments_reconcile_against_a_paginated_api(ledger, monkeypatch):
         monkeypatch.setenv("PROCESSOR_API_URL", api.url)
         api.fail_next(429, headers={"Retry-After": "0"})  # rate limited once, then served
         api.fail_next(500)                                # and one server error: retried
-        result = run_reconciliation(load_spec(SPEC))
+        result = pipeline.run(load_spec(SPEC))
     found = {(r["kind"], r["key"], r["field"]): r for r in result.discrepancies.to_pylist()}
     assert set(found) == {
         ("field_mismatch", "p2", "amount"),       # 10.00 vs 1001 cents
@@ -81,7 +81,7 @@ def test_a_processor_that_stays_down_fails_with_a_clear_error(ledger, monkeypatc
         spec = load_spec(SPEC)
         spec = spec.model_copy(update={"source_b": spec.source_b.model_copy(update={"max_retries": 2, "max_backoff": 0.01})})
         with pytest.raises(SourceError) as excinfo:
-            run_reconciliation(spec)
+            pipeline.run(spec)
     message = str(excinfo.value)
     assert "processor" in message and "503" in message and TOKEN not in message
 
@@ -106,7 +106,7 @@ def test_payouts_find_exactly_the_seeded_gaps(tmp_path, monkeypatch, seed):
     from decimal import Decimal
 
     truth = _seeded(tmp_path, monkeypatch, seed)
-    result = run_reconciliation(load_spec(PAYOUTS_SPEC))
+    result = pipeline.run(load_spec(PAYOUTS_SPEC))
     found = {(r["kind"], r["key"]): r for r in result.discrepancies.to_pylist()}
     assert set(found) == set(truth.expected)
     for (kind, key), gap in truth.expected.items():
@@ -135,18 +135,17 @@ def test_recon_run_reports_the_new_kinds_and_exits_1(tmp_path, monkeypatch):
 
 def test_group_discrepancies_keep_their_ids_in_the_tracker(tmp_path, monkeypatch):
     """Tracked twice: the same ids (from the group reference, or the sorted members), seen again."""
-    from recon_pipelines.runner import run_tracked
     from recon_pipelines.tracker import Tracker
 
     truth = _seeded(tmp_path, monkeypatch, 17)
     tracker = Tracker(f"sqlite:///{tmp_path / 'tracker.sqlite'}")
     spec = load_spec(PAYOUTS_SPEC)
-    first = run_tracked(spec, tracker, run_id="run-1")
-    second = run_tracked(spec, tracker, run_id="run-2")
+    first = pipeline.run(spec, tracker=tracker, run_id="run-1")
+    second = pipeline.run(spec, tracker=tracker, run_id="run-2")
     assert len(first.outcome.new_ids) == len(truth.expected)
     assert second.outcome.new_ids == [] and second.outcome.resolved_ids == []
     assert sorted(first.discrepancies.column("id").to_pylist()) == sorted(second.discrepancies.column("id").to_pylist())
-    assert first.summary["groups"]["groups_mismatched"] == 1
+    assert first.summary()["groups"]["groups_mismatched"] == 1
 
 
 def test_the_asset_graph_counts_groups_and_reports_the_seeded_gaps(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""Push-down (engine/pushdown.py) against the real PostgreSQL: the same discrepancies as the
+"""Push-down (the strategies postgres_join, bucket_summaries, duckdb_files) against the real PostgreSQL: the same discrepancies as the
 local path, and only candidates (same database) or differing buckets (two databases) fetched.
 
 The data set exercises every rule type (exact with a value mapping, string normalisation,
@@ -21,9 +21,10 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from recon_pipelines.engine import pushdown
-from recon_pipelines.engine.pushdown import PushdownResult, bucket_count
-from recon_pipelines.runner import run_reconciliation
+from recon_pipelines import pipeline
+from recon_pipelines.engine import strategies
+from recon_pipelines.engine.strategies import bucket_summaries
+from recon_pipelines.engine.strategies.bucket_summaries import bucket_count
 from recon_pipelines.sources.base import SourceError
 from recon_pipelines.spec import parse_spec
 from recon_pipelines_tests.conftest import throwaway_database
@@ -224,7 +225,7 @@ def _rows(result) -> list[tuple]:
 
 
 def _check_same_as_local(local, pushed) -> None:
-    assert isinstance(pushed, PushdownResult) and not isinstance(local, PushdownResult)
+    assert pushed.pushdown is not None and local.pushdown is None and local.pairing.strategy == "local"
     assert _rows(pushed) == _rows(local)
     assert pushed.match == local.match
     assert pushed.fields == local.fields
@@ -252,10 +253,10 @@ def _check_the_data_set_exercises_everything(local) -> None:
 def test_same_database_matches_the_local_path_and_fetches_only_candidates(pg_url, caplog):
     a_rows, b_rows, _ = _dataset()
     _load(pg_url, pg_url, a_rows, b_rows)
-    local = run_reconciliation(_spec(pg_url, pg_url, pushdown_on=False))
+    local = pipeline.run(_spec(pg_url, pg_url, pushdown_on=False))
     _check_the_data_set_exercises_everything(local)
-    with caplog.at_level(logging.INFO, logger="recon_pipelines.engine.pushdown"):
-        pushed = run_reconciliation(_spec(pg_url, pg_url))
+    with caplog.at_level(logging.INFO, logger="recon_pipelines"):
+        pushed = pipeline.run(_spec(pg_url, pg_url))
     _check_same_as_local(local, pushed)
     p = pushed.pushdown
     assert p.mode == "same_database"
@@ -267,17 +268,18 @@ def test_same_database_matches_the_local_path_and_fetches_only_candidates(pg_url
     # ... and aggregates: one row per anomalous key group (not per record), four counts.
     groups = sum(1 for r in local.discrepancies.to_pylist() if r["kind"].startswith(("duplicate", "invalid")))
     assert p.result_rows == m.candidate_pairs + m.only_in_a + m.only_in_b + groups + 4
-    assert "same_database" in caplog.text
+    assert pushed.pairing.strategy == "postgres_join" and "pairing with postgres_join" in caplog.text
+    assert pushed.pairing.rows_moved == {"a": p.rows_fetched_a, "b": p.rows_fetched_b}
 
 
 @pytest.mark.postgres
 def test_two_databases_match_the_local_path_and_fetch_only_differing_buckets(pg_url, pg_url_b, monkeypatch):
-    monkeypatch.setattr(pushdown, "MIN_BUCKETS", 1 << 16)  # ~100 buckets per row: a bucket mate is rare
+    monkeypatch.setattr(bucket_summaries, "MIN_BUCKETS", 1 << 16)  # ~100 buckets per row: a bucket mate is rare
     a_rows, b_rows, touched = _dataset()
     _load(pg_url, pg_url_b, a_rows, b_rows)
-    local = run_reconciliation(_spec(pg_url, pg_url_b, pushdown_on=False))
+    local = pipeline.run(_spec(pg_url, pg_url_b, pushdown_on=False))
     _check_the_data_set_exercises_everything(local)
-    pushed = run_reconciliation(_spec(pg_url, pg_url_b))
+    pushed = pipeline.run(_spec(pg_url, pg_url_b))
     _check_same_as_local(local, pushed)
     p = pushed.pushdown
     assert p.mode == "buckets" and p.buckets == bucket_count(len(a_rows)) and not p.fetched_whole
@@ -304,7 +306,7 @@ def test_identical_tables_in_two_databases_fetch_nothing(pg_url, pg_url_b):
     b_rows = [dict(r, updated_at=r["updated_at"]) for r in clean]
     spec = _spec(pg_url, pg_url_b, fields={"email": {"compare": "string", "b": "email_address"}, "note": "exact"}, severity={})
     _load(pg_url, pg_url_b, clean, b_rows)
-    pushed = run_reconciliation(spec)
+    pushed = pipeline.run(spec)
     p = pushed.pushdown
     assert pushed.discrepancies.num_rows == 0
     assert p.rows_fetched == 0 and p.differing_buckets == 0
@@ -355,10 +357,10 @@ def test_integer_and_composite_keys(pg_url, pg_url_b, keys):
     # key, not of "no" alone, which the database then groups.
     _keyed_tables(pg_url, (a, b), ["region", "no"])
     _keyed_tables(pg_url_b, (a, b), ["region", "no"])
-    local = run_reconciliation(_order_spec(pg_url, pg_url, keys, pushdown_on=False))
+    local = pipeline.run(_order_spec(pg_url, pg_url, keys, pushdown_on=False))
     assert local.discrepancies.num_rows > 0
     for url_b, mode in ((pg_url, "same_database"), (pg_url_b, "buckets")):
-        pushed = run_reconciliation(_order_spec(pg_url, url_b, keys))
+        pushed = pipeline.run(_order_spec(pg_url, url_b, keys))
         assert pushed.pushdown.mode == mode
         _check_same_as_local(local, pushed)
     if keys == ["no"]:
@@ -367,13 +369,13 @@ def test_integer_and_composite_keys(pg_url, pg_url_b, keys):
 
 @pytest.mark.postgres
 def test_when_most_buckets_differ_both_sides_are_read_whole(pg_url, pg_url_b, monkeypatch):
-    monkeypatch.setattr(pushdown, "FETCH_ALL_SHARE", 0.0)
+    monkeypatch.setattr(bucket_summaries, "FETCH_ALL_SHARE", 0.0)
     a, b = _order_rows()
     _keyed_tables(pg_url, (a, b), ["region", "no"])
     _keyed_tables(pg_url_b, (a, b), ["region", "no"])
     keys = ["region", "no"]
-    local = run_reconciliation(_order_spec(pg_url, pg_url, keys, pushdown_on=False))
-    pushed = run_reconciliation(_order_spec(pg_url, pg_url_b, keys))
+    local = pipeline.run(_order_spec(pg_url, pg_url, keys, pushdown_on=False))
+    pushed = pipeline.run(_order_spec(pg_url, pg_url_b, keys))
     _check_same_as_local(local, pushed)
     assert pushed.pushdown.fetched_whole and pushed.pushdown.rows_settled_by_buckets == 0
     assert (pushed.pushdown.rows_fetched_a, pushed.pushdown.rows_fetched_b) == (len(a), len(b))
@@ -391,19 +393,19 @@ def test_falls_back_to_the_local_path_with_the_reason_logged(pg_url, caplog):
         conn.execute(sa.text("ALTER TABLE orders_b ALTER COLUMN total TYPE text"))
     engine.dispose()
     keys = ["region", "no"]
-    with caplog.at_level(logging.INFO, logger="recon_pipelines.engine.pushdown"):
-        result = run_reconciliation(_order_spec(pg_url, pg_url, keys))
-    assert not isinstance(result, PushdownResult)
-    assert "field 'total'" in caplog.text and "compared locally" in caplog.text
+    with caplog.at_level(logging.INFO, logger="recon_pipelines.engine.strategies"):
+        result = pipeline.run(_order_spec(pg_url, pg_url, keys))
+    assert result.pushdown is None and result.pairing.strategy == "local"
+    assert "postgres_join refused: field 'total': a numeric rule on NUMERIC(10, 2)/TEXT parses values locally" in caplog.text
     assert result.discrepancies.num_rows > 0
 
     query = parse_spec({
         "name": "orders", "source_a": {"type": "sql", "url": pg_url, "query": "SELECT * FROM orders_a"},
         "source_b": {"type": "sql", "url": pg_url, "table": "orders_a"}, "key": keys, "fields": {"total": "exact"},
     })
-    assert pushdown.compare_in_database(query) is None
+    assert strategies.choose(query).name == "local"
     off = _order_spec(pg_url, pg_url, keys, pushdown_on=False)
-    assert not isinstance(run_reconciliation(off), PushdownResult)
+    assert pipeline.run(off).pushdown is None
 
 
 @pytest.mark.postgres
@@ -415,10 +417,10 @@ def test_passwords_never_reach_logs_or_errors(pg_url, pg_url_b, caplog):
     url_a = sa.make_url(pg_url).set(password=secret).render_as_string(hide_password=False)
     url_b = sa.make_url(pg_url_b).set(password=secret).render_as_string(hide_password=False)
     with caplog.at_level(logging.DEBUG, logger="recon_pipelines"):
-        result = run_reconciliation(_order_spec(url_a, url_b, ["region", "no"]))
+        result = pipeline.run(_order_spec(url_a, url_b, ["region", "no"]))
         assert result.pushdown.mode == "buckets"
         with pytest.raises(SourceError) as info:
-            run_reconciliation(_order_spec(url_a, url_b, ["region", "no"], table_b="missing"))
+            pipeline.run(_order_spec(url_a, url_b, ["region", "no"], table_b="missing"))
     assert secret not in caplog.text and secret not in str(info.value)
     assert "***" in str(info.value)
 
@@ -448,9 +450,9 @@ def test_duckdb_files_are_compared_in_place(tmp_path):
         "source_b": {"type": "file", "path": str(tmp_path / "b_orders_b.parquet")}, "key": keys,
         "fields": {"total": {"compare": "numeric", "abs_tol": 0.01}, "placed": {"compare": "timestamp", "lag": "10s"}},
     })
-    local = run_reconciliation(files)
+    local = pipeline.run(files)
     for url_b in (f"duckdb:///{db_b}", f"duckdb:///{db_a}"):
-        pushed = run_reconciliation(_order_spec(f"duckdb:///{db_a}", url_b, keys))
+        pushed = pipeline.run(_order_spec(f"duckdb:///{db_a}", url_b, keys))
         assert pushed.pushdown.mode == "duckdb" and pushed.pushdown.rows_fetched == 0
         assert _rows(pushed) == _rows(local)
         assert pushed.match == local.match

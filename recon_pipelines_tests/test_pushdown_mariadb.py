@@ -24,11 +24,10 @@ import yaml
 from click.testing import CliRunner
 from sqlalchemy.dialects import mysql
 
+from recon_pipelines import pipeline
 from recon_pipelines.cli import main
 from recon_pipelines.engine import pushdown
 from recon_pipelines.engine.compare import evaluate
-from recon_pipelines.engine.pushdown import PushdownResult
-from recon_pipelines.runner import run_reconciliation
 from recon_pipelines.engine.strategies.cross_database import CanonicalBuckets
 from recon_pipelines.engine.strategies.mariadb_join import MariaDbSameDatabase
 from recon_pipelines.spec import parse_spec
@@ -196,7 +195,7 @@ def _found(result) -> set[tuple]:
 
 
 def _check_same_as_local(local, pushed) -> None:
-    assert isinstance(pushed, PushdownResult) and not isinstance(local, PushdownResult)
+    assert pushed.pushdown is not None and local.pushdown is None
     assert _rows(pushed) == _rows(local)
     assert pushed.match == local.match
     assert pushed.fields == local.fields
@@ -210,10 +209,10 @@ def test_same_mariadb_database_matches_the_ground_truth_and_fetches_only_candida
     a_rows, b_rows, expected = _dataset()
     _load(mariadb_db, a_rows, "a")
     _load(mariadb_db, b_rows, "b")
-    local = run_reconciliation(_spec(mariadb_db, mariadb_db, pushdown_on=False))
+    local = pipeline.run(_spec(mariadb_db, mariadb_db, pushdown_on=False))
     assert _found(local) == expected  # the local path itself finds what the generator planted
-    with caplog.at_level(logging.INFO, logger="recon_pipelines.engine.pushdown"):
-        pushed = run_reconciliation(_spec(mariadb_db, mariadb_db))
+    with caplog.at_level(logging.INFO, logger="recon_pipelines.engine"):
+        pushed = pipeline.run(_spec(mariadb_db, mariadb_db))
     _check_same_as_local(local, pushed)
     p, m = pushed.pushdown, local.match
     assert p.mode == "same_database" and "same_database" in caplog.text
@@ -230,9 +229,9 @@ def test_mariadb_refuses_what_it_cannot_pre_check_and_says_why(mariadb_db, caplo
                            ({"compare": "numeric", "a": "qty", "b": "qty", "scale_a": 0.01}, "a unit scale on mariadb")):
         fields = {**FIELDS, ("updated_at" if "timezone_a" in change else "qty"): change}
         caplog.clear()
-        with caplog.at_level(logging.INFO, logger="recon_pipelines.engine.pushdown"):
-            result = run_reconciliation(_spec(mariadb_db, mariadb_db, fields=fields))
-        assert not isinstance(result, PushdownResult)
+        with caplog.at_level(logging.INFO, logger="recon_pipelines.engine"):
+            result = pipeline.run(_spec(mariadb_db, mariadb_db, fields=fields))
+        assert result.pushdown is None
         assert reason in caplog.text
 
 
@@ -248,9 +247,9 @@ def test_mariadb_against_postgresql_matches_the_ground_truth_and_fetches_only_di
     a_rows, b_rows, expected = _dataset(floats=False)
     _load(mariadb_db, a_rows, "a")
     _load(pg_url, b_rows, "b")
-    local = run_reconciliation(_spec(mariadb_db, pg_url, pushdown_on=False, fields=CROSS_FIELDS))
+    local = pipeline.run(_spec(mariadb_db, pg_url, pushdown_on=False, fields=CROSS_FIELDS))
     assert _found(local) == expected
-    pushed = run_reconciliation(_spec(mariadb_db, pg_url, fields=CROSS_FIELDS))
+    pushed = pipeline.run(_spec(mariadb_db, pg_url, fields=CROSS_FIELDS))
     _check_same_as_local(local, pushed)
     p = pushed.pushdown
     assert p.mode == "canonical_buckets" and not p.fetched_whole
@@ -282,7 +281,7 @@ def test_identical_tables_fetch_nothing_and_every_smallest_difference_is_found(m
     b_rows = [dict(r) for r in rows]
     _load(pg_url, b_rows, "b")
     spec = _spec(mariadb_db, pg_url, fields=EXACT_FIELDS)
-    clean = run_reconciliation(spec)
+    clean = pipeline.run(spec)
     p = clean.pushdown
     assert p.mode == "canonical_buckets" and clean.discrepancies.num_rows == 0
     assert p.rows_fetched == 0 and p.differing_buckets == 0 and p.rows_settled_by_buckets == len(rows)
@@ -299,7 +298,7 @@ def test_identical_tables_fetch_nothing_and_every_smallest_difference_is_found(m
             conn.execute(sa.text(f"UPDATE billing_accounts SET {column} = :v WHERE account_id = :k"), {"v": change(row[column]), "k": row["id"]})
             planted.add(("field_mismatch", row["id"], column))
     engine.dispose()
-    drifted = run_reconciliation(spec)
+    drifted = pipeline.run(spec)
     assert _found(drifted) == planted
     assert len(planted) <= drifted.pushdown.rows_fetched_a < len(rows) / 10
 
@@ -314,9 +313,9 @@ def test_floats_across_two_databases_are_compared_locally(mariadb_db, mariadb_b,
         _load(url, rows, side)
     for url_b, reason in ((mariadb_b, "floats print differently"), (pg_url, "are compared as text locally")):
         caplog.clear()
-        with caplog.at_level(logging.INFO, logger="recon_pipelines.engine.pushdown"):
-            result = run_reconciliation(_spec(mariadb_db, url_b, fields={"ratio": "exact"}))
-        assert not isinstance(result, PushdownResult)
+        with caplog.at_level(logging.INFO, logger="recon_pipelines.engine"):
+            result = pipeline.run(_spec(mariadb_db, url_b, fields={"ratio": "exact"}))
+        assert result.pushdown is None
         assert "'ratio'" in caplog.text and reason in caplog.text
 
 
@@ -326,8 +325,8 @@ def test_two_mariadb_databases_compare_by_canonical_buckets(mariadb_db, mariadb_
     a_rows, b_rows, expected = _dataset(n=200, floats=False)
     _load(mariadb_db, a_rows, "a")
     _load(mariadb_b, b_rows, "b")
-    local = run_reconciliation(_spec(mariadb_db, mariadb_b, pushdown_on=False, fields=CROSS_FIELDS))
-    pushed = run_reconciliation(_spec(mariadb_db, mariadb_b, fields=CROSS_FIELDS))
+    local = pipeline.run(_spec(mariadb_db, mariadb_b, pushdown_on=False, fields=CROSS_FIELDS))
+    pushed = pipeline.run(_spec(mariadb_db, mariadb_b, fields=CROSS_FIELDS))
     _check_same_as_local(local, pushed)
     assert _found(pushed) == expected and pushed.pushdown.mode == "canonical_buckets"
 
@@ -351,7 +350,7 @@ def test_strategies_say_which_runs_and_why_the_others_are_refused(mariadb_db, pg
     assert join.refuses(cross) == "the tables are in two databases (MariaDB, PostgreSQL)"
 
     # The strategy leaves __pairs as compare.match does: evaluate then reports the local answer.
-    local = run_reconciliation(_spec(mariadb_db, pg_url, pushdown_on=False, fields=CROSS_FIELDS))
+    local = pipeline.run(_spec(mariadb_db, pg_url, pushdown_on=False, fields=CROSS_FIELDS))
     con = duckdb_connect()
     pairing = buckets.pair(cross, con, sides=None)
     table, fields = evaluate(con, cross, "__pairs")
@@ -370,10 +369,11 @@ def test_strategies_say_which_runs_and_why_the_others_are_refused(mariadb_db, pg
     assert result.exit_code == 0, result.output
     blocks = {b.split()[0]: b for b in result.output.split("ok  ")[1:]}
     assert "strategy: mariadb_same_database (both tables are in one MariaDB database)" in blocks["same"]
-    assert ("refused: duckdb_files, postgres_same_database, postgres_buckets, canonical_buckets: "
+    assert ("refused: postgres_join, bucket_summaries, canonical_buckets: "
             "both tables are in one MariaDB database") in blocks["same"]
+    assert "refused: duckdb_files: the sources are not both DuckDB database files" in blocks["same"]
     assert "strategy: canonical_buckets (the tables are in two databases (MariaDB, PostgreSQL))" in blocks["cross"]
-    assert "mariadb_same_database, postgres_buckets: the tables are in two databases" in blocks["cross"]
+    assert "postgres_join, mariadb_same_database, bucket_summaries: the tables are in two databases" in blocks["cross"]
     assert "strategy: local" in blocks["floats"] and "'ratio'" in blocks["floats"]
     assert "strategy: local" in blocks["tz"] and "a time zone per side on mariadb is applied locally" in blocks["tz"]
     assert all(line.startswith(("ok  ", "    strategy: ", "    refused: ")) for line in result.output.splitlines()[:-1])
@@ -419,8 +419,8 @@ def test_keys_in_two_different_collations_are_joined_byte_wise(mariadb_db):
         conn.execute(sa.text("INSERT INTO billing_accounts VALUES ('a', 1), ('B', 2), ('c ', 3), ('strasse', 4)"))
     engine.dispose()
     fields = {"qty": "exact"}
-    local = run_reconciliation(_spec(mariadb_db, mariadb_db, pushdown_on=False, fields=fields))
-    pushed = run_reconciliation(_spec(mariadb_db, mariadb_db, fields=fields))
+    local = pipeline.run(_spec(mariadb_db, mariadb_db, pushdown_on=False, fields=fields))
+    pushed = pipeline.run(_spec(mariadb_db, mariadb_db, fields=fields))
     _check_same_as_local(local, pushed)
     assert _found(pushed) == {("only_in_a", "b", None), ("only_in_a", "c", None), ("only_in_a", "stra\u00dfe", None),
                               ("only_in_b", "B", None), ("only_in_b", "c ", None), ("only_in_b", "strasse", None)}
@@ -457,8 +457,8 @@ def test_composite_integer_keys_on_mariadb_and_across_to_postgresql(mariadb_db, 
         })
 
     for url_b, mode in ((mariadb_db, "same_database"), (pg_url, "canonical_buckets")):
-        local = run_reconciliation(spec(url_b, pushdown_on=False))
-        pushed = run_reconciliation(spec(url_b))
+        local = pipeline.run(spec(url_b, pushdown_on=False))
+        pushed = pipeline.run(spec(url_b))
         _check_same_as_local(local, pushed)
         assert pushed.pushdown.mode == mode
         found = _found(local)

@@ -258,7 +258,7 @@ def test_sqlite_sessions_are_read_only(tmp_path, monkeypatch):
 
 @pytest.mark.postgres
 def test_push_down_statements_run_on_the_read_only_connection(pg_with_victim):
-    """Push-down's transactions (pushdown._run) run on the SQL connector's engine: a write there fails."""
+    """Push-down's transactions (pushdown.run_read_only) run on the SQL connector's engine: a write there fails."""
     from types import SimpleNamespace
 
     from recon_pipelines.engine import pushdown
@@ -268,7 +268,7 @@ def test_push_down_statements_run_on_the_read_only_connection(pg_with_victim):
     side = SimpleNamespace(connector=connector, label=connector.label, profile=pushdown.PROFILES["postgresql"])
     try:
         with pytest.raises(SourceError, match="read-only transaction"):
-            pushdown._run(side, "summary", lambda conn: conn.execute(sa.text("DROP TABLE victim")))
+            pushdown.run_read_only(side, "summary", lambda conn: conn.execute(sa.text("DROP TABLE victim")))
     finally:
         connector.close()
     assert _victim_exists(engine)

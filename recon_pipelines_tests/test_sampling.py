@@ -9,7 +9,7 @@ import math
 import pytest
 
 from recon_pipelines import pipeline, sampling
-from recon_pipelines.runner import run_reconciliation
+from recon_pipelines import pipeline
 from recon_pipelines.snapshots import direct_side
 from recon_pipelines.spec import parse_spec
 from recon_pipelines.spec.loader import SpecError
@@ -75,7 +75,7 @@ def test_wilson_interval_against_the_textbook_formula(x, n):
 def test_run_reports_the_sample_and_its_interval(tmp_path):
     _write(tmp_path)
     spec = _spec(tmp_path, fraction=0.1, seed=42)
-    result = run_reconciliation(spec)
+    result = pipeline.run(spec)
     keys, _ = _keys(spec)
     expected_bad = {k for k in keys if int(k) in BAD}
     assert set(result.discrepancies.column("key").to_pylist()) == expected_bad
@@ -129,7 +129,7 @@ def test_composite_keys_are_drawn_alike_and_match_the_discrepancy_keys(tmp_path)
     spec = parse_spec({"name": "comp", "key": ["region", "id"], "fields": {"amount": "exact"}, "sample": {"fraction": 0.2},
                        "source_a": {"type": "file", "path": str(tmp_path / "a.csv")},
                        "source_b": {"type": "file", "path": str(tmp_path / "b.csv")}})
-    result = run_reconciliation(spec)
+    result = pipeline.run(spec)
     s = result.summary()["sample"]
     found = set(result.discrepancies.column("key").to_pylist())
     assert result.match.rows_a == result.match.rows_b == result.match.matched == s["keys_sampled"]

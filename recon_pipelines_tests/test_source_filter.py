@@ -1,6 +1,6 @@
 """``filter:`` per source: a row predicate over the source's own columns, pushed into the WHERE of
 SQL reads (through the read-only checks), applied in DuckDB for files and HTTP pages, on every path
-(``run_reconciliation``, the pipeline's snapshots and ``recon run``); push-down is refused for it."""
+(``pipeline.run``, the pipeline's snapshots and ``recon run``); push-down is refused for it."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from recon_pipelines import pipeline
-from recon_pipelines.engine import pushdown
-from recon_pipelines.runner import run_reconciliation
+from recon_pipelines.engine import strategies
 from recon_pipelines.sources.base import SourceError
 from recon_pipelines.spec import parse_spec
 from recon_pipelines.spec.loader import SpecError
@@ -53,10 +52,10 @@ def test_csv_filter_drops_rows_and_unfiltered_side_reports_them_only_in_a(tmp_pa
     (tmp_path / "a.csv").write_text(CSV)
     spec = _spec({"type": "file", "path": str(tmp_path / "a.csv")},
                  {"type": "file", "path": csv_path, "filter": "status <> 'test'"})
-    assert _only_keys(run_reconciliation(spec)) == {"only_in_a": ["4"]}
+    assert _only_keys(pipeline.run(spec)) == {"only_in_a": ["4"]}
     both = _spec({"type": "file", "path": str(tmp_path / "a.csv"), "filter": "status <> 'test'"},
                  {"type": "file", "path": csv_path, "filter": "status <> 'test'"})
-    result = run_reconciliation(both)
+    result = pipeline.run(both)
     assert result.discrepancies.num_rows == 0 and result.match.rows_a == 3
 
 
@@ -65,7 +64,7 @@ def test_sqlite_filter_is_pushed_into_the_read(tmp_path, csv_path):
     _sql_table(url)
     spec = _spec({"type": "sql", "url": url, "table": "accounts", "filter": "status = 'active' AND amount > 10"},
                  {"type": "file", "path": csv_path})
-    assert _only_keys(run_reconciliation(spec)) == {"only_in_b": ["1", "3", "4"]}
+    assert _only_keys(pipeline.run(spec)) == {"only_in_b": ["1", "3", "4"]}
 
 
 def test_the_pipeline_snapshot_applies_the_filter(tmp_path, csv_path):
@@ -83,10 +82,12 @@ def test_postgres_filter_and_pushdown_refused(pg_url, csv_path, caplog):
     _sql_table(pg_url)
     spec = _spec({"type": "sql", "url": pg_url, "table": "accounts", "filter": "status = 'churned' OR amount < 15"},
                  {"type": "sql", "url": pg_url, "table": "accounts"})
-    assert pushdown.compare_in_database(spec) is None  # refused: compared locally with the filter
-    assert _only_keys(run_reconciliation(spec)) == {"only_in_b": ["2", "4"]}
+    choice = strategies.choose(spec)  # refused: paired locally, with the filter
+    assert choice.name == "local" and choice.refused["postgres_join"] == "a source has a filter"
+    result = pipeline.run(spec)
+    assert _only_keys(result) == {"only_in_b": ["2", "4"]} and result.pairing.strategy == "local"
     unfiltered = _spec({"type": "sql", "url": pg_url, "table": "accounts"}, {"type": "sql", "url": pg_url, "table": "accounts"})
-    assert pushdown.compare_in_database(unfiltered) is not None
+    assert strategies.choose(unfiltered).name == "postgres_join"
 
 
 @pytest.mark.postgres
@@ -96,7 +97,7 @@ def test_postgres_filter_on_a_url_env_source_is_checked_when_connected(pg_url, c
     spec = _spec({"type": "sql", "url_env": "RECON_TEST_FILTER_URL", "table": "accounts",
                   "filter": "id IN (SELECT id FROM accounts WHERE amount > 25)"},
                  {"type": "file", "path": csv_path})
-    assert _only_keys(run_reconciliation(spec)) == {"only_in_b": ["1", "2"]}
+    assert _only_keys(pipeline.run(spec)) == {"only_in_b": ["1", "2"]}
 
 
 def test_http_filter_applies_to_each_page(csv_path):
@@ -104,7 +105,7 @@ def test_http_filter_applies_to_each_page(csv_path):
     with fake_records_api(records, page_size=2) as server:
         spec = _spec({"type": "http", "url": f"{server.url}/records", "filter": "status = 'active'"},
                      {"type": "file", "path": csv_path})
-        assert _only_keys(run_reconciliation(spec)) == {"only_in_b": ["3", "4"]}
+        assert _only_keys(pipeline.run(spec)) == {"only_in_b": ["3", "4"]}
 
 
 @pytest.mark.parametrize("predicate, message", [
@@ -124,7 +125,7 @@ def test_missing_column_names_the_source_and_filter(tmp_path, csv_path):
     spec = _spec({"type": "file", "path": csv_path, "name": "crm", "filter": "region = 'EU'"},
                  {"type": "file", "path": csv_path})
     with pytest.raises(SourceError, match=r"crm .*filter refers to column\(s\) 'region' not found"):
-        run_reconciliation(spec)
+        pipeline.run(spec)
 
 
 def test_cli_missing_filter_column_exits_2_with_one_line(tmp_path, csv_path):
@@ -159,4 +160,4 @@ def test_validate_and_the_run_agree_that_a_filter_column_is_named_in_any_case(tm
     spec = _spec({"type": "file", "path": str(tmp_path / "a.csv")},
                  {"type": "file", "path": csv_path, "filter": "STATUS <> 'test'"})
     check_sources(spec, tmp_path / "spec.yaml")  # no error
-    assert _only_keys(run_reconciliation(spec)) == {"only_in_a": ["4"]}
+    assert _only_keys(pipeline.run(spec)) == {"only_in_a": ["4"]}

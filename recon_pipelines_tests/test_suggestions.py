@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from benchmarks.linkage_data import labelled_set
+from recon_pipelines import pipeline
 from recon_pipelines.engine import Side, compare, suggest
-from recon_pipelines.runner import run_reconciliation, run_tracked
 from recon_pipelines.spec import load_spec
 from recon_pipelines.tracker import Scope, Tracker
 from recon_pipelines.tracker.lifecycle import TransitionError
@@ -88,9 +88,9 @@ def test_recon_run_suggests_the_labelled_pairs_with_high_precision_and_recall(la
 
 def test_suggestions_leave_every_other_discrepancy_as_it_was(labelled):
     data, a, b, folder = labelled
-    with_suggest = run_reconciliation(load_spec(spec_file(folder, a, b)))
+    with_suggest = pipeline.run(load_spec(spec_file(folder, a, b)))
     plain_spec = load_spec(spec_file(folder, a, b)).model_copy(update={"suggest": None})
-    plain = run_reconciliation(plain_spec)
+    plain = pipeline.run(plain_spec)
     others = with_suggest.discrepancies.filter(pa.compute.not_equal(with_suggest.discrepancies["kind"], "suggested_match"))
     assert sorted(others.column("id").to_pylist()) == sorted(plain.discrepancies.column("id").to_pylist())
     # Each labelled pair is still reported as missing on both sides until someone decides.
@@ -103,7 +103,7 @@ def test_confirming_pairs_the_records_on_the_next_run_and_rejecting_stops_the_su
     data, a, b, folder = labelled
     spec = load_spec(spec_file(folder, a, b))
     tracker = Tracker(tracker_url)
-    first = run_tracked(spec, tracker, run_id="run-1")
+    first = pipeline.run(spec, tracker=tracker, run_id="run-1")
     rows = {(r["value_a"], r["value_b"]): r for r in first.discrepancies.to_pylist() if r["kind"] == "suggested_match"}
     right = sorted(set(rows) & data.truth)
     confirm, reject = right[0], right[1]
@@ -111,7 +111,7 @@ def test_confirming_pairs_the_records_on_the_next_run_and_rejecting_stops_the_su
     decide(tracker, rows[reject]["id"], "rejected", "tester")
     assert decided_pairs(tracker, spec.name, "confirmed") == [confirm]
 
-    second = run_tracked(spec, tracker, run_id="run-2")
+    second = pipeline.run(spec, tracker=tracker, run_id="run-2")
     after = second.discrepancies.to_pylist()
     keys = {(r["kind"], r["key"]) for r in after}
     # The confirmed pair is compared as one record: neither side is missing any more ...
@@ -130,7 +130,7 @@ def test_a_record_is_confirmed_with_one_counterpart_only(tmp_path, labelled):
     data, a, b, folder = labelled
     spec = load_spec(spec_file(folder, a, b))
     tracker = Tracker(f"sqlite:///{tmp_path / 't.sqlite'}")
-    first = run_tracked(spec, tracker, run_id="run-1")
+    first = pipeline.run(spec, tracker=tracker, run_id="run-1")
     rows = [r for r in first.discrepancies.to_pylist() if r["kind"] == "suggested_match"]
     one = rows[0]
     decide(tracker, one["id"], "confirmed", "tester")
@@ -172,11 +172,11 @@ def test_cli_confirm_and_the_untracked_run_that_follows(tmp_path, labelled):
 def test_past_max_pairs_nothing_is_scored_unless_blocked(labelled):
     data, a, b, folder = labelled
     bounded = load_spec(spec_file(folder, a, b, "  max_pairs: 10", name="bounded.yaml"))
-    result = run_reconciliation(bounded)
+    result = pipeline.run(bounded)
     assert not suggested(result.discrepancies.to_pylist())
     assert "max_pairs" in result.suggestions["skipped"]
     blocked = load_spec(spec_file(folder, a, b, "  max_pairs: 10\n  block_on: [birth_date]", name="blocked.yaml"))
-    result = run_reconciliation(blocked)
+    result = pipeline.run(blocked)
     got = suggested(result.discrepancies.to_pylist())
     crm, billing = {r["email"]: r for r in data.crm}, {r["email"]: r for r in data.billing}
     assert got and all(crm[ka]["birth_date"] == billing[kb]["birth_date"] for ka, kb in got)  # scored within blocks only

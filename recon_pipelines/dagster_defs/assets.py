@@ -159,14 +159,18 @@ def _snapshot_asset(spec: ReconciliationSpec, side: str) -> dg.AssetsDefinition:
         scope = run_scope(context)
         folder = recon.folder(spec, scope)
         days = day_runs(context, recon, spec)
-        result = pipeline.take_snapshot(spec, side, scope, folder, days)
+        choice = asset_strategy(spec, scope)
+        result = pipeline.take_snapshot(spec, side, scope, folder, days, choice=choice)
+        if result.get("strategy"):  # paired where the data lives: nothing copied
+            return _at_source_snapshot(context, recon, spec, side, result, scope)
         by_day = {day.label: snapshot_metadata(result["days"][day.label], day_folder, side) for day, day_folder in days}
         missing = [columns[name] for name in result.pop("missing")]
         metadata = snapshot_metadata(result, folder, side)
         drift_metadata, drift_check = schema_drift.observe(spec, side, recon.tracker(),
                                                            pipeline.tracker_run_id(spec.name, context.run.run_id),
                                                            metadata["dagster/column_schema"].schema)
-        metadata = {**metadata, **drift_metadata, "scope": scope.label}
+        metadata = {**metadata, **drift_metadata, "scope": scope.label,
+                    **({"strategy": choice.name, "strategy_reason": choice.reason} if choice else {})}
         checks = [drift_check, dg.AssetCheckResult(
             check_name="required_columns", passed=not missing, severity=dg.AssetCheckSeverity.ERROR,
             metadata={"missing_columns": ", ".join(missing) or "none"},
@@ -176,17 +180,62 @@ def _snapshot_asset(spec: ReconciliationSpec, side: str) -> dg.AssetsDefinition:
                                            metadata={"reason": "key column missing"})
                        for name in ("key_not_null", "key_unique")]
         else:
-            nulls, duplicates = _key_health(folder[f"snapshot_{side}"], keys)
-            checks += [
-                dg.AssetCheckResult(check_name="key_not_null", passed=nulls == 0, severity=dg.AssetCheckSeverity.WARN,
-                                    metadata={"records_without_key": nulls}),
-                dg.AssetCheckResult(check_name="key_unique", passed=duplicates == 0, severity=dg.AssetCheckSeverity.WARN,
-                                    metadata={"duplicated_keys": duplicates}),
-            ]
+            checks += key_check_results(*_key_health(folder[f"snapshot_{side}"], keys))
         checks += expectation_results(spec, side, folder[f"snapshot_{side}"], missing)
         return report(context, scope, metadata, by_day, checks)
 
     return snapshot
+
+
+# Strategies whose sides the snapshot assets can describe without a copy (schema, key health at the source).
+AT_SOURCE_IN_ASSETS = ("postgres_join", "bucket_summaries")
+
+
+def asset_strategy(spec: ReconciliationSpec, scope: pipeline.RunScope):
+    """The run's pairing strategy, or None for the local path. A full scope whose tables are
+    paired in PostgreSQL takes no snapshot; partitions (windows) always pair locally."""
+    if not scope.is_full:
+        return None
+    choice = pipeline.choose_strategy(spec, scope)
+    return choice if choice.name in AT_SOURCE_IN_ASSETS else None
+
+
+def _at_source_snapshot(context, recon: ReconResource, spec: ReconciliationSpec, side: str, result: dict,
+                        scope: pipeline.RunScope) -> dg.MaterializeResult:
+    """The snapshot of a side paired at its source: its schema and key health, read there."""
+    from recon_pipelines.engine import pushdown
+
+    source_schema = pipeline.source_schema(spec, side)
+    schema = dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in source_schema])
+    missing = [src for name, src in snapshot_columns(spec, side).items() if name not in source_schema.names]
+    nulls, duplicates = pushdown.key_health(spec, side)
+    drift_metadata, drift_check = schema_drift.observe(spec, side, recon.tracker(),
+                                                       pipeline.tracker_run_id(spec.name, context.run.run_id), schema)
+    metadata = {"source": result["source"], "scope": scope.label, "strategy": result["strategy"],
+                "strategy_reason": result["strategy_reason"], "rows_moved": 0,
+                "dagster/column_schema": dg.MetadataValue.table_schema(schema), **drift_metadata}
+    checks = [drift_check,
+              dg.AssetCheckResult(check_name="required_columns", passed=not missing, severity=dg.AssetCheckSeverity.ERROR,
+                                  metadata={"missing_columns": ", ".join(missing) or "none"}),
+              *key_check_results(nulls, duplicates)]
+    return dg.MaterializeResult(metadata=metadata, check_results=checks)
+
+
+def key_check_results(nulls: int, duplicates: int) -> list[dg.AssetCheckResult]:
+    return [
+        dg.AssetCheckResult(check_name="key_not_null", passed=nulls == 0, severity=dg.AssetCheckSeverity.WARN,
+                            metadata={"records_without_key": nulls}),
+        dg.AssetCheckResult(check_name="key_unique", passed=duplicates == 0, severity=dg.AssetCheckSeverity.WARN,
+                            metadata={"duplicated_keys": duplicates}),
+    ]
+
+
+def pairing_metadata_for_ui(pairing) -> dict:
+    """Which strategy paired the records, why, and the rows it moved per side."""
+    if pairing is None:
+        return {}
+    return {"strategy": pairing.strategy, "strategy_reason": pairing.reason,
+            "rows_moved_a": int(pairing.rows_moved.get("a", 0)), "rows_moved_b": int(pairing.rows_moved.get("b", 0))}
 
 
 def expectation_results(spec: ReconciliationSpec, side: str, path, missing: list[str]) -> list[dg.AssetCheckResult]:

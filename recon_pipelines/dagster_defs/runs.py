@@ -17,6 +17,7 @@ start running (``incremental.schedule_running``, ``deep_scan.running``, ``change
 """
 
 import json
+from dataclasses import asdict
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -27,12 +28,14 @@ from recon_pipelines import pipeline
 from recon_pipelines.dagster_defs.assets import (
     RECON_TAG,
     discrepancy_metadata,
+    pairing_metadata_for_ui,
     partitions_def,
     reconciliation_job,
     run_tags,
     tracker_metadata,
 )
 from recon_pipelines.dagster_defs.resources import ReconResource
+from recon_pipelines.engine import ComparisonError
 from recon_pipelines.feeds import change_feed_for
 from recon_pipelines.remediation import outbox
 from recon_pipelines.remediation.notifications import run_failure_notifications
@@ -89,17 +92,22 @@ def recheck_job(spec: ReconciliationSpec) -> dg.JobDefinition:
         folder = recon.folder(spec, scope)
         started = datetime.now(timezone.utc)
         stream = streams.expectation_store(spec, recon.tracker().engine) if config.stream_claim else None
-        for side in "ab":
-            snapshot = pipeline.take_snapshot(spec, side, scope, folder)
-            if snapshot["missing"]:
-                raise dg.Failure(f"{spec.name}: side {side.upper()} lacks column(s) {', '.join(snapshot['missing'])}")
-        stats = pipeline.match_pairs(spec, folder, recon.duckdb_memory_limit, recon.spill_dir())
-        found = pipeline.find_discrepancies(spec, folder, memory_limit=recon.duckdb_memory_limit, spill_dir=recon.spill_dir())
-        if stream is not None:  # from change_stream_<name>: what is still wrong was not propagated
-            relabel_not_propagated(spec, folder, expired(stream, scope.keys, started))
-        outcome = pipeline.update_tracker(spec, folder, scope, recon.tracker(), run_id=f"{context.run.run_id}:{scope.label}",
-                                          on_outcome=notification_writer(spec))  # delivered by the notifications sensor
+
+        def relabel(run_folder: pipeline.RunFolder) -> None:  # from change_stream_<name>: still wrong = not propagated
+            relabel_not_propagated(spec, run_folder, expired(stream, scope.keys, started))
+
+        try:
+            result = pipeline.run(spec, scope, folder, recon.tracker(), run_id=f"{context.run.run_id}:{scope.label}",
+                                  memory_limit=recon.duckdb_memory_limit, spill_dir=recon.spill_dir(),
+                                  on_outcome=notification_writer(spec),  # delivered by the notifications sensor
+                                  before_tracker=relabel if stream is not None else None)
+        except ComparisonError as exc:
+            raise dg.Failure(str(exc)) from None
+        outcome = result.outcome
+        found = pipeline.Found(result.discrepancies, result.fields, result.in_flight, result.sample)
+        stats = asdict(result.match)
         metadata = {"scope": scope.label, **{k: stats[k] for k in ("rows_a", "rows_b", "matched", "only_in_a", "only_in_b")},
+                    **pairing_metadata_for_ui(result.pairing),
                     **discrepancy_metadata(found, folder), **tracker_metadata(recon, spec, outcome)}
         if stream is not None:
             metadata["expectations_closed"] = stream.settle(scope.keys, started)

@@ -1,10 +1,11 @@
 """Push-down: compare two SQL tables where they live and move only what differs.
 
-``run_reconciliation`` tries this first when both sources are ``sql`` sources naming a
-``table`` (not a ``query``) in PostgreSQL or MariaDB (any pairing), or both in DuckDB files
-(and the spec does not set ``pushdown: false``). ``explain`` says which strategy a spec gets and
-why each other is refused (``recon validate`` prints it); ``engine/strategies/`` holds the
-``PairingStrategy`` face of the MariaDB ones.
+The pairing strategies that read the sources themselves (``engine/strategies/``:
+``postgres_join``, ``mariadb_same_database``, ``bucket_summaries``, ``canonical_buckets``) are
+the ``PairingStrategy`` face of this module: ``pair_in_database`` runs them when both sources
+are ``sql`` sources naming a ``table`` (not a ``query``) in PostgreSQL or MariaDB (any
+pairing); ``explain`` says which of them a spec's sources call for and why the others do not
+(``strategies.choose`` asks each strategy, ``recon validate`` prints the answer).
 The field rules are *not* pushed down: they stay in DuckDB (``compare.evaluate``), so a
 push-down run reports exactly what the local path reports. What runs in the database is the
 pairing and the equality pre-check:
@@ -67,11 +68,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
 from recon_pipelines.engine.compare import (
-    ComparisonResult,
     MatchStats,
     Side,
     _key_text,
-    evaluate,
     match,
     side_columns,
 )
@@ -176,15 +175,7 @@ class PushdownStats:
         return self.rows_fetched_a + self.rows_fetched_b
 
 
-@dataclass
-class PushdownResult(ComparisonResult):
-    pushdown: PushdownStats = field(default_factory=PushdownStats)
-
-    def summary(self) -> dict:
-        return {**super().summary(), "pushdown": asdict(self.pushdown)}
-
-
-class _Clock:
+class Clock:
     def __init__(self, stats: PushdownStats):
         self.stats, self.last = stats, time.perf_counter()
 
@@ -195,24 +186,6 @@ class _Clock:
 
 
 # --------------------------------------------------------------------------- entry point
-
-
-def compare_in_database(spec: ReconciliationSpec, con: duckdb.DuckDBPyConnection | None = None) -> PushdownResult | None:
-    """Compare where the data lives; None (reason logged) when the spec is not eligible."""
-    try:
-        backend = _backend_of(spec)
-        if backend == "duckdb":
-            result = _in_duckdb(spec, con or duckdb_connect())
-        else:
-            result = _in_sql(spec, con)
-    except NotPushable as reason:
-        log.info("%s: compared locally, not in the database: %s", spec.name, reason)
-        return None
-    p = result.pushdown
-    log.info("%s: compared in the database (%s): %s records of A and %s of B fetched, %s summary rows, %.1f s",
-             spec.name, p.mode, f"{p.rows_fetched_a:,}", f"{p.rows_fetched_b:,}", f"{p.summary_rows_a + p.summary_rows_b:,}",
-             sum(p.seconds.values()))
-    return result
 
 
 def _backend_of(spec: ReconciliationSpec) -> str:
@@ -235,24 +208,13 @@ def _backend_of(spec: ReconciliationSpec) -> str:
         url = source.url if source.url is not None else os.environ.get(source.url_env or "")
         if not url:
             SqlConnector(source)  # raises the connector's own error for an unset variable
-        backends.add(_backend(url))
+        backends.add(backend_of_url(url))
     if backends == {"duckdb"}:
         return "duckdb"
     if backends and backends <= set(PROFILES):
         return "sql"
     raise NotPushable(f"sources on {' and '.join(sorted(b or 'unknown' for b in backends))}: "
                       f"push-down runs on {', '.join(sorted(PROFILES))} and DuckDB files")
-
-
-def _in_sql(spec: ReconciliationSpec, con) -> PushdownResult:
-    """PostgreSQL or MariaDB tables: joined in their database when both are in one, else
-    compared by bucket summaries; the rules are then applied locally."""
-    con = con or duckdb_connect()
-    stats, pushed = pair_in_database(spec, con)
-    clock = time.perf_counter()
-    table, fields = evaluate(con, spec, "__pairs")
-    pushed.seconds["evaluate"] = round(time.perf_counter() - clock, 3)
-    return PushdownResult(table, stats, fields, pushed)
 
 
 def pair_in_database(spec: ReconciliationSpec, con, *, want: str | None = None) -> tuple[MatchStats, PushdownStats]:
@@ -271,9 +233,9 @@ def pair_in_database(spec: ReconciliationSpec, con, *, want: str | None = None) 
 
 # The SQL push-down strategies, by name: the mode each runs.
 STRATEGY_MODES = {
-    "postgres_same_database": "same_database",
+    "postgres_join": "same_database",
     "mariadb_same_database": "same_database",
-    "postgres_buckets": "buckets",
+    "bucket_summaries": "buckets",
     "canonical_buckets": "canonical_buckets",
 }
 _PRODUCT = {"postgresql": "PostgreSQL", "mariadb": "MariaDB"}
@@ -283,13 +245,13 @@ def _plan(a: _DbSide, b: _DbSide) -> tuple[str, str]:
     """The strategy these two opened tables get and the situation in words; NotPushable when
     none can run (the kinds of field were already checked by ``_check_pairs``)."""
     if same_database(a, b):
-        return f"{'mariadb' if a.profile.name == 'mariadb' else 'postgres'}_same_database", \
+        return 'mariadb_same_database' if a.profile.name == 'mariadb' else 'postgres_join', \
             f"both tables are in one {_PRODUCT[a.profile.name]} database"
     if a.profile.name == b.profile.name == "postgresql":
         encodings = [_server_setting(side, "server_encoding") for side in (a, b)]
         if encodings[0] != encodings[1]:  # the same bytes could be different text
             raise NotPushable(f"server encodings differ ({encodings[0]}, {encodings[1]})")
-        return "postgres_buckets", "the tables are in two PostgreSQL databases"
+        return "bucket_summaries", "the tables are in two PostgreSQL databases"
     _hashing(a, b)
     return "canonical_buckets", f"the tables are in two databases ({_PRODUCT[a.profile.name]}, {_PRODUCT[b.profile.name]})"
 
@@ -322,39 +284,6 @@ def explain(spec: ReconciliationSpec) -> tuple[str, str, dict[str, str]]:
 def same_database(a: _DbSide, b: _DbSide) -> bool:
     """The two sources resolve to one server and database (one statement can read both)."""
     return _resolved_url(a) == _resolved_url(b)
-
-
-def _in_duckdb(spec: ReconciliationSpec, con) -> PushdownResult:
-    """DuckDB files are attached read-only and the engine runs on their tables directly:
-    nothing is copied out, the same ``match``/``evaluate`` as always."""
-    stats = PushdownStats(mode="duckdb")
-    clock = _Clock(stats)
-    aliases: dict[str, str] = {}
-    sides = {}
-    for side, source in (("a", spec.source_a), ("b", spec.source_b)):
-        url = source.url if source.url is not None else os.environ[source.url_env]
-        path = sa.make_url(url).database
-        if not path or path == ":memory:":
-            raise NotPushable("an in-memory DuckDB database cannot be shared")
-        declared = set(source.columns or {}) & set(side_columns(spec, side).values())
-        if declared:
-            raise NotPushable(f"declared column types ({', '.join(sorted(declared))}) are applied locally")
-        if path not in aliases:
-            aliases[path] = f"__pd_db_{len(aliases)}"
-            try:
-                con.execute(f"ATTACH {sql_literal(path)} AS {q(aliases[path])} (READ_ONLY)")
-            except duckdb.Error as exc:
-                raise SourceError(f"{source.name or 'sql'} (duckdb {path}): {redact(str(exc).strip().splitlines()[0])}") from None
-        scan = ".".join(q(part) for part in (aliases[path], source.db_schema or "main", source.table))
-        sides[side] = Side(scan, side_columns(spec, side), f"{source.name or 'sql'} (duckdb {path} {source.table})")
-    try:
-        stats_match = match(con, spec, sides["a"], sides["b"])
-        table, fields = evaluate(con, spec, "__pairs")
-    finally:
-        for alias in aliases.values():
-            con.execute(f"DETACH {q(alias)}")
-    clock.lap("compare")
-    return PushdownResult(table, stats_match, fields, stats)
 
 
 @dataclass
@@ -411,7 +340,7 @@ def _open_sides(spec: ReconciliationSpec) -> dict[str, _DbSide]:
     return sides
 
 
-def _backend(url: str | None) -> str:
+def backend_of_url(url: str | None) -> str:
     try:
         name = sa.make_url(normalize_url(url or "")).get_backend_name()
     except (sa.exc.ArgumentError, ValueError):  # not a URL: the connector reports it
@@ -422,7 +351,7 @@ def _backend(url: str | None) -> str:
 def _open_side(spec: ReconciliationSpec, side: str, source: SqlSource) -> _DbSide:
     connector = SqlConnector(source)  # resolves url_env; SourceError when it is unset
     try:
-        profile = PROFILES.get(_backend(connector.engine.url.render_as_string()))
+        profile = PROFILES.get(backend_of_url(connector.engine.url.render_as_string()))
         if profile is None:
             raise NotPushable(f"{connector.label} is neither PostgreSQL nor MariaDB")
         columns = side_columns(spec, side)
@@ -679,7 +608,7 @@ def same_database_pairs(spec: ReconciliationSpec, a: _DbSide, b: _DbSide, con) -
     names = [f.name for f in spec.fields]
     statement, schema = same_database_statement(spec, a, b)
     pushed = PushdownStats(mode="same_database")
-    clock = _Clock(pushed)
+    clock = Clock(pushed)
     rows = _run(a, "comparing in the database", lambda conn: _fetch(conn, statement, schema, spec.source_a.chunk_size))
     clock.lap("database")
 
@@ -998,7 +927,7 @@ def bucket_pairs(spec: ReconciliationSpec, a: _DbSide, b: _DbSide, con) -> tuple
 
     summary_schema = pa.schema([("b", pa.int64()), ("n", pa.int64()), ("hi", pa.int64()), ("lo", pa.int64()), ("d", hashing.flag_type)])
     pushed = PushdownStats(mode="buckets" if hashing is _NativeHashes else "canonical_buckets", buckets=buckets)
-    clock = _Clock(pushed)
+    clock = Clock(pushed)
     summaries = _both(sides, "summarising buckets", lambda side: lambda conn: _fetch(
         conn, summary_statement(spec, side, kinds, buckets, hashing), summary_schema, 100_000, stream=False))
     for s, table in summaries.items():
@@ -1065,3 +994,40 @@ def _both(sides: dict[str, _DbSide], what: str, make) -> dict[str, pa.Table]:
 def _server_setting(side: _DbSide, name: str) -> str:
     with side.connector.engine.connect() as conn:
         return conn.execute(sa.select(sa.func.current_setting(name))).scalar()
+
+
+def source_url(source: SqlSource) -> str:
+    """The source's URL (``url_env`` resolved); the connector's own error when it is unset."""
+    url = source.url if source.url is not None else os.environ.get(source.url_env or "")
+    if not url:
+        SqlConnector(source)  # raises the connector's own error for an unset variable
+    return url
+
+
+# --------------------------------------------------------------------------- key health at the source
+
+
+def key_health(spec: ReconciliationSpec, side: str) -> tuple[int, int]:
+    """Records of one side whose key is invalid (null, blank text) and valid keys held more
+    than once, counted in the database (two numbers cross the wire): what the Dagster key
+    checks report when the side is paired at its source rather than snapshotted. A primary
+    key or unique index rules duplicates out without a scan."""
+    source = spec.source_a if side == "a" else spec.source_b
+    db_side = _open_side(spec, side, source)
+    try:
+        src = db_side.table.alias("src")
+        kc = [src.c[k.column.name] for k in db_side.keys]
+        invalid = _invalid_key(kc, db_side.keys)
+        statement = sa.select(sa.func.count().label("n")).select_from(src).where(invalid if invalid is not None else sa.false())
+        schema = pa.schema([("n", pa.int64())])
+        invalid_rows = _run(db_side, "counting invalid keys",
+                            lambda conn: _fetch(conn, statement, schema, 1, stream=False)).column(0)[0].as_py()
+        if db_side.unique:
+            return int(invalid_rows), 0
+        groups = sa.select(*kc).where(_not(invalid)).group_by(*kc).having(sa.func.count() > 1).subquery("d")
+        duplicates = sa.select(sa.func.count().label("n")).select_from(groups)
+        duplicated = _run(db_side, "counting duplicate keys",
+                          lambda conn: _fetch(conn, duplicates, schema, 1, stream=False)).column(0)[0].as_py()
+        return int(invalid_rows), int(duplicated)
+    finally:
+        db_side.connector.close()

@@ -123,9 +123,12 @@ class ReconciliationSpec(StrictModel):
         None, description="Compare a deterministic sample of keys (fraction or rows, and a seed) instead of every record.")
     suggest: SuggestSpec | None = Field(
         None, description="Score the records no key paired against each other and report likely pairs (suggested_match).")
-    # Push-down (engine/pushdown.py): two SQL tables are compared inside their database(s) and
-    # only what differs is fetched; false always reads both sides whole and compares locally.
-    pushdown: bool = Field(True, description="Compare two PostgreSQL or MariaDB tables in their database(s) when possible.")
+    # Pairing strategies (engine/strategies/): two SQL tables are paired inside their database(s)
+    # and only what differs is fetched; pushdown: false always reads both sides and pairs locally.
+    pushdown: bool = Field(True, description="Pair two PostgreSQL or MariaDB tables where they live when possible.")
+    strategy: str | None = Field(
+        None, description="Pairing strategy to use (local, postgres_join, mariadb_same_database, bucket_summaries, "
+        "canonical_buckets, duckdb_files); default: chosen per run, push-down first (see docs/engine.md).")
     match: list[MatchRule] = Field(
         default_factory=lambda: [KeyMatch(by="key")],
         description="Matching rules in precedence order: key, then group references, then amount/date windows.")

@@ -70,17 +70,11 @@ def expired(store: ExpectationStore, keys, as_of: datetime) -> dict[str, Expecta
 
 def recheck_expired(spec: ReconciliationSpec, tracker: Tracker, store: ExpectationStore, keys: list[str],
                     storage_dir: str | Path, run_id: str, as_of: datetime | None = None):
-    """The re-check run's steps in this process (the Dagster job runs the same ones, see
+    """The re-check run in this process (``pipeline.run``, as the Dagster job runs it, see
     dagster_defs/runs.py); closes the keys' expectations once the tracker has the outcome."""
     as_of = as_of or datetime.now(timezone.utc)
     expected = expired(store, keys, as_of)
-    scope = pipeline.RunScope.of_keys(keys)
-    folder = pipeline.RunFolder.of(storage_dir, spec, scope)
-    for side in "ab":
-        pipeline.take_snapshot(spec, side, scope, folder)
-    pipeline.match_pairs(spec, folder)
-    pipeline.find_discrepancies(spec, folder)
-    relabel_not_propagated(spec, folder, expected)
-    outcome = pipeline.update_tracker(spec, folder, scope, tracker, run_id)
+    outcome = pipeline.run(spec, pipeline.RunScope.of_keys(keys), storage_dir, tracker, run_id=run_id,
+                           before_tracker=lambda folder: relabel_not_propagated(spec, folder, expected)).outcome
     store.settle(keys, as_of)
     return outcome

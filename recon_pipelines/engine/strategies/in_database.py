@@ -7,19 +7,25 @@ from __future__ import annotations
 import duckdb
 
 from recon_pipelines.engine import pushdown
-from recon_pipelines.engine.strategies.base import Pairing
+from recon_pipelines.engine.strategies.base import PushdownPairing
 
 
 class InDatabase:
     """One of ``pushdown.STRATEGY_MODES``: refused unless it is the one the sources call for."""
 
     name = ""
+    reads_sources = True
 
     def refuses(self, spec) -> str | None:
-        chosen, _, refused = pushdown.explain(spec)
-        return None if chosen == self.name else refused[self.name]
+        chosen, situation, refused = pushdown.explain(spec)
+        if chosen == self.name:
+            self.why = situation
+            return None
+        return refused[self.name]
 
-    def pair(self, spec, con: duckdb.DuckDBPyConnection, sides=None) -> Pairing:
+    def pair(self, spec, con: duckdb.DuckDBPyConnection, sides=None) -> PushdownPairing:
         stats, moved = pushdown.pair_in_database(spec, con, want=self.name)
-        return Pairing(stats, self.name, moved.mode, {"a": moved.rows_fetched_a, "b": moved.rows_fetched_b,
-                                                      "summary_a": moved.summary_rows_a, "summary_b": moved.summary_rows_b})
+        return PushdownPairing(stats, self.name, getattr(self, "why", moved.mode),
+                               {"a": moved.rows_fetched_a, "b": moved.rows_fetched_b,
+                                "summary_a": moved.summary_rows_a, "summary_b": moved.summary_rows_b},
+                               pushdown=moved)
