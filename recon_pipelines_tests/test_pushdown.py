@@ -23,8 +23,8 @@ import sqlalchemy as sa
 
 from recon_pipelines import pipeline
 from recon_pipelines.engine import strategies
-from recon_pipelines.engine.strategies import bucket_summaries
-from recon_pipelines.engine.strategies.bucket_summaries import bucket_count
+from recon_pipelines.engine import pushdown
+from recon_pipelines.engine.pushdown import bucket_count
 from recon_pipelines.sources.base import SourceError
 from recon_pipelines.spec import parse_spec
 from recon_pipelines_tests.conftest import throwaway_database
@@ -274,7 +274,7 @@ def test_same_database_matches_the_local_path_and_fetches_only_candidates(pg_url
 
 @pytest.mark.postgres
 def test_two_databases_match_the_local_path_and_fetch_only_differing_buckets(pg_url, pg_url_b, monkeypatch):
-    monkeypatch.setattr(bucket_summaries, "MIN_BUCKETS", 1 << 16)  # ~100 buckets per row: a bucket mate is rare
+    monkeypatch.setattr(pushdown, "MIN_BUCKETS", 1 << 16)  # ~100 buckets per row: a bucket mate is rare
     a_rows, b_rows, touched = _dataset()
     _load(pg_url, pg_url_b, a_rows, b_rows)
     local = pipeline.run(_spec(pg_url, pg_url_b, pushdown_on=False))
@@ -369,7 +369,7 @@ def test_integer_and_composite_keys(pg_url, pg_url_b, keys):
 
 @pytest.mark.postgres
 def test_when_most_buckets_differ_both_sides_are_read_whole(pg_url, pg_url_b, monkeypatch):
-    monkeypatch.setattr(bucket_summaries, "FETCH_ALL_SHARE", 0.0)
+    monkeypatch.setattr(pushdown, "FETCH_ALL_SHARE", 0.0)
     a, b = _order_rows()
     _keyed_tables(pg_url, (a, b), ["region", "no"])
     _keyed_tables(pg_url_b, (a, b), ["region", "no"])
