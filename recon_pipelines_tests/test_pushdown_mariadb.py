@@ -383,7 +383,7 @@ def test_strategies_say_which_runs_and_why_the_others_are_refused(mariadb_db, pg
 
 @pytest.mark.mariadb
 def test_push_down_statements_run_in_a_read_only_transaction_on_mariadb(mariadb_db):
-    """pushdown._run opens MariaDB transactions with START TRANSACTION READ ONLY on the
+    """pushdown.run_read_only opens MariaDB transactions with START TRANSACTION READ ONLY on the
     connector's read-only engine: a write there fails, naming the source, and changes nothing."""
     from types import SimpleNamespace
 
@@ -398,8 +398,8 @@ def test_push_down_statements_run_in_a_read_only_transaction_on_mariadb(mariadb_
     side = SimpleNamespace(connector=connector, label=connector.label, profile=pushdown.PROFILES["mariadb"])
     try:
         with pytest.raises(SourceError, match="crm .*READ ONLY transaction"):
-            pushdown._run(side, "summary", lambda conn: conn.execute(sa.text("INSERT INTO victim VALUES (1)")))
-        in_transaction = pushdown._run(side, "summary", lambda conn: conn.execute(sa.text(
+            pushdown.run_read_only(side, "summary", lambda conn: conn.execute(sa.text("INSERT INTO victim VALUES (1)")))
+        in_transaction = pushdown.run_read_only(side, "summary", lambda conn: conn.execute(sa.text(
             "SELECT @@in_transaction, @@max_statement_time")).one())
     finally:
         connector.close()

@@ -588,7 +588,7 @@ def _fetch_generic(conn: sa.Connection, statement, schema: pa.Schema, chunk: int
     return pa.Table.from_batches(batches, schema=schema)
 
 
-def _run(side: _DbSide, what: str, fn: Callable[[sa.Connection], pa.Table]) -> pa.Table:
+def run_read_only(side: _DbSide, what: str, fn: Callable[[sa.Connection], pa.Table]) -> pa.Table:
     driver_error = side.connector.engine.dialect.loaded_dbapi.Error
     try:
         with side.connector.engine.connect() as conn, conn.begin():
@@ -609,7 +609,7 @@ def same_database_pairs(spec: ReconciliationSpec, a: _DbSide, b: _DbSide, con) -
     statement, schema = same_database_statement(spec, a, b)
     pushed = PushdownStats(mode="same_database")
     clock = Clock(pushed)
-    rows = _run(a, "comparing in the database", lambda conn: _fetch(conn, statement, schema, spec.source_a.chunk_size))
+    rows = run_read_only(a, "comparing in the database", lambda conn: _fetch(conn, statement, schema, spec.source_a.chunk_size))
     clock.lap("database")
 
     con.register("__pd_result", rows)
@@ -1020,13 +1020,13 @@ def key_health(spec: ReconciliationSpec, side: str) -> tuple[int, int]:
         invalid = _invalid_key(kc, db_side.keys)
         statement = sa.select(sa.func.count().label("n")).select_from(src).where(invalid if invalid is not None else sa.false())
         schema = pa.schema([("n", pa.int64())])
-        invalid_rows = _run(db_side, "counting invalid keys",
+        invalid_rows = run_read_only(db_side, "counting invalid keys",
                             lambda conn: _fetch(conn, statement, schema, 1, stream=False)).column(0)[0].as_py()
         if db_side.unique:
             return int(invalid_rows), 0
         groups = sa.select(*kc).where(_not(invalid)).group_by(*kc).having(sa.func.count() > 1).subquery("d")
         duplicates = sa.select(sa.func.count().label("n")).select_from(groups)
-        duplicated = _run(db_side, "counting duplicate keys",
+        duplicated = run_read_only(db_side, "counting duplicate keys",
                           lambda conn: _fetch(conn, duplicates, schema, 1, stream=False)).column(0)[0].as_py()
         return int(invalid_rows), int(duplicated)
     finally:
