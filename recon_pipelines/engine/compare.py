@@ -110,7 +110,7 @@ class ComparisonResult:
     match: MatchStats
     fields: dict[str, FieldStats] = field(default_factory=dict)
     # A sampled run's figures (recon_pipelines.sampling.sample_summary); keyword-only, so the
-    # subclasses' positional fields (PushdownResult's stats) keep their places.
+    # subclasses' positional fields keep their places.
     sample: dict | None = field(default=None, kw_only=True)
     suggestions: dict | None = field(default=None, kw_only=True)  # engine/suggest.py's summary
     groups: object | None = field(default=None, kw_only=True)  # engine.groups.GroupStats with match: rules
