@@ -987,7 +987,7 @@ def bucket_pairs(spec: ReconciliationSpec, a: _DbSide, b: _DbSide, con) -> tuple
 def _both(sides: dict[str, _DbSide], what: str, make) -> dict[str, pa.Table]:
     """Run one statement per side, both sides at once (two servers work in parallel)."""
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {s: pool.submit(_run, side, what, make(side)) for s, side in sides.items()}
+        futures = {s: pool.submit(run_read_only, side, what, make(side)) for s, side in sides.items()}
         return {s: f.result() for s, f in futures.items()}
 
 
