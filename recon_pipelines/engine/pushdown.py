@@ -60,9 +60,8 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
-import duckdb
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
@@ -84,7 +83,6 @@ from recon_pipelines.spec.models import (
     SqlSource,
     TimestampRule,
 )
-from recon_pipelines.sqlutil import duckdb_connect, sql_literal
 from recon_pipelines.sqlutil import quote_ident as q
 from recon_pipelines.urls import normalize_url
 

@@ -52,7 +52,7 @@ reference). A strategy without the attribute is taken to read the sources itself
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
