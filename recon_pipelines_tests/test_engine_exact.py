@@ -270,3 +270,26 @@ def test_presence_only_spec_pushed_down(pg_url, pg_url_b):
         result = run_reconciliation(spec)
         assert getattr(result, "pushdown").mode == mode
         assert {(r["kind"], r["key"]) for r in result.discrepancies.to_pylist()} == {("only_in_a", "1"), ("only_in_b", "4")}
+
+
+# --------------------------------------------------------------------------- 128-bit values and the hash fast path
+# DuckDB hashes a 128-bit integer as the XOR of its halves' hashes: 0 and -1 (one unit of the
+# last place) hashed alike, so equal record hashes hid the difference.
+
+
+@pytest.mark.parametrize("a, b, type_a, type_b", [
+    (Decimal("0.00"), Decimal("-0.01"), pa.decimal128(38, 2), pa.decimal128(38, 2)),
+    (0, -1, pa.decimal128(38, 0), pa.decimal128(38, 0)),
+    (0, Decimal("-0.01"), pa.int64(), pa.decimal128(18, 2)),  # hashed as a common DECIMAL(38, 2)
+])
+def test_zero_and_minus_one_unit_differ_in_128_bit_decimals(a, b, type_a, type_b):
+    assert reason_of(NUMERIC, a, b, type_a, type_b) == "value_differs"
+    assert reason_of("exact", a, b, type_a, type_b) == "value_differs"
+
+
+def test_keys_zero_and_minus_one_are_different_records_in_128_bit_keys():
+    key = pa.decimal128(38, 0)
+    side_a = pa.table({"id": pa.array([Decimal(0), Decimal(7)], key), "v": [5, 1]})
+    side_b = pa.table({"id": pa.array([Decimal(-1), Decimal(7)], key), "v": [5, 1]})
+    found = {(r["kind"], r["key"]) for r in run(make_spec(fields={"v": "exact"}), side_a, side_b).discrepancies.to_pylist()}
+    assert found == {("only_in_a", "0"), ("only_in_b", "-1")}

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from recon_pipelines.engine.keys import invalid_key_sql
-from recon_pipelines.engine.rules import compile_rule, hash_operand, stages, unsettled
+from recon_pipelines.engine.rules import compile_rule, hash_args, hash_operand, stages, unsettled
 from recon_pipelines.engine.severity import severity_sql
 from recon_pipelines.spec.models import ReconciliationSpec
 from recon_pipelines.sqlutil import duckdb_connect as connect
@@ -308,12 +308,14 @@ def _narrow_to_differing_buckets(con, keys: list[str], strict: dict) -> bool:
     (nearly every bucket differs) costs one cheap look rather than the full summaries."""
     key_list = ", ".join(map(q, keys))
     bucket = f"(hash({key_list}) & {BUCKETS - 1})"
+    types = _types(con, "__ha")
+    key_args = ", ".join(hash_args(q(k), types[k]) for k in keys)  # 0 and -1 apart, also as HUGEINT
 
     def differing(where: str) -> str:
         def summary(side: str) -> str:
             # XOR of the (key, record) hashes: order-independent, and no duplicate key (checked
             # before) can cancel itself out; cheaper than a 128-bit sum.
-            return (f"SELECT {bucket} AS b, count(*) AS n, bit_xor(hash({key_list}, __h)) AS h, "
+            return (f"SELECT {bucket} AS b, count(*) AS n, bit_xor(hash({key_args}, __h)) AS h, "
                     f"bool_or({strict[side]} OR __bad IS NOT NULL) AS d FROM __h{side} s WHERE {where} GROUP BY 1")
 
         return f"""SELECT coalesce(x.b, y.b) AS b FROM ({summary('a')}) x FULL JOIN ({summary('b')}) y ON x.b = y.b

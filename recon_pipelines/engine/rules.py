@@ -270,19 +270,35 @@ def hash_operand(rule, column: str, own_type: str, other_type: str, side: str) -
     a common exact type for two numbers (a DECIMAL wide enough for both, or DOUBLE when a side
     is floating point and the rule compares in doubles anyway), text otherwise; the instant for
     naive timestamps read in different zones; the scaled number when the sides count in
-    different units. Values whose operand cannot be trusted are left to ``unsettled``."""
+    different units. Values whose operand cannot be trusted are left to ``unsettled``.
+    Returns one or more comma-separated arguments of DuckDB's ``hash()`` (see ``hash_args``)."""
     if isinstance(rule, TimestampRule) and _sides_read_differently(rule):
         return _instant(rule, column, own_type, side)
     if isinstance(rule, NumericRule):
         if rule.scale_a != rule.scale_b:  # 4250 cents == 42.50 dollars
-            return _scaled_operand(rule, column, own_type, other_type, side)[0]
+            operand = _scaled_operand(rule, column, own_type, other_type, side)[0]
+            return operand if _float_mode(own_type, other_type) else hash_args(operand, f"DECIMAL({EXACT_DIGITS}, 0)")
         if own_type != other_type and _is_number_type(own_type) and _is_number_type(other_type):
             if _is_float(own_type) or _is_float(other_type):
                 return f"CAST({column} AS DOUBLE)"  # what the float comparison reads
             common = _common_decimal(own_type, other_type)
             if common:
-                return f"CAST({column} AS {common})"
-    return column if _same_type(own_type, other_type) else f"CAST({column} AS VARCHAR)"
+                return hash_args(f"CAST({column} AS {common})", common)
+    return hash_args(column, own_type) if _same_type(own_type, other_type) else f"CAST({column} AS VARCHAR)"
+
+
+def hash_args(expr: str, duck_type: str) -> str:
+    """``expr`` as arguments of DuckDB's ``hash()``. DuckDB hashes a 128-bit integer (HUGEINT,
+    and a DECIMAL of more than 18 digits) as the XOR of the hashes of its two 64-bit halves, so
+    0 and -1 hash alike (and 1 and 2^64): the value as a double is hashed beside it, which
+    tells such values apart."""
+    if duck_type in ("HUGEINT", "UHUGEINT") or (duck_type.startswith("DECIMAL") and _decimal_width(duck_type) > 18):
+        return f"{expr}, CAST({expr} AS DOUBLE)"
+    return expr
+
+
+def _decimal_width(duck_type: str) -> int:
+    return int(duck_type[duck_type.index("(") + 1:].split(",")[0])
 
 
 def unsettled(rule, column: str, own_type: str, other_type: str, side: str) -> str | None:
