@@ -354,7 +354,7 @@ def handwritten_query(spec, scan_a: str, scan_b: str) -> str:
         FROM {scan_a} a FULL JOIN {scan_b} b ON a.{key} = b.{key}"""
 
 
-@case("duckdb_query", description="one hand-written DuckDB query: full outer join, a CASE per field (the bar to beat at 2% drift)")
+@case("duckdb_query", peer=True, description="one hand-written DuckDB query: full outer join, a CASE per field (the bar to beat at 2% drift)")
 def run_duckdb_query(data: BenchData, spec) -> dict:
     import duckdb
 
