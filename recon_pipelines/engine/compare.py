@@ -3,13 +3,14 @@
 It runs in two steps, which the Dagster graph shows as two assets:
 
 ``match``
-    Audits keys (null/empty keys, ids without a mapping, duplicate keys: each is
-    its own discrepancy and never paired), then full-joins the sides on the key
-    carrying only one 64-bit hash of each record's compared fields. Pairs whose
+    Reads each side once into a narrow in-memory table: the key, one 64-bit hash
+    of the record's compared fields, and why the row cannot be paired. From those:
+    the key audit (null/empty keys, ids without a mapping, duplicate keys: each is
+    its own discrepancy and never paired), per-bucket summaries that narrow sparse
+    drift to the few differing buckets, and a full join on the key. Pairs whose
     hashes are equal are identical and are only counted; the *candidate pairs*
-    (hashes differ, or one side missing) are fetched whole into ``__pairs``.
-    This costs about one scan of each side plus a join on (key, hash), whatever
-    the drift (measured in benchmarks/).
+    (hashes differ, or one side missing) are fetched whole into ``__pairs`` by a
+    second read of each side. Where the time goes is in benchmarks/README.md.
 
 ``evaluate``
     Applies each field's rule to the candidate pairs only and unpivots the
