@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
@@ -184,6 +185,9 @@ SPARSE_SHARE = 0.25  # above this share of differing buckets, narrowing costs mo
 SAMPLED_SHARE = 64  # 1/64 of the buckets are compared first, to tell dense drift cheaply
 # Integer keys spanning at most this many values are checked for duplicates with one bitmap.
 BITMAP_MAX_RANGE = 1 << 31
+# Above this many rows on a side, the pairing join runs in passes (at 10^8 rows per side one
+# pass built a 4 GB hash table next to the 3.4 GB side tables).
+JOIN_PASS_ROWS = 1 << 25
 # Why a row of a side's hash table cannot be paired (``__bad``); the names are the statuses.
 _BAD = {1: "invalid_key", 2: "unmapped"}
 
@@ -222,16 +226,23 @@ def match(
     if not has_dups and _narrow_to_differing_buckets(con, keys, strict):
         hashed_views = {"a": "__ha_sub", "b": "__hb_sub"}
 
-    def hashed(side: str) -> str:
+    # Large sides are paired in passes over hash partitions of the key, so the join's own hash
+    # table stays about JOIN_PASS_ROWS rows next to the two side tables (memory, not time).
+    passes = _join_passes(con, hashed_views)
+
+    def hashed(side: str, part: int) -> str:
+        in_part = f"AND (hash({key_list}) & {passes - 1}) = {part}" if passes > 1 else ""
         return (f"SELECT {key_list}, __h, {strict[side]} AS __strict FROM {hashed_views[side]} s "
-                f"WHERE __bad IS NULL {not_dup}")
+                f"WHERE __bad IS NULL {not_dup} {in_part}")
 
     key_pick = ", ".join(f"coalesce(x.{q(k)}, y.{q(k)}) AS {q(k)}" for k in keys)
     first_key = q(keys[0])
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE __cand AS
-        SELECT {key_pick}, x.{first_key} IS NOT NULL AS __in_a, y.{first_key} IS NOT NULL AS __in_b
-        FROM ({hashed('a')}) x FULL JOIN ({hashed('b')}) y ON {_join_on('x', 'y', keys)}
-        WHERE x.{first_key} IS NULL OR y.{first_key} IS NULL OR x.__h <> y.__h OR x.__strict OR y.__strict""")
+    for part in range(passes):
+        into = "CREATE OR REPLACE TEMP TABLE __cand AS" if part == 0 else "INSERT INTO __cand"
+        con.execute(f"""{into}
+            SELECT {key_pick}, x.{first_key} IS NOT NULL AS __in_a, y.{first_key} IS NOT NULL AS __in_b
+            FROM ({hashed('a', part)}) x FULL JOIN ({hashed('b', part)}) y ON {_join_on('x', 'y', keys)}
+            WHERE x.{first_key} IS NULL OR y.{first_key} IS NULL OR x.__h <> y.__h OR x.__strict OR y.__strict""")
 
     # Fetch the candidate records whole; identical pairs never leave the scan.
     key_text = _key_text([f"c.{q(k)}" for k in keys])
@@ -255,6 +266,13 @@ def match(
         UNION ALL
         SELECT {flag} || 'b', {anomaly_key}, count(*){sep}{nulls_a}{sep}{nulls_b} FROM __hb s WHERE __bad IS NOT NULL GROUP BY ALL""")
     return _match_stats(con)
+
+
+def _join_passes(con, tables: dict) -> int:
+    """How many hash partitions of the key the pairing join runs in: a power of two, 1 up to
+    JOIN_PASS_ROWS rows on the larger side."""
+    rows = max(con.execute(f"SELECT count(*) FROM {tables[side]}").fetchone()[0] for side in "ab")
+    return 1 << max(0, math.ceil(math.log2(max(rows, 1) / JOIN_PASS_ROWS)))
 
 
 def _row_hash(spec: ReconciliationSpec, own: dict, other: dict, side: str) -> tuple[str, str]:
