@@ -3,6 +3,7 @@
 Run from the repository root (one command; generates missing data under benchmarks/.data/):
 
     .venv/bin/python -m benchmarks.run --sizes 1e5,1e6,1e7 [--sparse]
+    .venv/bin/python -m benchmarks.run --sizes 1e7 --repeat 3 --alternate --stat median   # ratios on a shared machine
     .venv/bin/python -m benchmarks.run --case dagster --sizes 1e7          # + the engine, as its baseline
     .venv/bin/python -m benchmarks.run --case tracker [--tracker-rows 1e5,1e6]
     .venv/bin/python -m benchmarks.run --case incremental --sizes 1e7
@@ -19,6 +20,10 @@ Cases
     datacompy        ``datacompy`` (pandas) on the files read with pandas, its output
                      post-processed for the rules it cannot express (listed in its notes).
     pandas           a plain pandas outer merge with vectorised per-column rules.
+    duckdb_query     one hand-written DuckDB query (full outer join, a CASE per field): the
+                     bar the engine is held to; asserted to find the engine's discrepancy count.
+    hash_scan        the floor: one DuckDB query counting and hashing every row of both files.
+    engine_before    (only when named) the engine of another checkout (--baseline-tree DIR).
     dagster          the spec's five assets materialised in process (``execute_in_process``,
                      SQLite tracker) on the same files; time per step and inside the steps.
     tracker          (only when named; standalone) ``Tracker.apply_run`` of 1e5 / 1e6 new
