@@ -742,7 +742,7 @@ def run_tracker(data: BenchData, spec) -> dict:
                 if backend == "postgresql":  # the staging COPY runs on the raw DBAPI connection: no cursor event
                     by_statement["COPY into recon_staging (+ CSV encoding, Python)"] = outside
                 else:
-                    by_statement["Python between statements (to_pylist for executemany, ...)"] = outside
+                    by_statement["staging executemany on the DBAPI cursor + Python between statements"] = outside
                 expected_new, expected_seen = (n, 0) if label == "first" else (0, n)
                 if len(outcome.new_ids) != expected_new or outcome.seen_again != expected_seen:
                     raise RuntimeError(f"{backend} {label} apply: {len(outcome.new_ids):,} new and {outcome.seen_again:,} "
