@@ -60,8 +60,12 @@ def open_mapping(spec: ReconciliationSpec, workdir: Path) -> Side | None:
 
 
 def run_reconciliation(spec: ReconciliationSpec, workdir: Path | None = None,
-                       warn: Callable[[str], None] | None = None) -> ComparisonResult:
-    """``warn`` receives one line per failed ``warn`` expectation (default: the log)."""
+                       warn: Callable[[str], None] | None = None, engine: str | None = None,
+                       spark_master: str | None = None) -> ComparisonResult:
+    """``warn`` receives one line per failed ``warn`` expectation (default: the log). ``engine``
+    (``duckdb`` or ``spark``) overrides the spec's ``engine.type``; ``spark_master`` its master."""
+    if (engine or spec.engine.type) == "spark":
+        return _run_on_spark(spec, warn, spark_master)
     expect = bool(spec.source_a.expect or spec.source_b.expect)
     if spec.pushdown and not expect and spec.sample is None:  # two PostgreSQL tables: compare in the database, fetch only what differs
         from recon_pipelines.engine.pushdown import compare_in_database
@@ -84,6 +88,24 @@ def run_reconciliation(spec: ReconciliationSpec, workdir: Path | None = None,
             return result
         except duckdb.Error as exc:
             raise ComparisonError(_blame(exc, [side_a, side_b, mapping])) from None
+
+
+def _run_on_spark(spec: ReconciliationSpec, warn, master: str | None) -> ComparisonResult:
+    """Pair on Spark, judge locally (engine/strategies/spark.py); refused specs name the reason."""
+    from recon_pipelines.engine import evaluate
+    from recon_pipelines.engine.strategies.spark import SparkPairing, resolve_master
+
+    strategy = SparkPairing(resolve_master(master, spec.engine.master))
+    reason = strategy.refuses(spec)
+    if reason:
+        raise ComparisonError(f"{spec.name}: the spark engine cannot run this spec: {reason}")
+    with tempfile.TemporaryDirectory(prefix="recon-") as tmp:
+        sides = (open_side(spec, "a", Path(tmp), warn), open_side(spec, "b", Path(tmp), warn))
+        con = duckdb_connect()
+        pairing = strategy.pair(spec, con, sides)
+        table, fields = evaluate(con, spec, "__pairs")
+    log.info("%s: %s; rows moved to the driver: %s", spec.name, pairing.reason, pairing.rows_moved)
+    return ComparisonResult(table, pairing.stats, fields)
 
 
 def _blame(exc: duckdb.Error, sides: list[Side | None]) -> str:

@@ -58,6 +58,7 @@ from recon_pipelines.spec.rules import (  # noqa: F401
 from recon_pipelines.spec.runs import CdcSpec, ChangeFeedSpec, ChangeStreamSpec, DeepScanSpec, GuardSpec, IncrementalSpec  # noqa: F401
 from recon_pipelines.spec.sources import FileSource, HttpAuth, HttpSource, Pagination, SourceSpec, SqlSource  # noqa: F401
 from recon_pipelines.spec.runs import SampleSpec  # noqa: F401,E402 - apart from the line above it, for clean merges
+from recon_pipelines.spec.runs import EngineSpec  # noqa: E402 - its own line, for clean merges
 
 # --------------------------------------------------------------------------- the spec
 
@@ -118,6 +119,7 @@ class ReconciliationSpec(StrictModel):
     # Push-down (engine/pushdown.py): two SQL tables are compared inside their database(s) and
     # only what differs is fetched; false always reads both sides whole and compares locally.
     pushdown: bool = Field(True, description="Compare two PostgreSQL tables in the database when possible.")
+    engine: EngineSpec = Field(EngineSpec(), description="Where the sides are paired: duckdb (local) or spark.")
 
     @field_validator("propagation_lag", "max_runtime", mode="before")
     @classmethod
