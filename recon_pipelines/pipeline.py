@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from recon_pipelines.engine import MatchStats, evaluate, match, side_columns
+from recon_pipelines.engine import ComparisonError, MatchStats, evaluate, match, side_columns
 from recon_pipelines.instants import instant_sql
 from recon_pipelines.snapshots import (
     UPDATED_AT,
@@ -227,9 +227,12 @@ def read_keys(path: Path) -> list[str]:
 
 
 def match_pairs(spec: ReconciliationSpec, folder: RunFolder, memory_limit: str | None = None,
-                spill_dir: str | None = None) -> dict:
+                spill_dir: str | None = None, strategy=None) -> dict:
     """Pair the snapshots by key; compare summaries first. Returns metadata (MatchStats and
-    summaries); the candidate pairs go to ``matched_pairs.parquet`` with the stats inside."""
+    summaries); the candidate pairs go to ``matched_pairs.parquet`` with the stats inside.
+    ``strategy`` (engine/strategies) pairs elsewhere, e.g. on Spark; None pairs in DuckDB."""
+    if strategy is not None and (reason := strategy.refuses(spec)):
+        raise ComparisonError(f"{spec.name}: the {strategy.name} engine cannot run this spec: {reason}")
     con = duckdb_connect(memory_limit, spill_dir)
     sides = [snapshot_side(folder[f"snapshot_{s}"], list(side_columns(spec, s)), f"snapshot_{s}") for s in "ab"]
     folder["sample_keys"].unlink(missing_ok=True)
@@ -251,7 +254,12 @@ def match_pairs(spec: ReconciliationSpec, folder: RunFolder, memory_limit: str |
             info = write_snapshot(spec.key_mapping.source, {"a": spec.key_mapping.a, "b": spec.key_mapping.b},
                                   folder.root / "key_mapping.parquet")
             mapping = snapshot_side(info.path, ["a", "b"], info.label)
-        stats = match(con, spec, sides[0], sides[1], mapping)
+        if strategy is None:
+            stats = match(con, spec, sides[0], sides[1], mapping)
+        else:
+            pairing = strategy.pair(spec, con, tuple(sides))
+            stats = pairing.stats
+            summaries = {**summaries, **{f"rows_moved_{what}": n for what, n in pairing.rows_moved.items()}}
     metadata = {**asdict(stats), **summaries, "summary_skip": skip}
     partial = partial_path(folder["pairs"])
     con.execute(f"COPY __pairs TO {sql_literal(str(partial))} (FORMAT parquet, "

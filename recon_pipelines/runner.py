@@ -132,7 +132,7 @@ class TrackedRun:
 
 
 def run_tracked(spec: ReconciliationSpec, tracker: Tracker, run_id: str | None = None,
-                warn: Callable[[str], None] | None = None) -> TrackedRun:
+                warn: Callable[[str], None] | None = None, spark_master: str | None = None) -> TrackedRun:
     """The Dagster run's steps in this process (a full scope), then the tracker, with the export
     guard and the notification outbox, as a deep scan would update it."""
     from recon_pipelines import expectations, pipeline
@@ -148,7 +148,12 @@ def run_tracked(spec: ReconciliationSpec, tracker: Tracker, run_id: str | None =
                 raise ComparisonError(f"{spec.name}: side {side.upper()} lacks column(s) {', '.join(missing)}")
             outcomes = expectations.evaluate_snapshot(spec, side, folder[f"snapshot_{side}"])
             expectations.enforce(spec, side, outcomes, warn or log.warning)
-        stats = pipeline.match_pairs(spec, folder)
+        strategy = None
+        if spec.engine.type == "spark":
+            from recon_pipelines.engine.strategies.spark import SparkPairing, resolve_master
+
+            strategy = SparkPairing(resolve_master(spark_master, spec.engine.master))
+        stats = pipeline.match_pairs(spec, folder, strategy=strategy)
         found = pipeline.find_discrepancies(spec, folder)
         outcome = pipeline.update_tracker(spec, folder, scope, tracker, run_id, on_outcome=notification_writer(spec))
     summary = {**stats, "discrepancies": found.table.num_rows,

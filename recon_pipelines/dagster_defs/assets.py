@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from recon_pipelines import expectations, pipeline
 from recon_pipelines.dagster_defs import metadata as shown_in_ui
 from recon_pipelines.dagster_defs.metadata import SEVERITY_ORDER
-from recon_pipelines.dagster_defs.resources import ReconResource
+from recon_pipelines.dagster_defs.resources import ReconResource, SparkEngine
 from recon_pipelines.dagster_defs.result_checks import (
     freshness_policy,
     mismatch_rate_check,
@@ -240,17 +240,18 @@ def _matched_pairs_asset(spec: ReconciliationSpec) -> dg.AssetsDefinition:
         "identical pairs are counted, not stored.",
         **common_asset_args(spec),
     )
-    def matched_pairs(context: dg.AssetExecutionContext, recon: ReconResource) -> dg.MaterializeResult:
+    def matched_pairs(context: dg.AssetExecutionContext, recon: ReconResource, spark: SparkEngine) -> dg.MaterializeResult:
         scope = run_scope(context)
         folder = recon.folder(spec, scope)
-        stats = pipeline.match_pairs(spec, folder, recon.duckdb_memory_limit, recon.spill_dir())
+        strategy = spark.strategy(spec)  # None: paired in local DuckDB
+        stats = pipeline.match_pairs(spec, folder, recon.duckdb_memory_limit, recon.spill_dir(), strategy)
         checks = []
         if pipeline.wants_summaries(spec):
             sums = {k: v for k, v in stats.items() if k.startswith(("count_", "sum_"))}
             checks.append(dg.AssetCheckResult(check_name="summaries_match", passed=bool(stats["summaries_match"]),
                                               severity=dg.AssetCheckSeverity.WARN, metadata=sums))
         by_day = {day.label: pairs_metadata(pipeline.match_pairs(spec, day_folder, recon.duckdb_memory_limit,
-                                                                 recon.spill_dir()), day_folder)
+                                                                 recon.spill_dir(), strategy), day_folder)
                   for day, day_folder in day_runs(context, recon, spec)}
         return report(context, scope, pairs_metadata(stats, folder), by_day, checks)
 

@@ -188,14 +188,17 @@ class _Plan:
     def _read(self, side: Side, duck: dict[str, str]):
         F, source = self.F, side.file
         path = source.path
-        if source.resolved_format == "parquet":
-            if Path(path).is_dir():
-                path = str(Path(path) / "*.parquet")
-            frame = self.spark.read.parquet(path)
-        else:  # RFC 4180, every column text: what FileConnector asks DuckDB for
-            frame = (self.spark.read.option("header", "true").option("sep", source.delimiter).option("quote", '"')
-                     .option("escape", '"').option("multiLine", "true").option("mode", "FAILFAST").csv(path))
-        frame = frame.select([F.col(_spark_name(src)).alias(name) for name, src in side.columns.items()])
+        try:
+            if source.resolved_format == "parquet":
+                if Path(path).is_dir():
+                    path = str(Path(path) / "*.parquet")
+                frame = self.spark.read.parquet(path)
+            else:  # RFC 4180, every column text: what FileConnector asks DuckDB for
+                frame = (self.spark.read.option("header", "true").option("sep", source.delimiter).option("quote", '"')
+                         .option("escape", '"').option("multiLine", "true").option("mode", "FAILFAST").csv(path))
+            frame = frame.select([F.col(_spark_name(src)).alias(name) for name, src in side.columns.items()])
+        except Exception as exc:  # noqa: BLE001 - Spark's analysis errors come as several classes
+            raise ComparisonError(f"{side.label}: Spark cannot read it: {_first_line(exc)}") from None
         for column in frame.schema.fields:
             if not _same_values(column.dataType, duck[column.name]):
                 raise ComparisonError(f"{side.label}: column {column.name}: Spark reads {column.dataType.simpleString()}, "
@@ -423,3 +426,7 @@ def _any(F, tests: list):
     for test in tests[1:]:
         out = out | test
     return F.coalesce(out, F.lit(False))
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
