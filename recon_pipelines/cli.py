@@ -149,15 +149,16 @@ def _definitions_problem(specs) -> str | None:
 def run(spec_file: Path, fmt: str, output: Path | None, limit: int, track: bool, tracker_url: str | None,
         engine: str | None, spark_master: str | None) -> None:
     """Run one reconciliation without Dagster and report what disagrees. Exit 1 when anything does."""
-    from recon_pipelines.runner import run_reconciliation, run_tracked
+    from recon_pipelines.runner import check_engine, run_reconciliation, run_tracked
 
     if fmt == "html" and output is None:
         raise ValueError("--format html writes a report file: give --output report.html")
     _prepare_demo_data(spec_file)
     spec = load_spec(spec_file)
-    check_sources(spec, spec_file)  # a missing column is named by its spec field, before any work
     if engine is not None:  # the flag wins over the spec
-        spec = spec.model_copy(update={"engine": spec.engine.model_copy(update={"type": engine, "master": spec.engine.master if engine == "spark" else None})})
+        spec = spec.model_copy(update={"engine": spec.engine.model_copy(update={"type": engine})})
+    check_engine(spec)  # a spec the engine refuses is named before any source is read
+    check_sources(spec, spec_file)  # a missing column is named by its spec field, before any work
     if track:
         tracked = run_tracked(spec, _tracker_at(tracker_url), warn=_warn, spark_master=spark_master)
         if tracked.outcome.held:

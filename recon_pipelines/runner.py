@@ -90,15 +90,24 @@ def run_reconciliation(spec: ReconciliationSpec, workdir: Path | None = None,
             raise ComparisonError(_blame(exc, [side_a, side_b, mapping])) from None
 
 
+def check_engine(spec: ReconciliationSpec) -> None:
+    """Raise ComparisonError naming why the spec's engine cannot run it (before any source is read)."""
+    if spec.engine.type != "spark":
+        return
+    from recon_pipelines.engine.strategies.spark import SparkPairing
+
+    reason = SparkPairing().refuses(spec)
+    if reason:
+        raise ComparisonError(f"{spec.name}: the spark engine cannot run this spec: {reason}")
+
+
 def _run_on_spark(spec: ReconciliationSpec, warn, master: str | None) -> ComparisonResult:
     """Pair on Spark, judge locally (engine/strategies/spark.py); refused specs name the reason."""
     from recon_pipelines.engine import evaluate
     from recon_pipelines.engine.strategies.spark import SparkPairing, resolve_master
 
     strategy = SparkPairing(resolve_master(master, spec.engine.master))
-    reason = strategy.refuses(spec)
-    if reason:
-        raise ComparisonError(f"{spec.name}: the spark engine cannot run this spec: {reason}")
+    check_engine(spec)
     with tempfile.TemporaryDirectory(prefix="recon-") as tmp:
         sides = (open_side(spec, "a", Path(tmp), warn), open_side(spec, "b", Path(tmp), warn))
         con = duckdb_connect()

@@ -333,11 +333,11 @@ class _Plan:
             SELECT c.status AS __status, {key_text} AS __key, 1::BIGINT AS __count{sep}{side_values('a')}{sep}{side_values('b')}
             FROM __spark_cand c{joins} WHERE c.status IN ('pair', 'only_in_a', 'only_in_b')
             UNION ALL
-            SELECT 'duplicate_key_a', {key_text}, c.n_a{sep}{nulls} FROM __spark_cand c WHERE c.dup_a
+            SELECT 'duplicate_key_a', {key_text}, CAST(c.n_a AS BIGINT){sep}{nulls} FROM __spark_cand c WHERE c.dup_a
             UNION ALL
-            SELECT 'duplicate_key_b', {key_text}, c.n_b{sep}{nulls} FROM __spark_cand c WHERE c.dup_b
+            SELECT 'duplicate_key_b', {key_text}, CAST(c.n_b AS BIGINT){sep}{nulls} FROM __spark_cand c WHERE c.dup_b
             UNION ALL
-            SELECT c.status, {key_text}, sum(CASE c.status WHEN 'invalid_key_a' THEN c.n_a ELSE c.n_b END){sep}{nulls}
+            SELECT c.status, {key_text}, CAST(sum(CASE c.status WHEN 'invalid_key_a' THEN c.n_a ELSE c.n_b END) AS BIGINT){sep}{nulls}
             FROM __spark_cand c WHERE c.status LIKE 'invalid_key_%' GROUP BY ALL""")
         row = con.execute("""SELECT
             sum(n_a), sum(n_b),
