@@ -28,7 +28,6 @@ the driver's memory and the local evaluation become the limit.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import threading
@@ -45,7 +44,6 @@ from recon_pipelines.instants import WHITESPACE
 from recon_pipelines.spec.models import ExactRule, FileSource, NumericRule, ReconciliationSpec, TimestampRule
 from recon_pipelines.sqlutil import quote_ident as q
 
-log = logging.getLogger(__name__)
 
 MASTER_ENV = "RECON_SPARK_MASTER"
 DEFAULT_MASTER = "local[2]"
@@ -81,6 +79,7 @@ class SparkUnavailable(ComparisonError):
 
 
 _lock = threading.Lock()
+_session = None  # ours, not SparkSession.getActiveSession(): that one is per thread (Dagster runs steps in threads)
 
 
 def java_available() -> bool:
@@ -97,27 +96,27 @@ def spark_session(master: str, conf: dict[str, str] | None = None):
         raise SparkUnavailable("spark engine: pyspark is not installed (pip install 'recon-pipelines[spark]')") from None
     if not java_available():
         raise SparkUnavailable("spark engine: no Java runtime found (install Java 17 or set JAVA_HOME)")
+    global _session
     with _lock:
-        active = SparkSession.getActiveSession()
-        if active is not None and active.sparkContext.master == master:
-            return active
-        if active is not None:
-            active.stop()
+        if _session is not None and _session.sparkContext._jsc is not None and _session.sparkContext.master == master:
+            return _session
+        if _session is not None:
+            _session.stop()
         builder = SparkSession.builder.master(master).appName("recon-pipelines")
         for key, value in {**SESSION_CONF, **(conf or {})}.items():
             builder = builder.config(key, value)
-        session = builder.getOrCreate()
-        session.sparkContext.setLogLevel("ERROR")
-        return session
+        _session = builder.getOrCreate()
+        _session.sparkContext.setLogLevel("ERROR")
+        return _session
 
 
 def stop_session() -> None:
-    from pyspark.sql import SparkSession
-
+    """Stop this process's Spark session (its JVM stays for the next one)."""
+    global _session
     with _lock:
-        active = SparkSession.getActiveSession()
-        if active is not None:
-            active.stop()
+        if _session is not None:
+            _session.stop()
+            _session = None
 
 
 # --------------------------------------------------------------------------- the strategy
