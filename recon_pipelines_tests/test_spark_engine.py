@@ -108,6 +108,49 @@ def test_csv_files_read_alike_on_spark_and_duckdb(tmp_path, local_spark):
     assert expected.match.identical >= 2  # 1, 2 and 7 agree: some pairs were settled on Spark
 
 
+def test_what_a_hash_could_hide_is_a_candidate_on_spark(tmp_path, local_spark):
+    """The cases where a careless row hash calls two different records identical: nulls that
+    change places between two fields, numbers of different types, text a numeric rule cannot
+    read (the same on both sides, still a type mismatch), text beyond a double, padded numbers,
+    nulls under both_null: differ, an integer key against a text key, -0.0 against 0.0 and NaN
+    against NaN. Spark must settle exactly the pairs DuckDB settles."""
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    d = decimal.Decimal
+    a = pa.table({
+        "id": pa.array([1, 2, 3, 4, 5, 6, 7], pa.int32()),
+        "x": ["p", None, "same", "s", "s", "s", "s"], "y": [None, "p", "same", "t", "t", "t", "t"],
+        "n": pa.array([d("1.50"), d("2.00"), d("3.00"), d("4.00"), None, d("6.00"), d("7.00")], pa.decimal128(10, 2)),
+        "txt": ["1e400", "n/a", "12.5", " 7 ", "1", "2", "3"],
+        "note": [None, "a", None, "b", "c", "d", "e"],
+        "f": [-0.0, 0.0, float("nan"), 1.0, 2.0, 3.0, 4.0],
+    })
+    b = pa.table({
+        "id": ["1", "2", "3", "4", "5", "6", "8"],
+        "x": [None, "p", "same", "s", "s", "s", "s"], "y": ["p", None, "same", "t", "t", "t", "t"],
+        "n": pa.array([d("1.5000"), d("2.0001"), d("3"), d("4"), None, d("6"), d("8")], pa.decimal128(12, 4)),
+        "txt": ["1e400", "n/a", "12.5", " 7 ", "1", "2", "3"],
+        "note": [None, "a", "x", "b", "c", "d", "e"],
+        "f": [0.0, -0.0, float("nan"), 1.0, 2.0, 3.0, 4.0],
+    })
+    pq.write_table(a, tmp_path / "a.parquet")
+    pq.write_table(b, tmp_path / "b.parquet")
+    spec = load_spec(_spec_file(tmp_path, {s: tmp_path / f"{s}.parquet" for s in "ab"}, {
+        "x": "exact", "y": "exact", "n": {"compare": "numeric"}, "txt": {"compare": "numeric"},
+        "note": {"compare": "exact", "nulls": {"both_null": "differ"}}, "f": {"compare": "string", "normalize": []}}))
+    sides = tuple(open_side(spec, side, tmp_path) for side in "ab")
+    expected = compare(spec, *sides)
+    _assert_same(expected, *_on_spark(spec, sides, local_spark))
+    found = {(r["key"], r["field"], r["reason"]) for r in expected.discrepancies.to_pylist()}
+    assert {("1", "x", "null_in_b"), ("1", "y", "null_in_a"), ("2", "n", "value_differs"),
+            ("2", "txt", "type_mismatch_a"), ("1", "note", "both_null")} <= found
+    # Keys 4, 5 and 6 settle by hash: an int key against a text key, 4.00 against 4.0000, ' 7 ' on both sides.
+    assert expected.match.identical == 3
+
+
 @pytest.mark.parametrize("column, refusal", [
     # Nanosecond timestamps: DuckDB reads them, Spark refuses the Parquet type.
     (("ns", [1, 2]), r"Spark cannot read it: .*Illegal Parquet type"),

@@ -18,8 +18,8 @@ the equality DuckDB sees after reading the same file. Hence (docs/engine-spark.m
   numeric or plain exact rule; any other case makes every pair a candidate (correct, not fast);
 * values a rule may reject even when equal (text under a numeric rule, an epoch out of range,
   ``both_null: differ``) make their pair a candidate, as ``rules.unsettled`` does locally;
-* each value is hashed beside its null flag (Spark's hash skips nulls), and a float zero beside
-  its sign (Spark hashes -0.0 as 0.0).
+* each value is hashed beside its null flag (Spark's hash skips nulls); -0.0 and 0.0 hash
+  alike on both engines, as DuckDB's ``IS DISTINCT FROM`` has them equal.
 
 What crosses the wire is the candidates and their keys (``Pairing.rows_moved``), so the cost to
 the driver grows with drift, not with the tables: past a few million differing records per run,
@@ -63,9 +63,11 @@ SESSION_CONF = {
     "spark.driver.memory": "2g",
 }
 _INTEGERS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT")
-# Text a numeric rule always reads as a finite number, in DuckDB and in Python's decimal alike:
-# an equal pair of such texts agrees. Anything else under a numeric rule is left to the rules.
-_PLAIN_NUMBER = r"^[+-]?[0-9]{1,18}(\.[0-9]{0,18})?\z"
+# Text a numeric rule always reads as a finite number (whitespace trimmed, at most 36 digits and
+# a two-digit exponent: far inside a double): an equal pair of such texts agrees, and DuckDB's
+# hash settles it too. Anything else under a numeric rule is left to the rules.
+_TRIM = "[" + "".join(f"\\u{ord(c):04x}" for c in WHITESPACE) + "]*"
+_PLAIN_NUMBER = rf"^{_TRIM}[+-]?([0-9]{{1,18}}(\.[0-9]{{0,18}})?|\.[0-9]{{1,18}})([eE][+-]?[0-9]{{1,2}})?{_TRIM}\z"
 # Epochs (in seconds) the timestamp rule reads (instants.py: years 1..9999).
 _EPOCH_RANGE_S = (-62_135_596_800, 253_402_300_799)
 _EPOCH_PER_S = {"s": 1, "ms": 1_000, "us": 1_000_000}
@@ -253,10 +255,9 @@ class _Plan:
             low, high = (_EPOCH_RANGE_S[0] * unit, _EPOCH_RANGE_S[1] * unit)
             in_range = col.between(low, high) if own in _INTEGERS else F.lit(False)
             tests.append(col.isNotNull() & ~in_range)
-        operands = [col.isNull(), value]
-        if own in ("FLOAT", "DOUBLE"):
-            operands.append(F.when(col == 0, col.cast("string")))  # -0.0 and 0.0 hash alike in Spark
-        return operands, tests
+        # Spark's hash skips nulls: the null flag keeps (NULL, 'x') apart from ('x', NULL).
+        # -0.0 and 0.0 (and every NaN) hash alike, as DuckDB's hash and IS DISTINCT FROM have them.
+        return [col.isNull(), value], tests
 
     # ----------------------------------------------------------------- pairing
 
