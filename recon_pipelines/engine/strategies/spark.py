@@ -167,6 +167,9 @@ def resolve_master(given: str | None = None, spec_master: str | None = None) -> 
 
 
 class _Plan:
+    """One pairing: reads both sides on Spark, checks their types against DuckDB's, pairs them
+    (``run``) and loads the candidates into DuckDB (``_load``)."""
+
     def __init__(self, spec: ReconciliationSpec, con, spark, sides: tuple[Side, Side]):
         from pyspark.sql import functions as F
 
