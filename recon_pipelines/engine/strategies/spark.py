@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 
 from recon_pipelines.engine.compare import ComparisonError, MatchStats, Side, _key_text
 from recon_pipelines.engine.rules import _is_number_type, _sides_read_differently
@@ -43,6 +43,7 @@ from recon_pipelines.engine.strategies.base import Pairing
 from recon_pipelines.instants import WHITESPACE
 from recon_pipelines.spec.models import ExactRule, FileSource, NumericRule, ReconciliationSpec, TimestampRule
 from recon_pipelines.sqlutil import quote_ident as q
+from recon_pipelines.sqlutil import sql_literal
 
 
 MASTER_ENV = "RECON_SPARK_MASTER"
@@ -57,6 +58,7 @@ SESSION_CONF = {
     "spark.sql.parquet.datetimeRebaseModeInRead": "CORRECTED",
     "spark.sql.parquet.int96RebaseModeInRead": "CORRECTED",
     "spark.sql.parquet.inferTimestampNTZ.enabled": "true",
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",  # staged candidates: not INT96
     "spark.sql.adaptive.enabled": "true",
     # Few shuffle partitions for a small local master; a cluster raises it (SparkPairing.conf).
     "spark.sql.shuffle.partitions": "16",
@@ -130,6 +132,9 @@ class SparkPairing:
 
     master: str = DEFAULT_MASTER
     conf: dict[str, str] = field(default_factory=dict)
+    # Where Spark writes the candidates for the driver's DuckDB to read: a folder both see (on a
+    # cluster, a shared volume); default a temporary folder on this machine. Removed after loading.
+    staging_dir: str | None = None
     name: str = "spark"
 
     def refuses(self, spec: ReconciliationSpec) -> str | None:
@@ -153,7 +158,8 @@ class SparkPairing:
                 raise ComparisonError(f"{side.label}: the spark engine reads whole files only")
         spark = spark_session(self.master, self.conf)
         plan = _Plan(spec, con, spark, sides)
-        stats, moved = plan.run()
+        with tempfile.TemporaryDirectory(prefix="recon-spark-", dir=self.staging_dir) as staging:
+            stats, moved = plan.run(Path(staging))
         return Pairing(stats, self.name, f"paired on Spark ({self.master})", moved)
 
 
@@ -264,7 +270,7 @@ class _Plan:
 
     # ----------------------------------------------------------------- pairing
 
-    def run(self) -> tuple[MatchStats, dict[str, int]]:
+    def run(self, staging: Path) -> tuple[MatchStats, dict[str, int]]:
         F = self.F
         a, b = self._side("a"), self._side("b")
         on = [a[f"__a{i}"].eqNullSafe(b[f"__b{i}"]) for i in range(len(self.keys))]
@@ -281,40 +287,37 @@ class _Plan:
         keys = [F.when(in_a, F.col(f"__a{i}")).otherwise(F.col(f"__b{i}")).alias(f"__k{i}") for i in range(len(self.keys))]
         classified = joined.select(*keys, status.alias("status"), F.coalesce("__a_n", F.lit(0)).alias("n_a"),
                                    F.coalesce("__b_n", F.lit(0)).alias("n_b"), dup_a.alias("dup_a"), dup_b.alias("dup_b"))
-        # One pass: the identical pairs are only counted (an observed metric), everything else returns.
+        # One pass: the identical pairs are only counted (an observed metric), everything else is
+        # staged as Parquet, which DuckDB reads (and can spill) without holding it in Python.
         from pyspark.sql import Observation
 
         observed = Observation("recon_identical")
         counted = classified.observe(observed, F.count(F.when(F.col("status") == "identical", 1)).alias("identical"))
-        candidates = counted.filter(F.col("status") != "identical").toArrow()
+        counted.filter(F.col("status") != "identical").write.mode("overwrite").parquet(str(staging / "candidates"))
         identical = int(observed.get["identical"])
-        values = {s: self._values(s, candidates) for s in "ab"}
-        stats = self._load(candidates, values, identical)
-        moved = {"candidates": candidates.num_rows, "values_a": values["a"].num_rows, "values_b": values["b"].num_rows}
-        return stats, moved
-
-    def _values(self, s: str, candidates: pa.Table) -> pa.Table:
-        """The compared fields of the records whose values the rules need (pairs and one-sided)."""
-        import pyarrow.compute as pc
-
-        F = self.F
-        wanted = ("pair", "only_in_a") if s == "a" else ("pair", "only_in_b")
-        names = [f"__k{i}" for i in range(len(self.keys))]
-        keys = candidates.filter(pc.is_in(candidates["status"], pa.array(wanted))).select(names)
-        if keys.num_rows == 0:
-            return pa.table({**{n: pa.array([], pa.string()) for n in names}})
-        frame, own = self.frames[s], self.duck[s]
-        side = frame.select(*[(F.col(_spark_name(k)).cast("string") if self.key_types[k] != own[k] else F.col(_spark_name(k))).alias(f"__k{i}")
-                              for i, k in enumerate(self.keys)], *[F.col(_spark_name(f)) for f in self.fields])
-        lookup = self.spark.createDataFrame(keys)
-        return side.join(lookup, names, "inner").toArrow()
-
-    def _load(self, candidates: pa.Table, values: dict[str, pa.Table], identical: int) -> MatchStats:
-        """``__pairs`` on the DuckDB connection, in the shape ``compare.match`` leaves, and the stats."""
-        con, keys, fields = self.con, self.keys, self.fields
-        con.register("__spark_cand", candidates)
+        candidates = self.spark.read.parquet(str(staging / "candidates"))
         for s in "ab":
-            con.register(f"__spark_{s}", values[s])
+            self._values(s, candidates).write.mode("overwrite").parquet(str(staging / f"values_{s}"))
+        return self._load(staging, identical)
+
+    def _values(self, s: str, candidates):
+        """The compared fields of the records whose values the rules need (pairs and one-sided)."""
+        F = self.F
+        wanted = ["pair", "only_in_a"] if s == "a" else ["pair", "only_in_b"]
+        names = [f"__k{i}" for i in range(len(self.keys))]
+        own = self.duck[s]
+        side = self.frames[s].select(
+            *[(F.col(_spark_name(k)).cast("string") if self.key_types[k] != own[k] else F.col(_spark_name(k))).alias(f"__k{i}")
+              for i, k in enumerate(self.keys)],
+            *[F.col(_spark_name(f)).alias(f"__v{j}") for j, f in enumerate(self.fields)])
+        return side.join(candidates.filter(F.col("status").isin(wanted)).select(*names), names, "inner")
+
+    def _load(self, staging: Path, identical: int) -> tuple[MatchStats, dict[str, int]]:
+        """``__pairs`` on the DuckDB connection, in the shape ``compare.match`` leaves; the stats;
+        and the rows that crossed from Spark."""
+        con, keys, fields = self.con, self.keys, self.fields
+        staged = {name: f"read_parquet({sql_literal(str(staging / name / '*.parquet'))})"
+                  for name in ("candidates", "values_a", "values_b")}
         names = [f"__k{i}" for i in range(len(keys))]
 
         def typed_keys(alias: str) -> list[str]:
@@ -322,45 +325,43 @@ class _Plan:
 
         key_text = _key_text(typed_keys("c"))
         join = lambda s: " AND ".join(f"{s}.{q(n)} = c.{q(n)}" for n in names)  # noqa: E731
-        has_values = {s: values[s].num_rows > 0 for s in "ab"}
 
         def side_values(s: str) -> str:
-            if not has_values[s]:
-                return ", ".join(f"CAST(NULL AS {self.duck[s][f]}) AS {q(s + '__' + f)}" for f in fields)
-            return ", ".join(f"CAST(v{s}.{q(f)} AS {self.duck[s][f]}) AS {q(s + '__' + f)}" for f in fields)
+            return ", ".join(f"CAST(v{s}.{q(f'__v{j}')} AS {self.duck[s][f]}) AS {q(s + '__' + f)}" for j, f in enumerate(fields))
 
         nulls = ", ".join(f"CAST(NULL AS {self.duck[s][f]}) AS {q(s + '__' + f)}" for s in "ab" for f in fields)
         sep = ", " if fields else ""
-        joins = "".join(f" LEFT JOIN __spark_{s} v{s} ON {join('v' + s)}" for s in "ab" if has_values[s])
+        cand = staged["candidates"]
         con.execute(f"""CREATE OR REPLACE TEMP TABLE __pairs AS
             SELECT c.status AS __status, {key_text} AS __key, 1::BIGINT AS __count{sep}{side_values('a')}{sep}{side_values('b')}
-            FROM __spark_cand c{joins} WHERE c.status IN ('pair', 'only_in_a', 'only_in_b')
+            FROM {cand} c LEFT JOIN {staged['values_a']} va ON {join('va')} LEFT JOIN {staged['values_b']} vb ON {join('vb')}
+            WHERE c.status IN ('pair', 'only_in_a', 'only_in_b')
             UNION ALL
-            SELECT 'duplicate_key_a', {key_text}, CAST(c.n_a AS BIGINT){sep}{nulls} FROM __spark_cand c WHERE c.dup_a
+            SELECT 'duplicate_key_a', {key_text}, CAST(c.n_a AS BIGINT){sep}{nulls} FROM {cand} c WHERE c.dup_a
             UNION ALL
-            SELECT 'duplicate_key_b', {key_text}, CAST(c.n_b AS BIGINT){sep}{nulls} FROM __spark_cand c WHERE c.dup_b
+            SELECT 'duplicate_key_b', {key_text}, CAST(c.n_b AS BIGINT){sep}{nulls} FROM {cand} c WHERE c.dup_b
             UNION ALL
             SELECT c.status, {key_text}, CAST(sum(CASE c.status WHEN 'invalid_key_a' THEN c.n_a ELSE c.n_b END) AS BIGINT){sep}{nulls}
-            FROM __spark_cand c WHERE c.status LIKE 'invalid_key_%' GROUP BY ALL""")
-        row = con.execute("""SELECT
+            FROM {cand} c WHERE c.status LIKE 'invalid_key_%' GROUP BY ALL""")
+        row = con.execute(f"""SELECT
             sum(n_a), sum(n_b),
             coalesce(sum(n_a) FILTER (status = 'invalid_key_a'), 0), coalesce(sum(n_b) FILTER (status = 'invalid_key_b'), 0),
             count(*) FILTER (dup_a), count(*) FILTER (dup_b),
             coalesce(sum(n_a) FILTER (dup_a), 0), coalesce(sum(n_b) FILTER (dup_b), 0),
             count(*) FILTER (status = 'only_in_a'), count(*) FILTER (status = 'only_in_b'),
             count(*) FILTER (status = 'pair'),
-            coalesce(sum(n_a) FILTER (status = 'duplicate'), 0), coalesce(sum(n_b) FILTER (status = 'duplicate'), 0)
-            FROM __spark_cand""").fetchall()[0]
-        for name in ("__spark_cand", "__spark_a", "__spark_b"):
-            con.unregister(name)
+            coalesce(sum(n_a) FILTER (status = 'duplicate'), 0), coalesce(sum(n_b) FILTER (status = 'duplicate'), 0),
+            count(*), (SELECT count(*) FROM {staged['values_a']}), (SELECT count(*) FROM {staged['values_b']})
+            FROM {cand}""").fetchall()[0]
         (rows_a, rows_b, inv_a, inv_b, dkeys_a, dkeys_b, drows_a, drows_b, only_a, only_b, pairs,
-         excluded_a, excluded_b) = (int(v or 0) for v in row)
+         excluded_a, excluded_b, moved_keys, moved_a, moved_b) = (int(v or 0) for v in row)
         rows_a, rows_b = rows_a + identical, rows_b + identical
         matched = rows_a - inv_a - excluded_a - only_a
-        return MatchStats(rows_a=rows_a, rows_b=rows_b, invalid_key_rows_a=inv_a, invalid_key_rows_b=inv_b,
-                          duplicate_keys_a=dkeys_a, duplicate_keys_b=dkeys_b, duplicate_rows_a=drows_a,
-                          duplicate_rows_b=drows_b, only_in_a=only_a, only_in_b=only_b, matched=matched,
-                          identical=matched - pairs, candidate_pairs=pairs)
+        stats = MatchStats(rows_a=rows_a, rows_b=rows_b, invalid_key_rows_a=inv_a, invalid_key_rows_b=inv_b,
+                           duplicate_keys_a=dkeys_a, duplicate_keys_b=dkeys_b, duplicate_rows_a=drows_a,
+                           duplicate_rows_b=drows_b, only_in_a=only_a, only_in_b=only_b, matched=matched,
+                           identical=matched - pairs, candidate_pairs=pairs)
+        return stats, {"candidates": moved_keys, "values_a": moved_a, "values_b": moved_b}
 
 
 # --------------------------------------------------------------------------- helpers
