@@ -58,6 +58,9 @@ class SparkEngine(dg.ConfigurableResource):
 
     master: str | None = Field(default=None, description="Spark master URL, e.g. spark://spark-master:7077.")
     conf: dict[str, str] = Field(default_factory=dict, description="Extra Spark settings (spark.executor.memory, ...).")
+    staging_dir: str | None = Field(
+        default=None, description="Folder the executors write the candidates to and the run reads them from "
+        "(on a cluster: a shared volume); default a temporary folder on the run's machine.")
 
     def strategy(self, spec: ReconciliationSpec):
         """The Spark pairing for a spec that asks for it; None for the default engine."""
@@ -65,4 +68,4 @@ class SparkEngine(dg.ConfigurableResource):
             return None
         from recon_pipelines.engine.strategies.spark import SparkPairing, resolve_master
 
-        return SparkPairing(resolve_master(self.master, spec.engine.master), dict(self.conf))
+        return SparkPairing(resolve_master(self.master, spec.engine.master), dict(self.conf), self.staging_dir)

@@ -4,10 +4,11 @@ Spark reads both files (Parquet or CSV), audits the keys (null or blank keys as
 ``engine/keys.py`` defines them, duplicate keys), groups each side by key carrying one
 64-bit ``xxhash64`` of each record's compared fields, full-outer-joins the two on the key and
 counts the pairs whose hashes agree. Only the *candidates* come back to the driver: one-sided
-records, pairs whose hashes differ or that a hash cannot settle, and the key anomalies. They
-are loaded into the local DuckDB connection as ``__pairs``, in exactly the shape
-``compare.match`` leaves, and ``compare.evaluate`` applies the field rules (``engine/rules.py``,
-defined once, compiled for DuckDB only).
+records, pairs whose hashes differ or that a hash cannot settle, and the key anomalies. Spark
+writes them as Parquet to a staging folder; the local DuckDB connection reads them into
+``__pairs`` (spilling to disk if it must, never holding them as Python objects), in exactly the
+shape ``compare.match`` leaves, and ``compare.evaluate`` applies the field rules
+(``engine/rules.py``, defined once, compiled for DuckDB only).
 
 Soundness: a pair Spark calls identical is never looked at again, so Spark's equality must imply
 the equality DuckDB sees after reading the same file. Hence (docs/engine-spark.md):
@@ -22,8 +23,8 @@ the equality DuckDB sees after reading the same file. Hence (docs/engine-spark.m
   alike on both engines, as DuckDB's ``IS DISTINCT FROM`` has them equal.
 
 What crosses the wire is the candidates and their keys (``Pairing.rows_moved``), so the cost to
-the driver grows with drift, not with the tables: past a few million differing records per run,
-the driver's memory and the local evaluation become the limit.
+the driver grows with drift, not with the tables: at high drift the local evaluation (one
+machine's cores and disk) becomes the limit.
 """
 
 from __future__ import annotations
