@@ -67,7 +67,7 @@ def _jvm_peak_gb() -> float:
     return total
 
 
-def run_case(engine: str, truth_dir: str, master: str) -> dict:
+def run_case(engine: str, truth_dir: str, master: str, conf: dict | None = None) -> dict:
     from recon_pipelines.engine import compare, evaluate
     from recon_pipelines.engine.strategies.spark import SparkPairing
     from recon_pipelines.runner import open_side
@@ -76,7 +76,7 @@ def run_case(engine: str, truth_dir: str, master: str) -> dict:
     spec = build_spec(truth_dir, engine)
     moved: dict = {}
     if engine == "spark":
-        strategy = SparkPairing(master)
+        strategy = SparkPairing(master, dict(conf or {}))
         with tempfile.TemporaryDirectory() as warm:  # start and warm the JVM outside the timing
             gen.generate(1_000, warm, seed=1)
             warm_spec = build_spec(warm, "spark")
@@ -128,16 +128,19 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--worker":
         job = json.loads(argv[1])
-        print("RESULT " + json.dumps(run_case(job["engine"], job["truth_dir"], job["master"])), flush=True)
+        print("RESULT " + json.dumps(run_case(job["engine"], job["truth_dir"], job["master"], job.get("conf"))), flush=True)
         return 0
     parser = argparse.ArgumentParser(prog="python -m benchmarks.spark", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1e7", help="rows per side, comma-separated (default 1e7)")
     parser.add_argument("--drifts", default="default", help=f"comma-separated, from {', '.join(gen.DRIFTS)}")
     parser.add_argument("--wire", default=None, help="also run Spark at this size for every drift level")
     parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--conf", action="append", default=[], help="a Spark setting KEY=VALUE (repeatable)")
+    parser.add_argument("--engines", default="duckdb,spark", help="comma-separated, from duckdb, spark")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per case run")
     args = parser.parse_args(argv)
-    jobs = [(gen.parse_count(s), d, e) for s in args.sizes.split(",") for d in args.drifts.split(",") for e in ("duckdb", "spark")]
+    jobs = [(gen.parse_count(s), d, e) for s in args.sizes.split(",") for d in args.drifts.split(",") for e in args.engines.split(",")]
+    conf = dict(item.split("=", 1) for item in args.conf)
     if args.wire:
         jobs += [(gen.parse_count(args.wire), d, "spark") for d in gen.DRIFTS]
     lines = ["| rows per side | drift | engine | wall s | peak GB (Python + JVM) | candidate pairs | "
@@ -145,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for size, drift, engine in jobs:
         gen.ensure(size, drift)
-        r = _spawn({"engine": engine, "truth_dir": str(gen.data_dir(size, drift)), "master": args.master}, args.timeout)
+        r = _spawn({"engine": engine, "truth_dir": str(gen.data_dir(size, drift)), "master": args.master, "conf": conf},
+                   args.timeout)
         r.update(rows=size, drift=drift)
         results.append(r)
         lines.append(_row(size, drift, r))
