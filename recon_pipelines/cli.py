@@ -177,27 +177,36 @@ def _definitions_problem(specs) -> str | None:
 @click.option("--track", is_flag=True, help="Also fold the result into the tracker, as a deep scan does (export guard "
               "and notifications included); a run held as suspicious exits 2.")
 @tracker_url_option("With --track, or to read confirmed suggested matches.")
-def run(spec_file: Path, fmt: str, output: Path | None, limit: int, track: bool, tracker_url: str | None) -> None:
+@click.option("--engine", type=click.Choice(["duckdb", "spark"]), default=None,
+              help="Where the sides are paired; default the spec's engine.type (duckdb). The rules always run locally.")
+@click.option("--spark-master", default=None,
+              help="With the spark engine; default $RECON_SPARK_MASTER, else the spec's engine.master, else local[2].")
+def run(spec_file: Path, fmt: str, output: Path | None, limit: int, track: bool, tracker_url: str | None,
+        engine: str | None, spark_master: str | None) -> None:
     """Run one reconciliation without Dagster and report what disagrees. Exit 1 when anything does."""
-    from recon_pipelines.runner import run_reconciliation, run_tracked
+    from recon_pipelines.runner import check_engine, run_reconciliation, run_tracked
 
     if fmt == "html" and output is None:
         raise ValueError("--format html writes a report file: give --output report.html")
     _prepare_demo_data(spec_file)
     spec = load_spec(spec_file)
+    if engine is not None:  # the flag wins over the spec
+        spec = spec.model_copy(update={"engine": spec.engine.model_copy(update={"type": engine})})
+    check_engine(spec)  # a spec the engine refuses is named before any source is read
     check_sources(spec, spec_file)  # a missing column is named by its spec field, before any work
     if is_nway(spec):  # three or more systems: cli_nway.py
         from recon_pipelines.cli_nway import run_nway_command
 
         run_nway_command(spec, fmt, output, limit, track, tracker_url)
     if track:
-        tracked = run_tracked(spec, open_tracker(tracker_url), warn=_warn)
+        tracked = run_tracked(spec, open_tracker(tracker_url), warn=_warn, engine=engine, spark_master=spark_master)
         if tracked.outcome.held:
             click.echo(for_terminal(tracked.outcome.held, keep=chr(10)), err=True)
             sys.exit(EXIT_ERROR)
         rows, summary = tracked.discrepancies.to_pylist(), tracked.summary
     else:
-        result = run_reconciliation(spec, warn=_warn, decided=_match_decisions(spec, tracker_url))
+        result = run_reconciliation(spec, warn=_warn, decided=_match_decisions(spec, tracker_url), engine=engine,
+                                    spark_master=spark_master)
         rows, summary = result.discrepancies.to_pylist(), result.summary()
     rows = [displayed(row) for row in rows]
     # With json/csv on stdout the summary goes to stderr, so stdout stays machine-readable.

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from recon_pipelines.engine import MatchStats, evaluate, match, side_columns, suggest
+from recon_pipelines.engine import ComparisonError, MatchStats, evaluate, match, side_columns, suggest
 from recon_pipelines.engine.compare import combine_discrepancies
 from recon_pipelines.instants import instant_sql
 from recon_pipelines.snapshots import (
@@ -245,10 +245,13 @@ def read_keys(path: Path) -> list[str]:
 
 
 def match_pairs(spec: ReconciliationSpec, folder: RunFolder, memory_limit: str | None = None,
-                spill_dir: str | None = None, confirmed: Sequence[tuple[str, str]] = ()) -> dict:
+                spill_dir: str | None = None, confirmed: Sequence[tuple[str, str]] = (), strategy=None) -> dict:
     """Pair the snapshots by key; compare summaries first. Returns metadata (MatchStats and
     summaries); the candidate pairs go to ``matched_pairs.parquet`` with the stats inside.
-    ``confirmed``: suggested pairs an operator confirmed (their B key is read as their A key)."""
+    ``confirmed``: suggested pairs an operator confirmed (their B key is read as their A key).
+    ``strategy`` (engine/strategies) pairs elsewhere, e.g. on Spark; None pairs in DuckDB."""
+    if strategy is not None and (reason := strategy.refuses(spec)):
+        raise ComparisonError(f"{spec.name}: the {strategy.name} engine cannot run this spec: {reason}")
     con = duckdb_connect(memory_limit, spill_dir)
     sides = snapshot_sides(spec, folder)
     sides[1] = suggest.rekeyed(spec, sides[1], confirmed)
@@ -271,7 +274,12 @@ def match_pairs(spec: ReconciliationSpec, folder: RunFolder, memory_limit: str |
             info = write_snapshot(spec.key_mapping.source, {"a": spec.key_mapping.a, "b": spec.key_mapping.b},
                                   folder.root / "key_mapping.parquet")
             mapping = snapshot_side(info.path, ["a", "b"], info.label)
-        stats = match(con, spec, sides[0], sides[1], mapping)
+        if strategy is None:
+            stats = match(con, spec, sides[0], sides[1], mapping)
+        else:
+            pairing = strategy.pair(spec, con, tuple(sides))
+            stats = pairing.stats
+            summaries = {**summaries, **{f"rows_moved_{what}": n for what, n in pairing.rows_moved.items()}}
     metadata = {**asdict(stats), **summaries, "summary_skip": skip, **_match_groups(con, spec, folder, skip)}
     partial = partial_path(folder["pairs"])
     con.execute(f"COPY __pairs TO {sql_literal(str(partial))} (FORMAT parquet, "

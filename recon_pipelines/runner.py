@@ -62,9 +62,13 @@ def open_mapping(spec: ReconciliationSpec, workdir: Path) -> Side | None:
 
 def run_reconciliation(spec: ReconciliationSpec, workdir: Path | None = None,
                        warn: Callable[[str], None] | None = None,
-                       decided: MatchDecisions | None = None) -> ComparisonResult:
+                       decided: MatchDecisions | None = None, engine: str | None = None,
+                       spark_master: str | None = None) -> ComparisonResult:
     """``warn`` receives one line per failed ``warn`` expectation (default: the log); ``decided``
-    holds the suggested pairs an operator confirmed or rejected (spec ``suggest:``)."""
+    holds the suggested pairs an operator confirmed or rejected (spec ``suggest:``). ``engine``
+    (``duckdb`` or ``spark``) overrides the spec's ``engine.type``; ``spark_master`` its master."""
+    if (engine or spec.engine.type) == "spark":
+        return _run_on_spark(spec, warn, spark_master)
     expect = bool(spec.source_a.expect or spec.source_b.expect)
     if spec.pushdown and not expect and spec.sample is None:  # SQL tables (PostgreSQL, MariaDB): compare in the database, fetch only what differs
         from recon_pipelines.engine.pushdown import compare_in_database
@@ -102,6 +106,33 @@ def with_suggestions(spec: ReconciliationSpec, result: ComparisonResult, side_a:
     return result
 
 
+def check_engine(spec: ReconciliationSpec) -> None:
+    """Raise ComparisonError naming why the spec's engine cannot run it (before any source is read)."""
+    if spec.engine.type != "spark":
+        return
+    from recon_pipelines.engine.strategies.spark import SparkPairing
+
+    reason = SparkPairing().refuses(spec)
+    if reason:
+        raise ComparisonError(f"{spec.name}: the spark engine cannot run this spec: {reason}")
+
+
+def _run_on_spark(spec: ReconciliationSpec, warn, master: str | None) -> ComparisonResult:
+    """Pair on Spark, judge locally (engine/strategies/spark.py); refused specs name the reason."""
+    from recon_pipelines.engine import evaluate
+    from recon_pipelines.engine.strategies.spark import SparkPairing, resolve_master
+
+    strategy = SparkPairing(resolve_master(master, spec.engine.master))
+    check_engine(spec)
+    with tempfile.TemporaryDirectory(prefix="recon-") as tmp:
+        sides = (open_side(spec, "a", Path(tmp), warn), open_side(spec, "b", Path(tmp), warn))
+        con = duckdb_connect()
+        pairing = strategy.pair(spec, con, sides)
+        table, fields = evaluate(con, spec, "__pairs")
+    log.info("%s: %s; rows moved to the driver: %s", spec.name, pairing.reason, pairing.rows_moved)
+    return ComparisonResult(table, pairing.stats, fields)
+
+
 def _blame(exc: duckdb.Error, sides: list[Side | None]) -> str:
     """DuckDB does not always say which input failed (a corrupt Parquet page reads as "don't
     know what type"): read each side whole, once the comparison has failed, to name it."""
@@ -126,7 +157,8 @@ class TrackedRun:
 
 
 def run_tracked(spec: ReconciliationSpec, tracker: Tracker, run_id: str | None = None,
-                warn: Callable[[str], None] | None = None) -> TrackedRun:
+                warn: Callable[[str], None] | None = None, engine: str | None = None,
+                spark_master: str | None = None) -> TrackedRun:
     """The Dagster run's steps in this process (a full scope), then the tracker, with the export
     guard and the notification outbox, as a deep scan would update it."""
     from recon_pipelines import expectations, pipeline
@@ -144,7 +176,12 @@ def run_tracked(spec: ReconciliationSpec, tracker: Tracker, run_id: str | None =
             outcomes = expectations.evaluate_snapshot(spec, side, folder[f"snapshot_{side}"])
             expectations.enforce(spec, side, outcomes, warn or log.warning)
         decided = pipeline.MatchDecisions.of(tracker, spec)
-        stats = pipeline.match_pairs(spec, folder, confirmed=decided.confirmed)
+        strategy = None
+        if (engine or spec.engine.type) == "spark":
+            from recon_pipelines.engine.strategies.spark import SparkPairing, resolve_master
+
+            strategy = SparkPairing(resolve_master(spark_master, spec.engine.master))
+        stats = pipeline.match_pairs(spec, folder, confirmed=decided.confirmed, strategy=strategy)
         found = pipeline.find_discrepancies(spec, folder, decided=decided.confirmed + decided.rejected,
                                             confirmed=decided.confirmed)
         outcome = pipeline.update_tracker(spec, folder, scope, tracker, run_id, on_outcome=notification_writer(spec))

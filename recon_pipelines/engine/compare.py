@@ -43,7 +43,7 @@ from recon_pipelines.engine.keys import invalid_key_sql
 from recon_pipelines.engine.rules import compile_rule, hash_args, hash_operand, stages, unsettled
 from recon_pipelines.engine.severity import severity_sql
 from recon_pipelines.spec.matching import match_columns
-from recon_pipelines.spec.models import ReconciliationSpec
+from recon_pipelines.spec.models import FileSource, ReconciliationSpec
 from recon_pipelines.sqlutil import duckdb_connect as connect
 from recon_pipelines.sqlutil import quote_ident as q
 from recon_pipelines.sqlutil import sql_literal
@@ -73,6 +73,8 @@ class Side:
     scan: str
     columns: Mapping[str, str]
     label: str = ""
+    # The file the scan reads whole, when it is one: another engine (Spark) can then read it too.
+    file: FileSource | None = None
 
 
 @dataclass

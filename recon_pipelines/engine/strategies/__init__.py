@@ -1,1 +1,2 @@
-"""Pairing strategies: how the two sides are paired (``base.PairingStrategy``)."""
+"""Pairing strategies: where the two sides are paired (and candidate pairs found) before the
+field rules judge the candidates in DuckDB (``compare.evaluate``)."""

@@ -1,4 +1,9 @@
-"""The interface every pairing strategy implements (locally, in a database, on a cluster)."""
+"""The one interface every pairing strategy implements.
+
+A strategy pairs the two sides wherever it runs (local DuckDB, a database, Spark) and leaves
+the candidate pairs and key anomalies on the DuckDB connection as ``__pairs``, in exactly the
+shape ``compare.match`` produces; ``compare.evaluate`` then applies the field rules, defined once.
+"""
 
 from __future__ import annotations
 
@@ -21,8 +26,8 @@ class Pairing:
 class PairingStrategy(Protocol):
     name: str
 
-    def refuses(self, spec) -> str | None:  # None = can run; else a one-line reason
-        ...
+    def refuses(self, spec) -> str | None:
+        """None when this strategy can run the spec; else a one-line reason."""
 
-    def pair(self, spec, con: duckdb.DuckDBPyConnection, sides) -> Pairing:  # leaves __pairs on con in compare.match's shape
-        ...
+    def pair(self, spec, con: duckdb.DuckDBPyConnection, sides) -> Pairing:
+        """Pair the sides; leaves ``__pairs`` on ``con``."""
