@@ -199,8 +199,11 @@ def between_sides(spec: ReconciliationSpec, a: SideSchema, b: SideSchema) -> lis
     double it is compared as, with the risk for the field's rule."""
     columns_a, columns_b = side_columns(spec, "a"), side_columns(spec, "b")
     keys = {k.name for k in spec.key}
+    compared = keys | {f.name for f in spec.fields}
     found = []
     for name in columns_a:
+        if name not in compared:  # a match: rule's group reference or fee column: no field rule to judge it
+            continue
         col_a, col_b = a.column(columns_a[name]), b.column(columns_b[name])
         if col_a is None or col_b is None:
             continue  # a missing column is the required_columns check's finding
