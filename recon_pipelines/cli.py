@@ -120,7 +120,7 @@ def validate(paths: tuple[Path, ...], offline: bool) -> None:
         if not offline:  # the sources were just read: the same reads, so no new failure to report
             from recon_pipelines.schema_diff import type_difference_lines
 
-            for line in [*_strategy_lines(spec), *type_difference_lines(spec)]:
+            for line in [*_pairing_lines(spec), *type_difference_lines(spec)]:
                 click.echo(f"    {for_terminal(line)}")
     for problem in problems:
         click.echo(f"error: {for_terminal(problem)}", err=True)
@@ -128,6 +128,19 @@ def validate(paths: tuple[Path, ...], offline: bool) -> None:
         click.echo(f"{len(problems)} problem(s); {len(loaded)} spec(s) loaded")  # stdout: stderr holds only the errors
         sys.exit(EXIT_ERROR)
     click.echo(f"{len(loaded)} spec(s) valid")
+
+
+def _pairing_lines(spec) -> list[str]:
+    """Where ``recon run`` pairs the sides: on Spark when the spec's engine is spark (or why
+    Spark refuses the spec), otherwise the pairing strategy and why each other is refused."""
+    if spec.engine.type == "spark":
+        from recon_pipelines.engine.strategies.spark import SparkPairing, resolve_master
+
+        reason = SparkPairing().refuses(spec)
+        if reason:
+            return [f"engine: spark refuses this spec: {reason}"]
+        return [f"engine: spark on {resolve_master(None, spec.engine.master)}; the rules run locally"]
+    return _strategy_lines(spec)
 
 
 def _strategy_lines(spec) -> list[str]:

@@ -237,6 +237,25 @@ def test_recon_run_engine_spark_without_java_says_so_in_one_line(tmp_path):
     assert done.stderr.strip().splitlines()[-1] == "error: spark engine: no Java runtime found (install Java 17 or set JAVA_HOME)"
 
 
+def test_recon_validate_says_where_a_spark_spec_is_paired(tmp_path):
+    paths = spark_data.generate(100, tmp_path, seed=4)
+    spark_data.write_spec(tmp_path, paths, name="on_spark", engine={"type": "spark", "master": "spark://127.0.0.1:7077"})
+    refused = tmp_path / "refused.yaml"
+    refused.write_text(json.dumps({
+        "name": "sql_on_spark", "key": "id", "fields": {"v": "exact"}, "engine": {"type": "spark"},
+        "source_a": {"type": "sql", "url": "sqlite:///" + str(tmp_path / "a.sqlite"), "table": "t"},
+        "source_b": {"type": "file", "path": str(paths["b"])}}))
+    done = _recon("validate", "--offline", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    done = _recon("validate", str(tmp_path / "on_spark.yaml"), env={"RECON_SPARK_MASTER": ""})
+    assert "    engine: spark on spark://127.0.0.1:7077; the rules run locally" in done.stdout.splitlines(), done.stdout
+    assert "strategy:" not in done.stdout  # push-down is not what pairs a spark spec
+    from recon_pipelines.cli import _pairing_lines
+
+    assert _pairing_lines(load_spec(refused)) == [
+        "engine: spark refuses this spec: source_a: Spark reads files (Parquet, CSV); a sql source runs on the default engine"]
+
+
 # --------------------------------------------------------------------------- a standalone cluster
 
 
