@@ -133,6 +133,7 @@ class Drift:
 DRIFTS = {
     "default": Drift(only_in_a=0.005, only_in_b=0.005, changed=0.01),  # 2% of rows affected
     "sparse": Drift(only_in_a=0.000025, only_in_b=0.000025, changed=0.00005),  # 0.01%
+    "heavy": Drift(only_in_a=0.05, only_in_b=0.05, changed=0.1),  # 20%: where a pre-filter stops paying
 }
 
 

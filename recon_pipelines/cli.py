@@ -120,7 +120,7 @@ def validate(paths: tuple[Path, ...], offline: bool) -> None:
         if not offline:  # choosing opens the databases (table definitions only)
             from recon_pipelines.schema_diff import type_difference_lines
 
-            for line in [*_strategy_lines(spec), *type_difference_lines(spec)]:
+            for line in [*_pairing_lines(spec), *type_difference_lines(spec)]:
                 click.echo(f"    {for_terminal(line)}")
     for problem in problems:
         click.echo(f"error: {for_terminal(problem)}", err=True)
@@ -128,6 +128,19 @@ def validate(paths: tuple[Path, ...], offline: bool) -> None:
         click.echo(f"{len(problems)} problem(s); {len(loaded)} spec(s) loaded")  # stdout: stderr holds only the errors
         sys.exit(EXIT_ERROR)
     click.echo(f"{len(loaded)} spec(s) valid")
+
+
+def _pairing_lines(spec) -> list[str]:
+    """Where ``recon run`` pairs the sides: on Spark when the spec's engine is spark (or why
+    Spark refuses the spec), otherwise the pairing strategy and why each other is refused."""
+    if spec.engine.type == "spark":
+        from recon_pipelines.engine.strategies.spark import SparkPairing, resolve_master
+
+        reason = SparkPairing().refuses(spec)
+        if reason:
+            return [f"engine: spark refuses this spec: {reason}"]
+        return [f"engine: spark on {resolve_master(None, spec.engine.master)}; the rules run locally"]
+    return _strategy_lines(spec)
 
 
 def _strategy_lines(spec) -> list[str]:
@@ -180,10 +193,15 @@ def _definitions_problem(specs) -> str | None:
               "and notifications included); a run held as suspicious exits 2.")
 @tracker_url_option("With --track, or to read confirmed suggested matches.")
 @click.option("--strategy", default=None, help="Pairing strategy (local, postgres_join, mariadb_same_database, "
-              "bucket_summaries, canonical_buckets, duckdb_files) instead of the one chosen per run; "
+              "bucket_summaries, canonical_buckets, duckdb_files, spark) instead of the one chosen per run; "
               "`recon validate` shows the choice.")
+@click.option("--engine", type=click.Choice(["duckdb", "spark"]), default=None,
+              help="Where the sides are paired: spark (the spark strategy) or duckdb (local); default the spec's "
+                   "engine.type, then the strategy chosen per run. The rules always run locally.")
+@click.option("--spark-master", default=None,
+              help="With the spark engine; default $RECON_SPARK_MASTER, else the spec's engine.master, else local[2].")
 def run(spec_file: Path, fmt: str, output: Path | None, limit: int, track: bool, tracker_url: str | None,
-        strategy: str | None) -> None:
+        strategy: str | None, engine: str | None, spark_master: str | None) -> None:
     """Run one reconciliation without Dagster and report what disagrees. Exit 1 when anything does."""
     from recon_pipelines import pipeline
 
@@ -191,6 +209,8 @@ def run(spec_file: Path, fmt: str, output: Path | None, limit: int, track: bool,
         raise ValueError("--format html writes a report file: give --output report.html")
     _prepare_demo_data(spec_file)
     spec = load_spec(spec_file)
+    if not is_nway(spec):
+        strategy = _engine_strategy(spec, strategy, engine, spark_master)
     check_sources(spec, spec_file)  # a missing column is named by its spec field, before any work
     if is_nway(spec):  # three or more systems: cli_nway.py
         from recon_pipelines.cli_nway import run_nway_command
@@ -370,6 +390,22 @@ def _duration(option: str, text: str) -> timedelta:
         return timedelta(seconds=parse_duration(text))
     except ValueError as exc:
         raise UserError(f"{option} {text!r}: {exc}") from None
+
+
+def _engine_strategy(spec, strategy: str | None, engine: str | None, spark_master: str | None):
+    """``--engine`` (else the spec's ``engine.type``) as the run's pairing strategy: spark pairs on
+    Spark (a spec Spark refuses is named before any source is read), duckdb pairs locally."""
+    from recon_pipelines.engine import ComparisonError
+
+    if (engine or spec.engine.type) == "spark":
+        from recon_pipelines.engine.strategies.spark import SparkPairing
+
+        pairing = SparkPairing(master=spark_master)
+        reason = pairing.refuses(spec)
+        if reason:
+            raise ComparisonError(f"{spec.name}: the spark engine cannot run this spec: {reason}")
+        return pairing
+    return strategy or ("local" if engine == "duckdb" and spec.engine.type == "spark" else None)
 
 
 def _match_decisions(spec, url: str | None):

@@ -149,7 +149,7 @@ class RunFolder:
 # --------------------------------------------------------------------------- 0. the strategy
 
 
-def choose_strategy(spec: ReconciliationSpec, scope: RunScope, explicit: str | None = None) -> Choice:
+def choose_strategy(spec: ReconciliationSpec, scope: RunScope, explicit=None) -> Choice:
     """Where this run pairs the records (logged with the reason; see engine/strategies)."""
     return strategies.choose(spec, explicit, full_scope=scope.is_full)
 
@@ -692,7 +692,7 @@ def _run_folder(storage: str | Path | RunFolder | None, spec: ReconciliationSpec
 
 
 def run(spec: ReconciliationSpec, scope: RunScope | None = None, storage: str | Path | RunFolder | None = None,
-        tracker: Tracker | None = None, *, run_id: str | None = None, strategy: str | None = None,
+        tracker: Tracker | None = None, *, run_id: str | None = None, strategy=None,
         warn: Callable[[str], None] | None = None, memory_limit: str | None = None, spill_dir: str | None = None,
         as_of: datetime | None = None, on_outcome: Callable | None = None,
         before_tracker: Callable[[RunFolder], None] | None = None, in_place: bool = True,
@@ -702,7 +702,7 @@ def run(spec: ReconciliationSpec, scope: RunScope | None = None, storage: str | 
     ``scope`` defaults to everything; ``storage`` is a folder for the run's files (a temporary
     one, removed afterwards, when None); ``tracker`` folds the result into the tracker (export
     guard and ``on_outcome``, e.g. the notification outbox, included); ``strategy`` names the
-    pairing strategy instead of choosing one. A failed ``error`` expectation raises
+    pairing strategy (or is one, configured: a Spark master) instead of choosing one. A failed ``error`` expectation raises
     ExpectationFailed; ``warn`` receives one line per failed ``warn`` one (default: the log).
     ``before_tracker`` may rewrite the discrepancies file before the tracker reads it (the
     change-stream re-check relabels what was not propagated). ``decided``: the suggested pairs
@@ -719,6 +719,8 @@ def run(spec: ReconciliationSpec, scope: RunScope | None = None, storage: str | 
         check_schema_drift(spec, tracker, run_id, warn or log.warning)
     with _run_folder(storage, spec, scope) as folder:
         choice = choose_strategy(spec, scope, strategy)
+        # Spark reads whole files: the run's Parquet snapshots, never a renamed scan of a file in place.
+        in_place = in_place and choice.name != "spark"
         for side in "ab":
             snapshot = take_snapshot(spec, side, scope, folder, choice=choice, in_place=in_place)
             if snapshot["missing"]:

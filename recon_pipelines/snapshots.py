@@ -112,7 +112,8 @@ def _stream(connector: Connector, columns: Mapping[str, str], out: Path, record_
 
 def snapshot_side(path: Path, names: list[str], label: str) -> Side:
     """The engine's view of a snapshot file (already under the spec's names)."""
-    return Side(f"read_parquet({sql_literal(str(path))})", {n: n for n in names}, label)
+    return Side(f"read_parquet({sql_literal(str(path))})", {n: n for n in names}, label,
+                FileSource(type="file", path=str(path), format="parquet"))
 
 
 def direct_side(spec: ReconciliationSpec, side: str) -> Side | None:
@@ -124,4 +125,4 @@ def direct_side(spec: ReconciliationSpec, side: str) -> Side | None:
     columns = side_columns(spec, side)
     # Fails early, naming the file and column, before the engine starts.
     require_columns(connector.schema(), list(dict.fromkeys(columns.values())), connector.label)
-    return Side(connector.scan_sql(), columns, connector.label)
+    return Side(connector.scan_sql(), columns, connector.label, source)

@@ -8,6 +8,7 @@ both must agree.
 
 from __future__ import annotations
 
+import importlib
 import json
 from decimal import Decimal
 
@@ -293,3 +294,58 @@ def test_presence_only_spec_pushed_down(pg_url, pg_url_b):
         result = pipeline.run(spec)
         assert getattr(result, "pushdown").mode == mode
         assert {(r["kind"], r["key"]) for r in result.discrepancies.to_pylist()} == {("only_in_a", "1"), ("only_in_b", "4")}
+
+
+# --------------------------------------------------------------------------- 128-bit values and the hash fast path
+# DuckDB hashes a 128-bit integer as the XOR of its halves' hashes: 0 and -1 (one unit of the
+# last place) hashed alike, so equal record hashes hid the difference.
+
+
+@pytest.mark.parametrize("a, b, type_a, type_b", [
+    (Decimal("0.00"), Decimal("-0.01"), pa.decimal128(38, 2), pa.decimal128(38, 2)),
+    (0, -1, pa.decimal128(38, 0), pa.decimal128(38, 0)),
+    (0, Decimal("-0.01"), pa.int64(), pa.decimal128(18, 2)),  # hashed as a common DECIMAL(38, 2)
+])
+def test_zero_and_minus_one_unit_differ_in_128_bit_decimals(a, b, type_a, type_b):
+    assert reason_of(NUMERIC, a, b, type_a, type_b) == "value_differs"
+    assert reason_of("exact", a, b, type_a, type_b) == "value_differs"
+
+
+def test_keys_zero_and_minus_one_are_different_records_in_128_bit_keys():
+    key = pa.decimal128(38, 0)
+    side_a = pa.table({"id": pa.array([Decimal(0), Decimal(7)], key), "v": [5, 1]})
+    side_b = pa.table({"id": pa.array([Decimal(-1), Decimal(7)], key), "v": [5, 1]})
+    found = {(r["kind"], r["key"]) for r in run(make_spec(fields={"v": "exact"}), side_a, side_b).discrepancies.to_pylist()}
+    assert found == {("only_in_a", "0"), ("only_in_b", "-1")}
+
+
+# --------------------------------------------------------------------------- the pairing's paths give one answer
+
+
+@pytest.mark.parametrize("sparse_share, join_pass_rows", [
+    (0.25, 1 << 25),  # narrowed to the differing buckets, one join (sparse drift)
+    (-1.0, 1 << 25),  # never narrowed, one join (dense drift)
+    (-1.0, 512),      # never narrowed, the join in 16 passes (sides above JOIN_PASS_ROWS)
+    (0.25, 1),        # narrowed, then the join in passes (8 rows left: 8 passes)
+])
+def test_every_pairing_path_finds_the_planted_differences(monkeypatch, sparse_share, join_pass_rows):
+    compare_module = importlib.import_module("recon_pipelines.engine.compare")  # the package exports compare()
+    monkeypatch.setattr(compare_module, "SPARSE_SHARE", sparse_share)
+    monkeypatch.setattr(compare_module, "JOIN_PASS_ROWS", join_pass_rows)
+    n = 5000
+    ids = list(range(1, n + 1))
+    amount = [i / 100 for i in ids]
+    side_a = pa.table({"id": ids, "amount": amount, "plan": ["basic"] * n})
+    # B: drops ids 10 and 20, adds 9001 and 9002, changes amount of 30 and plan of 40;
+    # 50's amount moves within the tolerance (no discrepancy).
+    keep = [i for i in ids if i not in (10, 20)]
+    b_amount = {i: amount[i - 1] for i in keep} | {30: 99.0, 50: amount[49] + 0.004}
+    b_plan = {i: "basic" for i in keep} | {40: "pro"}
+    b_ids = keep + [9001, 9002]
+    side_b = pa.table({"id": b_ids, "amount": [b_amount.get(i, 1.0) for i in b_ids],
+                       "plan": [b_plan.get(i, "basic") for i in b_ids]})
+    result = run(make_spec(fields={"amount": CENT, "plan": "exact"}), side_a, side_b)
+    found = {(r["kind"], r["key"], r["field"]) for r in result.discrepancies.to_pylist()}
+    assert found == {("only_in_a", "10", None), ("only_in_a", "20", None), ("only_in_b", "9001", None),
+                     ("only_in_b", "9002", None), ("field_mismatch", "30", "amount"), ("field_mismatch", "40", "plan")}
+    assert (result.match.matched, result.match.candidate_pairs) == (n - 2, 3)

@@ -242,3 +242,20 @@ def test_the_triage_page_confirms_a_suggestion_as_the_signed_in_operator(tmp_pat
     assert decided_pairs(tracker, RECON, "confirmed") == [("c-1", "b-9")]
     last = tracker.history(suggestion["id"])[-1]
     assert (last["actor"], last["to_status"]) == ("alice", "resolved") and "same person" in last["note"]
+
+
+def test_the_demo_customers_whose_email_differs_are_suggested_exactly(tmp_path, monkeypatch):
+    import recon_pipelines
+    from recon_pipelines.demo.generate import generate_demo, load_ground_truth
+
+    data = tmp_path / "demo"
+    generate_demo(data)
+    truth = {tuple(pair) for pair in load_ground_truth(data)["suggested_matches"]["crm_contacts_by_email"]}
+    assert len(truth) == 5
+    monkeypatch.setenv("RECON_DEMO_DATA", str(data))
+    spec = load_spec(Path(recon_pipelines.__file__).parent / "examples" / "crm_contacts_by_email.yaml")
+    result = pipeline.run(spec)
+    assert suggested(result.discrepancies.to_pylist()) == truth
+    # Each pair is still reported missing on both sides: a suggestion resolves nothing by itself.
+    keys = {(r["kind"], r["key"]) for r in result.discrepancies.to_pylist()}
+    assert all(("only_in_a", a) in keys and ("only_in_b", b) in keys for a, b in truth)

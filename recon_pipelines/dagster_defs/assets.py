@@ -22,7 +22,7 @@ from recon_pipelines.dagster_defs import metadata as shown_in_ui
 from recon_pipelines.dagster_defs import dbt as dbt_lineage
 from recon_pipelines.dagster_defs import schema_drift
 from recon_pipelines.dagster_defs.metadata import SEVERITY_ORDER
-from recon_pipelines.dagster_defs.resources import ReconResource
+from recon_pipelines.dagster_defs.resources import ReconResource, SparkEngine
 from recon_pipelines.dagster_defs.result_checks import (
     freshness_policy,
     mismatch_rate_check,
@@ -293,11 +293,13 @@ def _matched_pairs_asset(spec: ReconciliationSpec) -> dg.AssetsDefinition:
         "identical pairs are counted, not stored.",
         **common_asset_args(spec),
     )
-    def matched_pairs(context: dg.AssetExecutionContext, recon: ReconResource) -> dg.MaterializeResult:
+    def matched_pairs(context: dg.AssetExecutionContext, recon: ReconResource, spark: SparkEngine) -> dg.MaterializeResult:
         scope = run_scope(context)
         folder = recon.folder(spec, scope)
         confirmed = pipeline.MatchDecisions.of(recon.tracker(), spec).confirmed  # suggested pairs an operator confirmed
-        stats = pipeline.match_pairs(spec, folder, recon.duckdb_memory_limit, recon.spill_dir(), confirmed)
+        spark_pairing = spark.strategy(spec)  # the resource's master; None unless the spec's engine is spark
+        choice = pipeline.choose_strategy(spec, scope, spark_pairing) if spark_pairing is not None else None
+        stats = pipeline.match_pairs(spec, folder, recon.duckdb_memory_limit, recon.spill_dir(), confirmed, choice=choice)
         checks = []
         if pipeline.wants_summaries(spec):
             sums = {k: v for k, v in stats.items() if k.startswith(("count_", "sum_"))}
@@ -305,7 +307,7 @@ def _matched_pairs_asset(spec: ReconciliationSpec) -> dg.AssetsDefinition:
                                               severity=dg.AssetCheckSeverity.WARN, metadata=sums))
         types = schema_drift.type_differences(spec, recon.tracker())  # the sources', the same on every day
         by_day = {day.label: {**pairs_metadata(pipeline.match_pairs(spec, day_folder, recon.duckdb_memory_limit,
-                                                                    recon.spill_dir(), confirmed), day_folder), **types}
+                                                                    recon.spill_dir(), confirmed, choice=choice), day_folder), **types}
                   for day, day_folder in day_runs(context, recon, spec)}
         return report(context, scope, {**pairs_metadata(stats, folder), **types}, by_day, checks)
 

@@ -21,7 +21,7 @@ import dagster as dg
 from recon_pipelines.dagster_defs.assets import build_reconciliation_assets
 from recon_pipelines.dagster_defs.operator_jobs import discrepancy_action
 from recon_pipelines.dagster_defs.remediation import NotifierResource, remediation_assets, shared_remediation_definitions
-from recon_pipelines.dagster_defs.resources import ReconResource
+from recon_pipelines.dagster_defs.resources import ReconResource, SparkEngine
 from recon_pipelines.dagster_defs.runs import build_run_definitions, failure_sensor
 from recon_pipelines.spec import load_spec_dir
 from recon_pipelines.spec.loader import SPEC_DIR_ENV
@@ -34,11 +34,12 @@ def build_definitions(
     specs: list[ReconciliationSpec] | None = None,
     recon: ReconResource | None = None,
     notifier: NotifierResource | None = None,
+    spark: SparkEngine | None = None,
 ) -> dg.Definitions:
     if specs is None:
         specs = load_spec_dir(spec_dir or os.environ[SPEC_DIR_ENV])
     return dg.Definitions.merge(*(spec_definitions(spec) for spec in specs),
-                                shared_definitions(specs, recon, notifier))
+                                shared_definitions(specs, recon, notifier, spark))
 
 
 def spec_definitions(spec: ReconciliationSpec | NWaySpec) -> dg.Definitions:
@@ -52,7 +53,7 @@ def spec_definitions(spec: ReconciliationSpec | NWaySpec) -> dg.Definitions:
 
 
 def shared_definitions(specs: Sequence[ReconciliationSpec], recon: ReconResource | None = None,
-                       notifier: NotifierResource | None = None) -> dg.Definitions:
+                       notifier: NotifierResource | None = None, spark: SparkEngine | None = None) -> dg.Definitions:
     """Everything that spans ``specs``; raises on two specs of one name (they would share assets)."""
     seen: set[str] = set()
     for spec in specs:
@@ -65,5 +66,7 @@ def shared_definitions(specs: Sequence[ReconciliationSpec], recon: ReconResource
         schedules=remediation["schedules"],
         sensors=[failure_sensor(specs), *remediation["sensors"]],
         resources={"recon": recon or ReconResource(),
-                   "notifier": notifier or NotifierResource()},
+                   "notifier": notifier or NotifierResource(),
+                   # Its master is read from $RECON_SPARK_MASTER at run time (never shown as config).
+                   "spark": spark or SparkEngine()},
     )

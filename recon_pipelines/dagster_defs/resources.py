@@ -49,3 +49,23 @@ class ReconResource(dg.ConfigurableResource):
         if self._tracker is None:
             self._tracker = Tracker(self.tracker_url or None)
         return self._tracker
+
+
+class SparkEngine(dg.ConfigurableResource):
+    """Where specs with ``engine: {type: spark}`` are paired (docs/engine-spark.md). The master is
+    deployment config: set it as ``dg.EnvVar("RECON_SPARK_MASTER")``; unset, the spec's
+    ``engine.master``, else ``local[2]``."""
+
+    master: str | None = Field(default=None, description="Spark master URL, e.g. spark://spark-master:7077.")
+    conf: dict[str, str] = Field(default_factory=dict, description="Extra Spark settings (spark.executor.memory, ...).")
+    staging_dir: str | None = Field(
+        default=None, description="Folder the executors write the candidates to and the run reads them from "
+        "(on a cluster: a shared volume); default a temporary folder on the run's machine.")
+
+    def strategy(self, spec: ReconciliationSpec):
+        """The Spark pairing for a spec that asks for it; None for the default engine."""
+        if spec.engine.type != "spark":
+            return None
+        from recon_pipelines.engine.strategies.spark import SparkPairing, resolve_master
+
+        return SparkPairing(resolve_master(self.master, spec.engine.master), dict(self.conf), self.staging_dir)

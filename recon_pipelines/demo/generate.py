@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 
 DEMO_DATA_ENV = "RECON_DEMO_DATA"
 # Bump whenever the generated data or the ground truth changes: ensure_demo_data regenerates.
-DEMO_VERSION = 2
+DEMO_VERSION = 3  # 3: ground_truth.json lists suggested_matches
 REFERENCE_DATE = date(2026, 11, 20)
 SEED = 20261120
 WINDOW_DAYS = 7
@@ -507,9 +507,7 @@ class _Demo:
                 amount = c.mrr(plan)
             if self._in(c, "amount_beyond_tolerance_warehouse"):
                 amount -= 5  # a credit note in billing the warehouse never received
-            email = self._billing_email(c).strip().lower()
-            if self._in(c, "email_stale_warehouse"):
-                email = f"{_ascii(c.first)}.{_ascii(c.last)}@previous-{c.domain}".lower()
+            email = self._warehouse_email(c)
             active = self._billing_status(c) == "ACTIVE" or self._in(c, "cancel_not_loaded")
             country = None if self._in(c, "country_null_billing", "country_null_warehouse") else c.country
             rows.append(self._warehouse_row(c, plan, amount, email, active, country, t["warehouse"]))
@@ -524,6 +522,11 @@ class _Demo:
             })  # fmt: skip
         self.internal_keys = [9001, 9002, 9003, 9004]
         self.warehouse_rows = sorted(rows, key=lambda r: (r["customer_key"], r["loaded_at"]))
+
+    def _warehouse_email(self, c: Customer) -> str:
+        if self._in(c, "email_stale_warehouse"):
+            return f"{_ascii(c.first)}.{_ascii(c.last)}@previous-{c.domain}".lower()
+        return self._billing_email(c).strip().lower()
 
     def _warehouse_row(self, c, plan, amount, email, active, country, loaded_at) -> dict:
         return {
@@ -753,6 +756,12 @@ class _Demo:
                 "warehouse": per_day(r["loaded_at"] for r in self.warehouse_rows),
             },
             "reconciliations": {r.name: r.summary() for r in (self.r1, self.r2, self.r3)},
+            # examples/crm_contacts_by_email.yaml keys by email: a customer whose email differs
+            # between the CRM and the warehouse is unmatched on both sides, and these are the pairs
+            # a suggestion should make (CRM email, warehouse email).
+            "suggested_matches": {"crm_contacts_by_email": sorted(
+                [c.email, self._warehouse_email(c)]
+                for c in [*self.sets["email_differs_billing"], *self.sets["email_stale_warehouse"]])},
         }
 
 

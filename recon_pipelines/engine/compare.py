@@ -3,13 +3,14 @@
 It runs in two steps, which the Dagster graph shows as two assets:
 
 ``match``
-    Audits keys (null/empty keys, ids without a mapping, duplicate keys: each is
-    its own discrepancy and never paired), then full-joins the sides on the key
-    carrying only one 64-bit hash of each record's compared fields. Pairs whose
+    Reads each side once into a narrow in-memory table: the key, one 64-bit hash
+    of the record's compared fields, and why the row cannot be paired. From those:
+    the key audit (null/empty keys, ids without a mapping, duplicate keys: each is
+    its own discrepancy and never paired), per-bucket summaries that narrow sparse
+    drift to the few differing buckets, and a full join on the key. Pairs whose
     hashes are equal are identical and are only counted; the *candidate pairs*
-    (hashes differ, or one side missing) are fetched whole into ``__pairs``.
-    This costs about one scan of each side plus a join on (key, hash), whatever
-    the drift (measured in benchmarks/).
+    (hashes differ, or one side missing) are fetched whole into ``__pairs`` by a
+    second read of each side. Where the time goes is in benchmarks/README.md.
 
 ``evaluate``
     Applies each field's rule to the candidate pairs only and unpivots the
@@ -22,6 +23,7 @@ two versions would hide a difference with probability about 2^-64 per record.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
@@ -38,10 +40,10 @@ from recon_pipelines.engine.discrepancies import (  # noqa: F401 - re-exported: 
 from recon_pipelines.engine.discrepancies import key_text as _key_text
 from recon_pipelines.engine.discrepancies import relation_types as _types
 from recon_pipelines.engine.keys import invalid_key_sql
-from recon_pipelines.engine.rules import compile_rule, hash_operand, stages, unsettled
+from recon_pipelines.engine.rules import compile_rule, hash_args, hash_operand, stages, unsettled
 from recon_pipelines.engine.severity import severity_sql
 from recon_pipelines.spec.matching import match_columns
-from recon_pipelines.spec.models import ReconciliationSpec
+from recon_pipelines.spec.models import FileSource, ReconciliationSpec
 from recon_pipelines.sqlutil import duckdb_connect as connect
 from recon_pipelines.sqlutil import quote_ident as q
 from recon_pipelines.sqlutil import sql_literal
@@ -71,6 +73,8 @@ class Side:
     scan: str
     columns: Mapping[str, str]
     label: str = ""
+    # The file the scan reads whole, when it is one: another engine (Spark) can then read it too.
+    file: FileSource | None = None
 
 
 @dataclass
@@ -175,15 +179,26 @@ def combine_discrepancies(*tables: pa.Table) -> pa.Table:
 # Sparse drift: per-bucket counts and hash sums first, then only the rows of buckets that differ.
 BUCKETS = 1 << 16
 SPARSE_SHARE = 0.25  # above this share of differing buckets, narrowing costs more than it saves
+SAMPLED_SHARE = 64  # 1/64 of the buckets are compared first, to tell dense drift cheaply
 # Integer keys spanning at most this many values are checked for duplicates with one bitmap.
 BITMAP_MAX_RANGE = 1 << 31
+# Above this many rows on a side, the pairing join runs in passes (at 10^8 rows per side one
+# pass built a 4 GB hash table next to the 3.4 GB side tables).
+JOIN_PASS_ROWS = 1 << 25
+# Why a row of a side's hash table cannot be paired (``__bad``); the names are the statuses.
+_BAD = {1: "invalid_key", 2: "unmapped"}
 
 
 def match(
     con: duckdb.DuckDBPyConnection, spec: ReconciliationSpec, side_a: Side, side_b: Side,
     mapping: Side | None = None,
 ) -> MatchStats:
-    """Pair the sides by key; leaves the candidate pairs and key anomalies in ``__pairs``."""
+    """Pair the sides by key; leaves the candidate pairs and key anomalies in ``__pairs``.
+
+    Each side is read twice at most: once whole into a narrow in-memory table (``__ha``/``__hb``:
+    the key, the hash of the compared fields, and why the row cannot be paired), from which the
+    key audit, the bucket summaries and the pairing are all worked out; then once more for the
+    candidate records only (a semi-join on their keys)."""
     keys = [k.name for k in spec.key]
     fields = [f.name for f in spec.fields]
     reserved = [name for name in keys + fields if name.startswith("__")]
@@ -192,28 +207,39 @@ def match(
     _create_side_views(con, spec, side_a, side_b, mapping)
     types = {"a": _types(con, "__a"), "b": _types(con, "__b")}
     hashes = {side: _row_hash(spec, types[side], types[other], side) for side, other in (("a", "b"), ("b", "a"))}
+    key_list = ", ".join(map(q, keys))
+    bad = "CASE " + " ".join(f"WHEN __flag LIKE '{name}%' THEN {code}" for code, name in _BAD.items()) + " END::UTINYINT"
+    for side in "ab":
+        row_hash, strict = hashes[side]
+        strict_column = f", {strict} AS __strict" if strict != "FALSE" else ""
+        con.execute(f"CREATE OR REPLACE TEMP TABLE __h{side} AS "
+                    f"SELECT {key_list}, {row_hash} AS __h{strict_column}, {bad} AS __bad FROM __{side} s")
+    strict = {side: "s.__strict" if hashes[side][1] != "FALSE" else "FALSE" for side in "ab"}
 
     # Key audit: rows that cannot be matched are reported, never paired.
     has_dups = _audit_duplicates(con, keys, types["a"])
     not_dup = f"AND NOT EXISTS (SELECT 1 FROM __dups d WHERE {_join_on('d', 's', keys)})" if has_dups else ""
-    views, clean_rows = {"a": "__a", "b": "__b"}, 0
-    if mapping is None and not has_dups:
-        narrowed = _narrow_to_differing_buckets(con, keys, hashes)
-        if narrowed is not None:
-            views, clean_rows = {"a": "__a_sub", "b": "__b_sub"}, narrowed
+    hashed_views = {"a": "__ha", "b": "__hb"}
+    if not has_dups and _narrow_to_differing_buckets(con, keys, strict):
+        hashed_views = {"a": "__ha_sub", "b": "__hb_sub"}
 
-    key_list = ", ".join(map(q, keys))
+    # Large sides are paired in passes over hash partitions of the key, so the join's own hash
+    # table stays about JOIN_PASS_ROWS rows next to the two side tables (memory, not time).
+    passes = _join_passes(con, hashed_views)
 
-    def hashed(side: str) -> str:
-        row_hash, strict = hashes[side]
-        return f"SELECT {key_list}, {row_hash} AS __h, {strict} AS __strict FROM {views[side]} s WHERE __flag IS NULL {not_dup}"
+    def hashed(side: str, part: int) -> str:
+        in_part = f"AND (hash({key_list}) & {passes - 1}) = {part}" if passes > 1 else ""
+        return (f"SELECT {key_list}, __h, {strict[side]} AS __strict FROM {hashed_views[side]} s "
+                f"WHERE __bad IS NULL {not_dup} {in_part}")
 
     key_pick = ", ".join(f"coalesce(x.{q(k)}, y.{q(k)}) AS {q(k)}" for k in keys)
     first_key = q(keys[0])
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE __cand AS
-        SELECT {key_pick}, x.{first_key} IS NOT NULL AS __in_a, y.{first_key} IS NOT NULL AS __in_b
-        FROM ({hashed('a')}) x FULL JOIN ({hashed('b')}) y ON {_join_on('x', 'y', keys)}
-        WHERE x.{first_key} IS NULL OR y.{first_key} IS NULL OR x.__h <> y.__h OR x.__strict OR y.__strict""")
+    for part in range(passes):
+        into = "CREATE OR REPLACE TEMP TABLE __cand AS" if part == 0 else "INSERT INTO __cand"
+        con.execute(f"""{into}
+            SELECT {key_pick}, x.{first_key} IS NOT NULL AS __in_a, y.{first_key} IS NOT NULL AS __in_b
+            FROM ({hashed('a', part)}) x FULL JOIN ({hashed('b', part)}) y ON {_join_on('x', 'y', keys)}
+            WHERE x.{first_key} IS NULL OR y.{first_key} IS NULL OR x.__h <> y.__h OR x.__strict OR y.__strict""")
 
     # Fetch the candidate records whole; identical pairs never leave the scan.
     key_text = _key_text([f"c.{q(k)}" for k in keys])
@@ -223,19 +249,27 @@ def match(
     nulls_b = ", ".join(f"CAST(NULL AS {types['b'][f]}) AS {q('b__' + f)}" for f in fields)
     sep = ", " if fields else ""
     anomaly_key = _key_text([f"s.{q(k)}" for k in keys])
+    flag = "CASE s.__bad " + " ".join(f"WHEN {code} THEN '{name}_' " for code, name in _BAD.items()) + "END"
     con.execute(f"""CREATE OR REPLACE TEMP TABLE __pairs AS
-        WITH ca AS (SELECT * FROM {views['a']} s SEMI JOIN (SELECT {key_list} FROM __cand WHERE __in_a) c USING ({key_list}) WHERE __flag IS NULL {not_dup}),
-             cb AS (SELECT * FROM {views['b']} s SEMI JOIN (SELECT {key_list} FROM __cand WHERE __in_b) c USING ({key_list}) WHERE __flag IS NULL {not_dup})
+        WITH ca AS (SELECT * FROM __a s SEMI JOIN (SELECT {key_list} FROM __cand WHERE __in_a) c USING ({key_list}) WHERE __flag IS NULL {not_dup}),
+             cb AS (SELECT * FROM __b s SEMI JOIN (SELECT {key_list} FROM __cand WHERE __in_b) c USING ({key_list}) WHERE __flag IS NULL {not_dup})
         SELECT CASE WHEN c.__in_a AND c.__in_b THEN 'pair' WHEN c.__in_a THEN 'only_in_a' ELSE 'only_in_b' END AS __status,
                {key_text} AS __key, 1::BIGINT AS __count{sep}{values_a}{sep}{values_b}
         FROM __cand c LEFT JOIN ca ON {_join_on('c', 'ca', keys)} LEFT JOIN cb ON {_join_on('c', 'cb', keys)}
         UNION ALL
         SELECT 'duplicate_key_' || s.__side, {anomaly_key}, s.__n{sep}{nulls_a}{sep}{nulls_b} FROM __dups s
         UNION ALL
-        SELECT s.__flag, {anomaly_key}, count(*){sep}{nulls_a}{sep}{nulls_b} FROM {views['a']} s WHERE __flag IS NOT NULL GROUP BY ALL
+        SELECT {flag} || 'a', {anomaly_key}, count(*){sep}{nulls_a}{sep}{nulls_b} FROM __ha s WHERE __bad IS NOT NULL GROUP BY ALL
         UNION ALL
-        SELECT s.__flag, {anomaly_key}, count(*){sep}{nulls_a}{sep}{nulls_b} FROM {views['b']} s WHERE __flag IS NOT NULL GROUP BY ALL""")
-    return _match_stats(con, views, clean_rows)
+        SELECT {flag} || 'b', {anomaly_key}, count(*){sep}{nulls_a}{sep}{nulls_b} FROM __hb s WHERE __bad IS NOT NULL GROUP BY ALL""")
+    return _match_stats(con)
+
+
+def _join_passes(con, tables: dict) -> int:
+    """How many hash partitions of the key the pairing join runs in: a power of two, 1 up to
+    JOIN_PASS_ROWS rows on the larger side."""
+    rows = max(con.execute(f"SELECT count(*) FROM {tables[side]}").fetchone()[0] for side in "ab")
+    return 1 << max(0, math.ceil(math.log2(max(rows, 1) / JOIN_PASS_ROWS)))
 
 
 def _row_hash(spec: ReconciliationSpec, own: dict, other: dict, side: str) -> tuple[str, str]:
@@ -251,21 +285,22 @@ def _row_hash(spec: ReconciliationSpec, own: dict, other: dict, side: str) -> tu
 def _audit_duplicates(con, keys: list[str], types: dict) -> bool:
     """Fill ``__dups`` with the keys that appear more than once on a side; True if any do.
 
-    A single integer key is first checked with a bitmap over its range (one pass, no hash
-    table): when every row sets a distinct bit there is nothing to group."""
+    A single integer key is first checked with a bitmap over its range (one pass over the
+    side's in-memory hash table, no hash table of its own): when every row sets a distinct
+    bit there is nothing to group."""
     key_list = ", ".join(map(q, keys))
     parts = []
     for side in "ab":
-        if not _unique_by_bitmap(con, keys, types, f"__{side}"):
-            parts.append(f"SELECT '{side}' AS __side, {key_list}, count(*) AS __n FROM __{side} "
-                         "WHERE __flag IS NULL GROUP BY ALL HAVING count(*) > 1")
-    parts.append(f"SELECT 'a' AS __side, {key_list}, 0::BIGINT AS __n FROM __a WHERE FALSE")
+        if not _unique_by_bitmap(con, keys, types, f"__h{side}"):
+            parts.append(f"SELECT '{side}' AS __side, {key_list}, count(*) AS __n FROM __h{side} "
+                         "WHERE __bad IS NULL GROUP BY ALL HAVING count(*) > 1")
+    parts.append(f"SELECT 'a' AS __side, {key_list}, 0::BIGINT AS __n FROM __ha WHERE FALSE")
     con.execute(f"CREATE OR REPLACE TEMP TABLE __dups AS {' UNION ALL '.join(parts)}")
     return con.execute("SELECT count(*) FROM __dups").fetchone()[0] > 0
 
 
-def _unique_by_bitmap(con, keys: list[str], types: dict, view: str) -> bool:
-    return len(keys) == 1 and unique_by_bitmap(con, q(keys[0]), types[keys[0]], view, "__flag IS NULL")
+def _unique_by_bitmap(con, keys: list[str], types: dict, table: str) -> bool:
+    return len(keys) == 1 and unique_by_bitmap(con, q(keys[0]), types[keys[0]], table, "__bad IS NULL")
 
 
 def unique_by_bitmap(con, key: str, key_type: str, relation: str, where: str = "TRUE") -> bool:
@@ -282,30 +317,36 @@ def unique_by_bitmap(con, key: str, key_type: str, relation: str, where: str = "
     return distinct == count
 
 
-def _narrow_to_differing_buckets(con, keys: list[str], hashes: dict) -> int | None:
-    """Compare per-bucket counts and hash sums of the two sides. When few buckets differ, copy
-    only their rows to ``__a_sub``/``__b_sub`` and return how many rows the identical buckets
-    hold; when many differ, return None and compare everything."""
+def _narrow_to_differing_buckets(con, keys: list[str], strict: dict) -> bool:
+    """Compare per-bucket counts and hash sums of the two sides' hash tables. When few buckets
+    differ, copy only their rows to ``__ha_sub``/``__hb_sub`` and return True; when many differ,
+    return False and pair everything. A sample of the buckets is compared first, so dense drift
+    (nearly every bucket differs) costs one cheap look rather than the full summaries."""
     key_list = ", ".join(map(q, keys))
     bucket = f"(hash({key_list}) & {BUCKETS - 1})"
+    types = _types(con, "__ha")
+    key_args = ", ".join(hash_args(q(k), types[k]) for k in keys)  # 0 and -1 apart, also as HUGEINT
 
-    def summary(side: str) -> str:
-        row_hash, strict = hashes[side]
-        return (f"SELECT {bucket} AS b, count(*) AS n, sum(hash({key_list}, {row_hash})::HUGEINT) AS h, "
-                f"bool_or({strict} OR __flag IS NOT NULL) AS d FROM __{side} GROUP BY 1")
+    def differing(where: str) -> str:
+        def summary(side: str) -> str:
+            # XOR of the (key, record) hashes: order-independent, and no duplicate key (checked
+            # before) can cancel itself out; cheaper than a 128-bit sum.
+            return (f"SELECT {bucket} AS b, count(*) AS n, bit_xor(hash({key_args}, __h)) AS h, "
+                    f"bool_or({strict[side]} OR __bad IS NOT NULL) AS d FROM __h{side} s WHERE {where} GROUP BY 1")
 
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE __buckets AS
-        SELECT coalesce(x.b, y.b) AS b, coalesce(x.n, 0) AS n,
-               (x.n IS DISTINCT FROM y.n OR x.h IS DISTINCT FROM y.h OR coalesce(x.d OR y.d, TRUE)) AS differs
-        FROM ({summary('a')}) x FULL JOIN ({summary('b')}) y ON x.b = y.b""")
-    differing, clean_rows = con.execute(
-        "SELECT count(*) FILTER (differs), coalesce(sum(n) FILTER (NOT differs), 0) FROM __buckets").fetchone()
-    if differing > SPARSE_SHARE * BUCKETS:
-        return None
+        return f"""SELECT coalesce(x.b, y.b) AS b FROM ({summary('a')}) x FULL JOIN ({summary('b')}) y ON x.b = y.b
+            WHERE x.n IS DISTINCT FROM y.n OR x.h IS DISTINCT FROM y.h OR coalesce(x.d OR y.d, TRUE)"""
+
+    sampled = BUCKETS // SAMPLED_SHARE
+    if con.execute(f"SELECT count(*) FROM ({differing(f'{bucket} < {sampled}')})").fetchone()[0] > SPARSE_SHARE * sampled:
+        return False
+    con.execute(f"CREATE OR REPLACE TEMP TABLE __buckets AS {differing('TRUE')}")
+    if con.execute("SELECT count(*) FROM __buckets").fetchone()[0] > SPARSE_SHARE * BUCKETS:
+        return False
     for side in "ab":
-        con.execute(f"CREATE OR REPLACE TEMP TABLE __{side}_sub AS SELECT * FROM __{side} "
-                    f"WHERE {bucket} IN (SELECT b FROM __buckets WHERE differs)")
-    return int(clean_rows)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE __h{side}_sub AS SELECT * FROM __h{side} "
+                    f"WHERE {bucket} IN (SELECT b FROM __buckets)")
+    return True
 
 
 def _create_side_views(con, spec: ReconciliationSpec, side_a: Side, side_b: Side, mapping: Side | None) -> None:
@@ -363,10 +404,10 @@ def _create_mapped_views(con, spec, mapping: Side, raw_a: dict, raw_b: dict) -> 
         FROM __b_raw s LEFT JOIN __map m ON m.b_id = CAST(s.{q(key)} AS VARCHAR)""")
 
 
-def _match_stats(con, views: dict, clean_rows: int) -> MatchStats:
-    """Counts of the pairing; ``clean_rows`` identical rows were settled by bucket and never fetched."""
-    row = con.execute(f"""SELECT
-        (SELECT count(*) FROM {views['a']}), (SELECT count(*) FROM {views['b']}),
+def _match_stats(con) -> MatchStats:
+    """Counts of the pairing: rows from the sides' hash tables, the rest from ``__pairs``."""
+    row = con.execute("""SELECT
+        (SELECT count(*) FROM __ha), (SELECT count(*) FROM __hb),
         sum(__count) FILTER (__status = 'invalid_key_a'), sum(__count) FILTER (__status = 'invalid_key_b'),
         sum(__count) FILTER (__status = 'unmapped_a'), sum(__count) FILTER (__status = 'unmapped_b'),
         count(*) FILTER (__status = 'duplicate_key_a'), count(*) FILTER (__status = 'duplicate_key_b'),
@@ -376,23 +417,21 @@ def _match_stats(con, views: dict, clean_rows: int) -> MatchStats:
         FROM __pairs""").fetchone()
     values = [int(v or 0) for v in row]
     stats = MatchStats(*values[:12])
-    stats.rows_a += clean_rows
-    stats.rows_b += clean_rows
     stats.candidate_pairs = values[12]
     stats.matched = (
-        stats.rows_a - stats.invalid_key_rows_a - stats.unmapped_rows_a - _dup_excluded_rows(con, views["a"]) - stats.only_in_a
+        stats.rows_a - stats.invalid_key_rows_a - stats.unmapped_rows_a - _dup_excluded_rows(con, "__ha") - stats.only_in_a
     )
     stats.identical = stats.matched - stats.candidate_pairs
     return stats
 
 
-def _dup_excluded_rows(con, view: str) -> int:
-    """Rows of ``view`` left out of matching because their key is duplicated on either side."""
+def _dup_excluded_rows(con, table: str) -> int:
+    """Rows of ``table`` left out of matching because their key is duplicated on either side."""
     if con.execute("SELECT count(*) FROM __dups").fetchone()[0] == 0:
         return 0
     on = " AND ".join(f"d.{c} = s.{c}" for c in _key_columns(con))
     return con.execute(
-        f"SELECT count(*) FROM {view} s WHERE __flag IS NULL AND EXISTS (SELECT 1 FROM __dups d WHERE {on})"
+        f"SELECT count(*) FROM {table} s WHERE __bad IS NULL AND EXISTS (SELECT 1 FROM __dups d WHERE {on})"
     ).fetchone()[0]
 
 

@@ -272,14 +272,13 @@ def hash_operand(rule, column: str, own_type: str, other_type: str, side: str) -
     naive timestamps read in different zones; the scaled number when the sides count in
     different units. Values whose operand cannot be trusted are left to ``unsettled``.
 
-    DuckDB's ``hash()`` of a 128-bit value (HUGEINT, DECIMAL wider than 18 digits) hashes the
-    XOR of its two 64-bit halves, so -1 and 0, or -0.02 and 0.01 at scale 2, hash alike. Such an
-    operand is hashed with its sign, which separates every value whose unscaled integer fits in
-    64 bits; larger ones are never settled by hash (``unsettled``)."""
+    Returns one or more comma-separated arguments of DuckDB's ``hash()`` (see ``hash_args``: a
+    128-bit value is hashed with its double beside it); a 128-bit operand beyond 64 bits is never
+    settled by hash (``unsettled``)."""
     operand, operand_type = _hash_form(rule, column, own_type, other_type, side)
     if operand_type == "UUID":  # 128 bits too, and no sign to tell its halves apart
         return f"CAST({operand} AS VARCHAR)"
-    return f"{operand}, ({operand}) < 0" if _is_wide(operand_type) else operand
+    return hash_args(operand, operand_type)
 
 
 def _hash_form(rule, column: str, own_type: str, other_type: str, side: str) -> tuple[str, str]:
@@ -312,6 +311,14 @@ def _beyond_64_bits(operand: str, duck_type: str) -> str:
     """SQL true when a wide operand's unscaled integer needs more than 64 bits (see hash_operand)."""
     limit = Decimal(2**63).scaleb(-_fraction_digits(duck_type) if duck_type.startswith("DECIMAL") else 0)
     return f"abs({operand}) >= CAST({sql_literal(format(limit, 'f'))} AS {duck_type})"
+
+
+def hash_args(expr: str, duck_type: str) -> str:
+    """``expr`` as arguments of DuckDB's ``hash()``. DuckDB hashes a 128-bit integer (HUGEINT,
+    and a DECIMAL of more than 18 digits) as the XOR of the hashes of its two 64-bit halves, so
+    0 and -1 hash alike (and 1 and 2^64, and -0.02 and 0.01 at scale 2): the value as a double is
+    hashed beside it, which tells such values apart."""
+    return f"{expr}, CAST({expr} AS DOUBLE)" if _is_wide(duck_type) else expr
 
 
 def unsettled(rule, column: str, own_type: str, other_type: str, side: str) -> str | None:

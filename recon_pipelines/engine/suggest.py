@@ -111,9 +111,13 @@ def _training_keys(con: duckdb.DuckDBPyConnection, spec: ReconciliationSpec, sid
 def _comparisons(options):
     import splink.comparison_library as cl
 
-    make = {"exact": cl.ExactMatch, "name": cl.NameComparison, "email": cl.EmailComparison,
+    # No term-frequency adjustment (Splink's NameComparison applies one): it would be computed on the
+    # few unmatched records scored, where every name is rare or repeated by construction, not on the
+    # sides, and swamp the evidence. A name is compared at NameComparison's Jaro-Winkler levels.
+    make = {"exact": cl.ExactMatch, "email": cl.EmailComparison,
+            "name": lambda name: cl.JaroWinklerAtThresholds(name, [0.92, 0.88, 0.7]),
             "text": lambda name: cl.JaroWinklerAtThresholds(name, [0.9, 0.7])}
-    return [make[c.similarity](c.field) for c in options.compare]
+    return [make[c.similarity](c.field).configure(term_frequency_adjustments=False) for c in options.compare]
 
 
 def _splink(tables: dict[str, pa.Table], settings):

@@ -61,6 +61,7 @@ from recon_pipelines.spec.sources import DbtSource  # noqa: F401,E402 - apart fr
 from recon_pipelines.spec.runs import SampleSpec  # noqa: F401,E402 - apart from the line above it, for clean merges
 from recon_pipelines.spec.suggest import SuggestSpec  # noqa: F401,E402
 from recon_pipelines.spec.matching import GroupMatch, KeyMatch, MatchRule, WindowMatch, check_match_rules  # noqa: F401,E402
+from recon_pipelines.spec.runs import EngineSpec  # noqa: E402 - its own line, for clean merges
 
 # --------------------------------------------------------------------------- the spec
 
@@ -132,6 +133,7 @@ class ReconciliationSpec(StrictModel):
     match: list[MatchRule] = Field(
         default_factory=lambda: [KeyMatch(by="key")],
         description="Matching rules in precedence order: key, then group references, then amount/date windows.")
+    engine: EngineSpec = Field(EngineSpec(), description="Where the sides are paired: duckdb (local) or spark.")
 
 
     @model_validator(mode="after")

@@ -112,3 +112,18 @@ class SampleSpec(StrictModel):
         if (self.fraction is None) == (self.rows is None):
             raise ValueError("sample: give exactly one of fraction or rows")
         return self
+
+
+class EngineSpec(StrictModel):
+    """Where the sides are paired: in local DuckDB (default) or on Spark (docs/engine-spark.md).
+    The field rules always run in local DuckDB, so both engines report the same discrepancies."""
+
+    type: Literal["duckdb", "spark"] = Field("duckdb", description="duckdb (local) or spark (files only).")
+    master: str | None = Field(
+        None, description="Spark master URL (spark: local[2], spark://host:7077); $RECON_SPARK_MASTER overrides it.")
+
+    @model_validator(mode="after")
+    def _master_with_spark(self) -> "EngineSpec":
+        if self.master is not None and self.type != "spark":
+            raise ValueError("engine.master: only for type: spark")
+        return self

@@ -36,8 +36,12 @@ REGISTRY: dict[str, str] = {
     "mariadb_same_database": "recon_pipelines.engine.strategies.mariadb_join:MariaDbSameDatabase",
     "bucket_summaries": "recon_pipelines.engine.strategies.bucket_summaries:BucketSummaries",
     "canonical_buckets": "recon_pipelines.engine.strategies.cross_database:CanonicalBuckets",
+    "spark": "recon_pipelines.engine.strategies.spark:SparkPairing",
     LOCAL: "recon_pipelines.engine.strategies.local:LocalStrategy",
 }
+# Chosen only when asked for (the spec's ``engine: {type: spark}``, ``--engine spark``), never by
+# preference: Spark pays off past one machine, not for every pair of files.
+EXPLICIT_ONLY = ("spark",)
 
 __all__ = ["LOCAL", "REGISTRY", "Choice", "Pairing", "PairingStrategy", "PushdownPairing", "Sides", "choose", "reads_sources", "refusals", "strategy"]
 
@@ -63,16 +67,19 @@ class Choice:
         return self.strategy.name
 
 
-def choose(spec: ReconciliationSpec, explicit: str | None = None, full_scope: bool = True) -> Choice:
+def choose(spec: ReconciliationSpec, explicit: str | PairingStrategy | None = None, full_scope: bool = True) -> Choice:
     """Pick the strategy of one run, log it and the refusals of the others.
 
-    ``explicit`` (else the spec's ``strategy:``) is used when it does not refuse; if it does,
-    that is an error (the operator asked for it). Runs over a time window or a list of keys
+    ``explicit`` (a name or a configured strategy; else the spec's ``strategy:``, else Spark for
+    ``engine: {type: spark}``) is used when it does not refuse; if it does, that is an error (the
+    operator asked for it). Runs over a time window or a list of keys
     pair locally: their snapshots are small, and the strategies that read whole tables would
     read everything for them."""
-    wanted = explicit or getattr(spec, "strategy", None)
+    engine = getattr(getattr(spec, "engine", None), "type", None)
+    wanted = explicit or getattr(spec, "strategy", None) or ("spark" if engine == "spark" else None)
     if wanted:
-        chosen = strategy(wanted)
+        chosen = strategy(wanted) if isinstance(wanted, str) else wanted
+        wanted = chosen.name
         if not full_scope and reads_sources(chosen):
             return _logged(spec, Choice(strategy(LOCAL), f"{wanted} pairs whole tables; this run's scope is a window "
                                         "or keys, paired locally", {}))
@@ -85,7 +92,7 @@ def choose(spec: ReconciliationSpec, explicit: str | None = None, full_scope: bo
     refused: dict[str, str] = {}
     common = remote_refusal(spec)  # what rules out every strategy that reads the sources itself
     for name in REGISTRY:
-        if name == LOCAL:
+        if name == LOCAL or name in EXPLICIT_ONLY:
             continue
         candidate = strategy(name)
         if reads_sources(candidate) and common:
@@ -104,7 +111,7 @@ def refusals(spec: ReconciliationSpec, choice: Choice) -> dict[str, str]:
     common = remote_refusal(spec)
     out: dict[str, str] = {}
     for name in REGISTRY:
-        if name in (LOCAL, choice.name):
+        if name in (LOCAL, choice.name) or name in EXPLICIT_ONLY:
             continue
         if name in choice.refused:
             out[name] = choice.refused[name]
