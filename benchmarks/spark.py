@@ -118,7 +118,7 @@ def _row(size: int, drift: str, r: dict) -> str:
     if "error" in r:
         return f"| {size:,} | {drift} | {r['engine']} | ERROR: {r['error']} |||||"
     verdict = "AGREES" if not r["missing"] and not r["extra"] else f"DIFFERS ({r['missing']} missing, {r['extra']} extra)"
-    wire = (f"{r['moved']['candidates']:,} + {r['moved']['values_a'] + r['moved']['values_b']:,}"
+    wire = (f"{r['moved']['candidates']:,} + {r['moved']['a'] + r['moved']['b']:,}"
             if r["moved"] else "-")
     return (f"| {size:,} | {drift} | {r['engine']} | {r['seconds']:.1f} | {r['python_peak_gb']:.2f} + {r['jvm_peak_gb']:.2f} | "
             f"{r['candidate_pairs']:,} | {wire} | {verdict} |")

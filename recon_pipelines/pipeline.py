@@ -397,7 +397,9 @@ def pairing_metadata(pairing: Pairing) -> dict:
     """The strategy's figures as metadata: which, why, rows moved per side, and the push-down
     detail (phases, buckets) when there is one."""
     out = {"strategy": pairing.strategy, "strategy_reason": pairing.reason,
-           "rows_moved_a": int(pairing.rows_moved.get("a", 0)), "rows_moved_b": int(pairing.rows_moved.get("b", 0))}
+           "rows_moved_a": int(pairing.rows_moved.get("a", 0)), "rows_moved_b": int(pairing.rows_moved.get("b", 0)),
+           # a strategy's own figures beside the sides' (Spark: the candidate keys sent to the driver)
+           **{f"rows_moved_{what}": int(n) for what, n in pairing.rows_moved.items() if what not in ("a", "b")}}
     detail = getattr(pairing, "pushdown", None)
     if detail is not None:
         out["pushdown"] = asdict(detail)

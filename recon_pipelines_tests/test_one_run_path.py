@@ -249,7 +249,7 @@ def test_a_strategy_that_cannot_pair_the_spec_is_one_line_and_exit_2(tmp_path):
     for strategy, line in (("postgres_join", "strategy postgres_join cannot pair this spec: both sources must be sql "
                                              "sources naming a table"),
                            ("nosuch", "unknown pairing strategy 'nosuch' (known: duckdb_files, postgres_join, "
-                                      "mariadb_same_database, bucket_summaries, canonical_buckets, local)")):
+                                      "mariadb_same_database, bucket_summaries, canonical_buckets, spark, local)")):
         result = CliRunner().invoke(main, ["run", str(path), "--strategy", strategy])
         assert result.exit_code == 2 and line in result.output, result.output
     forced_local = CliRunner().invoke(main, ["run", str(path), "--strategy", "local", "--format", "json"])

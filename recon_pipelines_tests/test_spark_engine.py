@@ -91,7 +91,7 @@ def test_local_spark_finds_exactly_what_duckdb_finds_for_every_rule(every_rule, 
     # Only candidates crossed the wire: the identical pairs were counted on Spark.
     assert pairing.stats.identical > 0.9 * ROWS
     assert pairing.rows_moved["candidates"] < 0.1 * ROWS
-    assert pairing.rows_moved["values_a"] == pairing.stats.candidate_pairs + pairing.stats.only_in_a
+    assert pairing.rows_moved["a"] == pairing.stats.candidate_pairs + pairing.stats.only_in_a
 
 
 def test_csv_files_read_alike_on_spark_and_duckdb(tmp_path, local_spark):

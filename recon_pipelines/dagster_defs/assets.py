@@ -282,7 +282,7 @@ def _key_health(path, keys: list[str]) -> tuple[int, int]:
 def _matched_pairs_asset(spec: ReconciliationSpec) -> dg.AssetsDefinition:
     key = asset_key(spec, "matched_pairs")
 
-    @dg.asset(
+    asset = dg.asset(
         key=key,
         deps=[asset_key(spec, "snapshot_a"), asset_key(spec, "snapshot_b")],
         kinds={"duckdb", "parquet"},
@@ -293,11 +293,15 @@ def _matched_pairs_asset(spec: ReconciliationSpec) -> dg.AssetsDefinition:
         "identical pairs are counted, not stored.",
         **common_asset_args(spec),
     )
-    def matched_pairs(context: dg.AssetExecutionContext, recon: ReconResource, spark: SparkEngine) -> dg.MaterializeResult:
+
+    def matched_pairs(context: dg.AssetExecutionContext, recon: ReconResource) -> dg.MaterializeResult:
+        return pair(context, recon, None)
+
+    def pair(context: dg.AssetExecutionContext, recon: ReconResource, spark: SparkEngine | None) -> dg.MaterializeResult:
         scope = run_scope(context)
         folder = recon.folder(spec, scope)
         confirmed = pipeline.MatchDecisions.of(recon.tracker(), spec).confirmed  # suggested pairs an operator confirmed
-        spark_pairing = spark.strategy(spec)  # the resource's master; None unless the spec's engine is spark
+        spark_pairing = spark.strategy(spec) if spark is not None else None  # the resource's master
         choice = pipeline.choose_strategy(spec, scope, spark_pairing) if spark_pairing is not None else None
         stats = pipeline.match_pairs(spec, folder, recon.duckdb_memory_limit, recon.spill_dir(), confirmed, choice=choice)
         checks = []
@@ -311,7 +315,14 @@ def _matched_pairs_asset(spec: ReconciliationSpec) -> dg.AssetsDefinition:
                   for day, day_folder in day_runs(context, recon, spec)}
         return report(context, scope, {**pairs_metadata(stats, folder), **types}, by_day, checks)
 
-    return matched_pairs
+    if spec.engine.type == "spark":  # only a spark spec needs the Spark resource (its master, conf)
+        def matched_pairs_on_spark(context: dg.AssetExecutionContext, recon: ReconResource,
+                                   spark: SparkEngine) -> dg.MaterializeResult:
+            return pair(context, recon, spark)
+
+        matched_pairs_on_spark.__name__ = "matched_pairs"
+        return asset(matched_pairs_on_spark)
+    return asset(matched_pairs)
 
 
 def pairs_metadata(stats: dict, folder: pipeline.RunFolder) -> dict:

@@ -366,7 +366,7 @@ class _Plan:
                            duplicate_keys_a=dkeys_a, duplicate_keys_b=dkeys_b, duplicate_rows_a=drows_a,
                            duplicate_rows_b=drows_b, only_in_a=only_a, only_in_b=only_b, matched=matched,
                            identical=matched - pairs, candidate_pairs=pairs)
-        return stats, {"candidates": moved_keys, "values_a": moved_a, "values_b": moved_b}
+        return stats, {"a": moved_a, "b": moved_b, "candidates": moved_keys}
 
 
 # --------------------------------------------------------------------------- helpers
