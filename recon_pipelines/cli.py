@@ -19,16 +19,17 @@ from recon_pipelines.cli_errors import UserError, one_line
 from recon_pipelines.cli_notifications import notifications
 from recon_pipelines.cli_runs import runs
 from recon_pipelines.cli_shared import (
-    displayed,
     EXIT_AGREE,
     EXIT_ERROR,
     EXIT_FOUND,
     cell_text,
+    displayed,
     group_tracker,
     group_tracker_url_option,
     open_tracker,
     text_table,
     tracker_url_option,
+    write_discrepancies,
     write_rows,
 )
 from recon_pipelines.cli_streams import streams
@@ -240,17 +241,8 @@ def run(spec_file: Path, fmt: str, output: Path | None, limit: int, track: bool,
         from recon_pipelines.cli_web import write_one_off_report
 
         write_one_off_report(spec.name, summary, rows, output)
-    elif output is not None:
-        with output.open("w", encoding="utf-8", newline="") as handle:
-            write_rows(rows, "json" if fmt == "table" else fmt, handle, OUTPUT_COLUMNS)
-        click.echo(f"{len(rows)} discrepancies written to {output}")
-    elif rows:
-        if fmt == "table":
-            click.echo(text_table(rows[:limit], RUN_TABLE_COLUMNS))
-            if len(rows) > limit:
-                click.echo(f"... {len(rows) - limit} more (use --output FILE or --format json for all)")
-        else:
-            write_rows(rows, fmt, sys.stdout, OUTPUT_COLUMNS)
+    else:
+        write_discrepancies(rows, fmt, output, limit, OUTPUT_COLUMNS, RUN_TABLE_COLUMNS)
     sys.exit(EXIT_FOUND if rows else EXIT_AGREE)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from recon_pipelines.cli_shared import EXIT_AGREE, EXIT_FOUND, displayed, open_tracker, text_table, write_rows
+from recon_pipelines.cli_shared import EXIT_AGREE, EXIT_FOUND, displayed, open_tracker, write_discrepancies
 from recon_pipelines.nway_pipeline import breakdown_lines, counts_line
 from recon_pipelines.spec.nway import NWaySpec
 from recon_pipelines.terminal import for_terminal
@@ -40,17 +40,8 @@ def run_nway_command(spec: NWaySpec, fmt: str, output: Path | None, limit: int, 
         from recon_pipelines.engine.nway import summary_of
 
         write_one_off_report(spec.name, summary_of(stats, table, fields), rows, output)
-    elif output is not None:
-        with output.open("w", encoding="utf-8", newline="") as handle:
-            write_rows(rows, "json" if fmt == "table" else fmt, handle, NWAY_COLUMNS)
-        click.echo(f"{len(rows)} discrepancies written to {output}")
-    elif rows:
-        if fmt == "table":
-            click.echo(text_table(rows[:limit], NWAY_TABLE_COLUMNS))
-            if len(rows) > limit:
-                click.echo(f"... {len(rows) - limit} more (use --output FILE or --format json for all)")
-        else:
-            write_rows(rows, fmt, sys.stdout, NWAY_COLUMNS)
+    else:
+        write_discrepancies(rows, fmt, output, limit, NWAY_COLUMNS, NWAY_TABLE_COLUMNS)
     sys.exit(EXIT_FOUND if rows else EXIT_AGREE)
 
 

@@ -96,3 +96,21 @@ def cell_text(value, width: int | None = None) -> str:
 def displayed(row: dict) -> dict:
     """A discrepancy as the CLI shows it: numbers without float noise (numbers.display_number)."""
     return {name: display_number(value) for name, value in row.items()}
+
+
+def write_discrepancies(rows: list[dict], fmt: str, output, limit: int, columns, table_columns) -> None:
+    """``recon run``'s output: a file (``--output``, JSON lines unless csv), else the table's first
+    ``limit`` rows or every row as JSON lines / CSV on stdout. (``--format html`` is written by the caller.)"""
+    import sys
+
+    if output is not None:
+        with output.open("w", encoding="utf-8", newline="") as handle:
+            write_rows(rows, "json" if fmt == "table" else fmt, handle, columns)
+        click.echo(f"{len(rows)} discrepancies written to {output}")
+    elif rows:
+        if fmt == "table":
+            click.echo(text_table(rows[:limit], table_columns))
+            if len(rows) > limit:
+                click.echo(f"... {len(rows) - limit} more (use --output FILE or --format json for all)")
+        else:
+            write_rows(rows, fmt, sys.stdout, columns)

@@ -22,16 +22,9 @@ def check_sources(spec: ReconciliationSpec, file: str | Path) -> None:
     if isinstance(spec, NWaySpec):
         return _check_systems(spec, file)
     for side, source in (("a", spec.source_a), ("b", spec.source_b)):
-        if isinstance(source, HttpSource):
-            if not source.columns:
-                continue
-            available = set(source.columns)
-        else:
-            try:
-                with connector_for(source) as connector:
-                    available = set(connector.schema().names)
-            except SourceError as exc:
-                raise SpecError(file, f"source_{side}", str(exc)) from None
+        available = _available_columns(source, file, f"source_{side}")
+        if available is None:
+            continue
         name = spec.source_names[0 if side == "a" else 1]
         if source.filter is not None:
             missing = missing_filter_columns(check_filter(source.filter, source.filter_backend()), available)
@@ -50,16 +43,9 @@ def check_sources(spec: ReconciliationSpec, file: str | Path) -> None:
 def _check_systems(spec: NWaySpec, file: str | Path) -> None:
     """The N-way twin: every system has the columns its key, fields, filter and active: name."""
     for system, source in spec.sources.items():
-        if isinstance(source, HttpSource):
-            if not source.columns:
-                continue
-            available = set(source.columns)
-        else:
-            try:
-                with connector_for(source) as connector:
-                    available = set(connector.schema().names)
-            except SourceError as exc:
-                raise SpecError(file, f"sources.{system}", str(exc)) from None
+        available = _available_columns(source, file, f"sources.{system}")
+        if available is None:
+            continue
         has = ", ".join(sorted(available))
         for option in ("filter", "active"):
             condition = getattr(source, option)
@@ -73,3 +59,15 @@ def _check_systems(spec: NWaySpec, file: str | Path) -> None:
         for path, column in wanted:
             if column not in available:
                 raise SpecError(file, path, f"column {column!r} not found in {system} (it has: {has})")
+
+
+def _available_columns(source, file: str | Path, where: str) -> set[str] | None:
+    """The columns a source has: read from its schema, or an HTTP source's declared ``columns``
+    (None when it declares none: no request is made to find out)."""
+    if isinstance(source, HttpSource):
+        return set(source.columns) if source.columns else None
+    try:
+        with connector_for(source) as connector:
+            return set(connector.schema().names)
+    except SourceError as exc:
+        raise SpecError(file, where, str(exc)) from None
