@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -143,24 +144,7 @@ def _expand_nway_short_forms(data: dict, file: Path) -> dict:
             item["columns"] = {**{s: str(item["name"]) for s in systems}, **columns}
         return item
 
-    key = data.get("key")
-    if isinstance(key, (str, dict)):
-        key = [key]
-    if isinstance(key, list):
-        data["key"] = [mapped(k, f"key.{i}") for i, k in enumerate(key)]
-    fields = data.get("fields")
-    if isinstance(fields, dict):
-        expanded = []
-        for name, rule in fields.items():
-            if rule is None or isinstance(rule, str):
-                rule = {"compare": rule or "exact"}
-            if not isinstance(rule, dict):
-                raise SpecError(file, f"fields.{name}", "expected a rule name or a mapping of rule options")
-            expanded.append(mapped({"name": str(name), **rule}, f"fields.{name}"))
-        data["fields"] = expanded
-    elif isinstance(fields, list):
-        data["fields"] = [mapped(f, f"fields.{i}") for i, f in enumerate(fields)]
-    return data
+    return _expand_key_and_fields(data, file, mapped)
 
 
 def load_spec_dir(folder: str | Path) -> list[ReconciliationSpec]:
@@ -217,12 +201,22 @@ def _is_free_text(path: str) -> bool:
 
 
 def _expand_short_forms(data: dict, file: Path) -> dict:
-    data = dict(data)
+    data = _expand_key_and_fields(dict(data), file, lambda item, path: _named(item, file, path))
+    for item in data.get("fields") or []:
+        if isinstance(item, dict):
+            item.setdefault("compare", "exact")
+    return data
+
+
+def _expand_key_and_fields(data: dict, file: Path, complete: Callable[[Any, str], Any]) -> dict:
+    """The short forms two-source and N-way specs share: ``key: id`` (or one mapping) as a list,
+    ``fields:`` as a mapping of name to a rule name or options; ``complete`` fills in each key or
+    field item's columns (``_named`` for two sources, one column per system for N-way)."""
     key = data.get("key")
     if isinstance(key, (str, dict)):
         key = [key]
     if isinstance(key, list):
-        data["key"] = [_named(k, file, f"key.{i}") for i, k in enumerate(key)]
+        data["key"] = [complete(k, f"key.{i}") for i, k in enumerate(key)]
     fields = data.get("fields")
     if isinstance(fields, dict):
         expanded = []
@@ -231,13 +225,10 @@ def _expand_short_forms(data: dict, file: Path) -> dict:
                 rule = {"compare": rule or "exact"}
             if not isinstance(rule, dict):
                 raise SpecError(file, f"fields.{name}", "expected a rule name or a mapping of rule options")
-            expanded.append(_named({"name": str(name), **rule}, file, f"fields.{name}"))
+            expanded.append(complete({"name": str(name), **rule}, f"fields.{name}"))
         data["fields"] = expanded
     elif isinstance(fields, list):
-        data["fields"] = [_named(f, file, f"fields.{i}") for i, f in enumerate(fields)]
-    for item in data.get("fields") or []:
-        if isinstance(item, dict):
-            item.setdefault("compare", "exact")
+        data["fields"] = [complete(f, f"fields.{i}") for i, f in enumerate(fields)]
     return data
 
 
