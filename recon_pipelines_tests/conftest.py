@@ -89,6 +89,7 @@ def throwaway_mariadb(collation: str = "utf8mb4_general_ci"):
         with admin.begin() as conn:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
         admin.dispose()
+        admin.dispose()
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ server, with a statement timeout. Against the real PostgreSQL, MariaDB and SQLit
 
 from __future__ import annotations
 
-import os
-import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -19,9 +17,9 @@ from recon_pipelines.sources.readonly import read_only_engine
 from recon_pipelines.sources.sql import SqlConnector
 from recon_pipelines.spec import SpecError, parse_spec
 from recon_pipelines.spec.models import SqlSource
+from recon_pipelines_tests.conftest import throwaway_mariadb
 
 ATTACK = "SELECT id, amount FROM t) q; DROP TABLE victim; COMMIT; SELECT * FROM (SELECT id, amount FROM t"
-MARIADB_URL = os.environ.get("RECON_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306")
 
 
 # --------------------------------------------------------------------------- the query check
@@ -169,30 +167,16 @@ def test_postgres_query_source_reads_and_a_slow_statement_times_out(pg_with_vict
 
 @pytest.fixture
 def mariadb_url():
-    pytest.importorskip("pymysql")
-    name = f"recon_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(MARIADB_URL, connect_args={"connect_timeout": 3})
-    try:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"CREATE DATABASE `{name}`"))
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but MariaDB at {MARIADB_URL} is unreachable: {exc}")
-        pytest.skip(f"no MariaDB at {MARIADB_URL}")
-    url = f"{MARIADB_URL}/{name}"
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("CREATE TABLE t (id int PRIMARY KEY, amount decimal(10,2))"))
-        conn.execute(sa.text("INSERT INTO t VALUES (1, 10.00), (2, 20.00)"))
-        conn.execute(sa.text("CREATE TABLE victim (id int)"))
-    try:
-        yield url, engine
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
+    with throwaway_mariadb() as url:
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE t (id int PRIMARY KEY, amount decimal(10,2))"))
+            conn.execute(sa.text("INSERT INTO t VALUES (1, 10.00), (2, 20.00)"))
+            conn.execute(sa.text("CREATE TABLE victim (id int)"))
+        try:
+            yield url, engine
+        finally:
+            engine.dispose()
 
 
 def test_mariadb_sessions_are_read_only_and_bounded(mariadb_url, monkeypatch):
