@@ -208,13 +208,17 @@ def test_429_with_retry_after_is_retried_after_the_requested_wait():
 
 def test_retry_after_as_an_http_date_and_capped_at_max_backoff():
     sleeps: list[float] = []
-    in_30s = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
+    before = datetime.now(timezone.utc)
+    in_30s = (before + timedelta(seconds=30)).replace(microsecond=0)  # HTTP dates have whole seconds
     with fake_records_api(RECORDS, style="none") as server:
-        server.fail_next(503, {"Retry-After": in_30s})
+        server.fail_next(503, {"Retry-After": format_datetime(in_30s, usegmt=True)})
         server.fail_next(429, {"Retry-After": "120"})
         read(connect(server, sleeps, max_backoff="1m"))
+    after = datetime.now(timezone.utc)
     assert len(sleeps) == 2
-    assert 28 <= sleeps[0] <= 30  # the date is ~30 s away (HTTP dates have whole seconds)
+    # The wait is the date minus the moment the reply was read, which lies between before and after
+    # (however slow the machine): exactly what is left of the ~30 s.
+    assert (in_30s - after).total_seconds() <= sleeps[0] <= (in_30s - before).total_seconds()
     assert sleeps[1] == 60.0  # 120 s asked, capped at max_backoff
 
 
