@@ -721,8 +721,8 @@ def run(spec: ReconciliationSpec, scope: RunScope | None = None, storage: str | 
         check_schema_drift(spec, tracker, run_id, warn or log.warning)
     with _run_folder(storage, spec, scope) as folder:
         choice = choose_strategy(spec, scope, strategy)
-        # Spark reads whole files: the run's Parquet snapshots, never a renamed scan of a file in place.
-        in_place = in_place and choice.name != "spark"
+        # A strategy that reads whole files (Spark) gets the run's Parquet snapshots, not a renamed scan in place.
+        in_place = in_place and not getattr(choice.strategy, "reads_whole_files", False)
         for side in "ab":
             snapshot = take_snapshot(spec, side, scope, folder, choice=choice, in_place=in_place)
             if snapshot["missing"]:

@@ -47,7 +47,10 @@ table expressions under the spec's names, opened on first use). A strategy that 
 the data lives reads the sources itself from the spec and ignores ``sides``; it declares
 ``reads_sources = True`` so the pipeline does not snapshot the sources for it, and it must
 accept ``sides=None`` (the asset graph passes None once its snapshot steps recorded only a
-reference). A strategy without the attribute is taken to read the sources itself.
+reference). A strategy without the attribute is taken to read the sources itself. One that
+pairs the local sides but needs each as one whole file under the spec's names (Spark reads the
+file itself) declares ``reads_whole_files = True``: the run then takes Parquet snapshots
+rather than scanning a file source in place.
 """
 
 from __future__ import annotations

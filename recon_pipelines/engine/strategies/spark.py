@@ -138,6 +138,7 @@ class SparkPairing:
     staging_dir: str | None = None
     name: str = "spark"
     reads_sources = False  # it pairs the sides' files, opened locally (Side.file)
+    reads_whole_files = True  # each side must be one file under the spec's names (a snapshot, not a scan in place)
     why = "the spec's engine is spark: paired on Spark, judged in DuckDB"
 
     def refuses(self, spec: ReconciliationSpec) -> str | None:
